@@ -1,0 +1,939 @@
+"""The Kubernetes-compatible REST API of one master (aiohttp).
+
+Built by the master process (`hacluster.cluster.master`) around a `ReplicatedStore`. Each handler
+authenticates, authorizes, decodes and validates the request, builds a command and proposes it — nothing
+reaches the store from a rejected request. Every error leaves through one middleware as a Kubernetes
+`Status`. Reads are linearizable by default (a Raft barrier before reading local state);
+`resourceVersion=0` asks for a possibly stale local read, as Kubernetes' watch cache serves it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import random
+import string
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import msgspec
+import yaml
+from aiohttp import web
+
+from hacluster.apiserver import discovery, patch as patching
+from hacluster.apiserver.auth import Authenticator, User, authorize
+from hacluster.apiserver.metrics import MasterMetrics
+from hacluster.config import ClusterConfig
+from hacluster.model import commands as cmds
+from hacluster.model import errors as E
+from hacluster.model import resources, schema, validation
+from hacluster.model.resources import Resource
+from hacluster.model.selectors import (FieldSelector, LabelSelector, SelectorError, parse_field_selector,
+                                       parse_label_selector)
+from hacluster.store.api import ReplicatedStore
+from hacluster.store.state import DELETED, MODIFIED, ADDED, Result, StoreState, WatchEvent
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+
+_json_encoder = msgspec.json.Encoder()
+_GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' utilrand alphabet
+_SERVER_SET_META = ("uid", "resourceVersion", "creationTimestamp", "deletionTimestamp",
+                    "deletionGracePeriodSeconds", "generation", "selfLink", "managedFields")
+_UPDATE_RETRIES = 5
+
+
+def rfc3339(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def encode_json(data: Any) -> bytes:
+    return _json_encoder.encode(data)
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=encode_json(data), status=status, content_type="application/json",
+                        headers=headers)
+
+
+def status_response(err: E.ApiError) -> web.Response:
+    headers = {}
+    if err.retry_after_s is not None:
+        headers["Retry-After"] = str(err.retry_after_s)
+    return json_response(err.to_status(), status=err.code, headers=headers)
+
+
+def result_error(result: Result) -> E.ApiError:
+    assert result.error is not None
+    e = result.error
+    return E.error_from_reason(e.reason, e.message, kind=e.kind, name=e.name, causes=e.causes)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a request path names."""
+
+    res: Resource
+    namespace: str
+    name: str
+    subresource: str
+
+
+class ApiServer:
+    """Handlers of one master's API; `app()` gives the aiohttp application."""
+
+    def __init__(self, cfg: ClusterConfig, master_id: str, store: ReplicatedStore, *,
+                 clock: Callable[[], float] = time.time, metrics: MasterMetrics | None = None,
+                 log_reader: Callable[[Obj, str, int | None], Awaitable[str]] | None = None) -> None:
+        self.cfg = cfg
+        self.master_id = master_id
+        self.store = store
+        self.clock = clock
+        self.metrics = metrics or MasterMetrics()
+        self.authn = Authenticator(cfg)
+        self.log_reader = log_reader
+        self._watch_stops: set[asyncio.Event] = set()
+
+    # ------------------------------------------------------------------------------ application
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._middleware], client_max_size=self.cfg.api.max_body_bytes)
+        r = app.router
+        r.add_get("/version", self._version)
+        r.add_get("/version/", self._version)
+        r.add_get("/healthz", self._healthz)
+        r.add_get("/livez", self._healthz)
+        r.add_get("/readyz", self._readyz)
+        r.add_get("/metrics", self._metrics)
+        r.add_get("/debug/raft", self._debug_raft)
+        r.add_get("/openapi/v2", self._openapi)
+        r.add_get("/api", self._api)
+        r.add_get("/api/", self._api)
+        r.add_get("/apis", self._apis)
+        r.add_get("/apis/", self._apis)
+        r.add_route("*", "/api/v1", self._dispatch_core)
+        r.add_route("*", "/api/v1/{tail:.*}", self._dispatch_core)
+        r.add_get("/apis/{group}", self._api_group)
+        r.add_route("*", "/apis/{group}/{version}", self._dispatch_group)
+        r.add_route("*", "/apis/{group}/{version}/{tail:.*}", self._dispatch_group)
+        return app
+
+    def stop_watches(self) -> None:
+        """End every open watch (this master lost its quorum): clients resume on another master."""
+        for ev in list(self._watch_stops):
+            ev.set()
+
+    @web.middleware
+    async def _middleware(self, request: web.Request,
+                          handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        start = time.monotonic()
+        verb = request.get("verb", request.method.lower())
+        try:
+            resp = await handler(request)
+        except E.ApiError as err:
+            resp = status_response(err)
+        except web.HTTPRequestEntityTooLarge:
+            resp = status_response(E.TooLarge(
+                f"Request entity too large: limit is {self.cfg.api.max_body_bytes}"))
+        except web.HTTPException as exc:
+            if exc.status == 404:
+                resp = status_response(E.NotFound("the server could not find the requested resource"))
+            elif exc.status == 405:
+                resp = status_response(E.MethodNotAllowed(
+                    f"the server does not allow this method on the requested resource"))
+            else:
+                raise
+        except asyncio.CancelledError:
+            raise
+        except (ConnectionResetError, BrokenPipeError):
+            raise
+        except Exception as exc:  # a bug: answer like Kubernetes, keep the traceback in the master's log
+            log.exception("internal error on %s %s", request.method, request.path)
+            resp = status_response(E.InternalError(f"Internal error occurred: {type(exc).__name__}: {exc}"))
+        verb = request.get("verb", verb)
+        resource = request.get("resource", "")
+        self.metrics.requests.labels(verb, resource, str(resp.status)).inc()
+        if verb != "watch":
+            self.metrics.latency.labels(verb, resource).observe(time.monotonic() - start)
+        return resp
+
+    # -------------------------------------------------------------------------------- discovery
+    async def _version(self, request: web.Request) -> web.Response:
+        return json_response(discovery.KUBERNETES_VERSION)
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        view = self.store.view()
+        has_default = self.store.read(lambda s: "default" in s.objects["namespaces"])
+        if view.quorum and has_default:
+            return web.Response(text="ok")
+        why = "no quorum" if not view.quorum else "bootstrap namespaces not yet created"
+        return web.Response(status=500, text=f"[-]raft failed: {why}\nreadyz check failed")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        self._authenticate(request)
+        view = self.store.view()
+        self.metrics.term.set(view.term)
+        self.metrics.is_leader.set(1 if view.role == "leader" else 0)
+        self.metrics.commit_index.set(view.commit_index)
+        self.metrics.revision.set(self.store.read(lambda s: s.revision))
+        body, ctype = self.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": ctype})
+
+    async def _debug_raft(self, request: web.Request) -> web.Response:
+        self._authenticate(request)
+        view = self.store.view()
+        revision, fingerprint, term_seen = self.store.read(lambda s: (s.revision, s.fingerprint(), s.term_seen))
+        return json_response({
+            "id": view.id, "role": view.role, "term": view.term, "leader": view.leader,
+            "commit_index": view.commit_index, "applied_index": view.applied_index, "quorum": view.quorum,
+            "log_length": view.log_length, "revision": revision, "fingerprint": fingerprint,
+            "fenced_term": term_seen,
+            "peers": [{"id": p.id, "address": p.address, "connected": p.connected, "match_index": p.match_index,
+                       "last_response_age_s": p.last_response_age_s} for p in view.peers],
+        })
+
+    async def _openapi(self, request: web.Request) -> web.Response:
+        accept = request.headers.get("Accept", "")
+        if "protobuf" in accept:
+            return web.Response(body=discovery.openapi_v2_protobuf(), content_type="application/octet-stream")
+        return json_response(discovery.openapi_v2_json())
+
+    async def _api(self, request: web.Request) -> web.Response:
+        return json_response(discovery.api_versions())
+
+    async def _apis(self, request: web.Request) -> web.Response:
+        return json_response(discovery.api_group_list())
+
+    async def _api_group(self, request: web.Request) -> web.Response:
+        doc = discovery.api_group(request.match_info["group"])
+        if doc is None:
+            raise E.NotFound("the server could not find the requested resource")
+        return json_response(doc)
+
+    # --------------------------------------------------------------------------------- dispatch
+    async def _dispatch_core(self, request: web.Request) -> web.StreamResponse:
+        return await self._dispatch(request, "v1", request.match_info.get("tail", ""))
+
+    async def _dispatch_group(self, request: web.Request) -> web.StreamResponse:
+        gv = f"{request.match_info['group']}/{request.match_info['version']}"
+        return await self._dispatch(request, gv, request.match_info.get("tail", ""))
+
+    async def _dispatch(self, request: web.Request, group_version: str, tail: str) -> web.StreamResponse:
+        segs = [s for s in tail.split("/") if s]
+        watch_path = False
+        if segs and segs[0] == "watch":
+            segs, watch_path = segs[1:], True
+        if not segs:
+            if request.method != "GET":
+                raise E.MethodNotAllowed("the server does not allow this method on the requested resource")
+            doc = discovery.api_resource_list(group_version)
+            if doc is None:
+                raise E.NotFound("the server could not find the requested resource")
+            return json_response(doc)
+        target = self._parse_target(group_version, segs)
+        request["resource"] = target.res.plural + (f"/{target.subresource}" if target.subresource else "")
+        user = self._authenticate(request)
+        q = request.query
+        method = request.method
+        if method == "GET":
+            if target.name and target.subresource == "log":
+                request["verb"] = "get"
+                return await self._pod_log(request, user, target)
+            if target.name and target.subresource not in ("", "status", "scale"):
+                raise E.NotFound("the server could not find the requested resource")
+            if target.name and not watch_path:
+                request["verb"] = "get"
+                return await self._get(request, user, target)
+            if watch_path or _truthy(q.get("watch")):
+                request["verb"] = "watch"
+                return await self._watch(request, user, target)
+            request["verb"] = "list"
+            return await self._list(request, user, target)
+        if method == "POST":
+            request["verb"] = "create"
+            if target.subresource == "binding" and target.res.plural == "pods":
+                return await self._bind(request, user, target)
+            if target.subresource == "eviction" and target.res.plural == "pods":
+                return await self._evict(request, user, target)
+            if target.name:
+                raise E.MethodNotAllowed("the server does not allow this method on the requested resource")
+            return await self._create(request, user, target)
+        if method == "PUT":
+            request["verb"] = "update"
+            self._need_name(target)
+            return await self._update(request, user, target)
+        if method == "PATCH":
+            request["verb"] = "patch"
+            self._need_name(target)
+            return await self._patch(request, user, target)
+        if method == "DELETE":
+            request["verb"] = "delete"
+            if not target.name:
+                return await self._delete_collection(request, user, target)
+            return await self._delete(request, user, target)
+        raise E.MethodNotAllowed("the server does not allow this method on the requested resource")
+
+    def _parse_target(self, group_version: str, segs: list[str]) -> Target:
+        ns = ""
+        if len(segs) >= 3 and segs[0] == "namespaces":
+            res = resources.lookup(group_version, segs[2])
+            if res is not None and res.namespaced:
+                ns, segs = segs[1], segs[2:]
+        res = resources.lookup(group_version, segs[0])
+        if res is None or len(segs) > 3:
+            raise E.NotFound("the server could not find the requested resource")
+        name = segs[1] if len(segs) > 1 else ""
+        sub = segs[2] if len(segs) > 2 else ""
+        if sub and sub not in res.subresources:
+            raise E.NotFound("the server could not find the requested resource")
+        if res.namespaced and name and not ns:
+            raise E.NotFound("the server could not find the requested resource")
+        return Target(res, ns, name, sub)
+
+    @staticmethod
+    def _need_name(target: Target) -> None:
+        if not target.name:
+            raise E.MethodNotAllowed("the server does not allow this method on the requested resource")
+
+    def _authenticate(self, request: web.Request) -> User:
+        user: User = self.authn.authenticate(request.headers.get("Authorization"))
+        request["user"] = user
+        return user
+
+    # ------------------------------------------------------------------------------- body input
+    async def _read_body(self, request: web.Request, *, allow_empty: bool = False) -> Any:
+        limit = self.cfg.api.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise E.TooLarge(f"Request entity too large: limit is {limit}")
+        raw = await request.content.read(limit + 1)
+        if len(raw) > limit:
+            raise E.TooLarge(f"Request entity too large: limit is {limit}")
+        if not raw.strip():
+            if allow_empty:
+                return None
+            raise E.BadRequest("the body of the request was in an unknown format - accepted media types include: "
+                               "application/json, application/yaml")
+        ctype = (request.content_type or "").lower()
+        if "yaml" in ctype:
+            try:
+                return yaml.safe_load(raw)
+            except yaml.YAMLError as exc:
+                raise E.BadRequest(f"error converting YAML to JSON: {exc}") from exc
+        try:
+            return msgspec.json.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise E.BadRequest(f"couldn't get version/kind; json parse error: {exc}") from exc
+
+    def _decode_object(self, request: web.Request, res: Resource, body: Any) -> tuple[Obj, list[str]]:
+        """Check kind/apiVersion and field types; return the object and the unknown-field warnings."""
+        if not isinstance(body, dict):
+            raise E.BadRequest(f"{res.kind} in version \"{res.version}\" cannot be handled as a {res.kind}: json: "
+                               f"cannot unmarshal {_json_type(body)} into Go value of type {res.group or 'core'}."
+                               f"{res.kind}")
+        kind = body.get("kind")
+        if kind not in (None, "", res.kind):
+            if not isinstance(kind, str) or kind not in {r.kind for r in resources.ALL} | {"Binding"}:
+                raise E.BadRequest(f'no kind "{kind}" is registered for version "{res.api_version}" in scheme '
+                                   '"pkg/api/legacyscheme/scheme.go:30"')
+            raise E.BadRequest(f"the object provided is unrecognized (must be of type {res.kind}): couldn't get "
+                               f"version/kind; object kind {kind} does not match {res.kind}")
+        av = body.get("apiVersion")
+        if av not in (None, "", res.api_version):
+            raise E.BadRequest(f"the API version in the data ({av}) does not match the expected API version "
+                               f"({res.api_version})")
+        mismatches, unknown = schema.check_shape(body, res.shape)
+        if mismatches:
+            raise E.BadRequest(f"{res.kind} in version \"{res.version}\" cannot be handled as a {res.kind}: "
+                               f"{mismatches[0].message()}")
+        strict = request.query.get("fieldValidation", "") == "Strict"
+        if unknown and strict:
+            detail = ", ".join(f'unknown field "{u}"' for u in unknown)
+            raise E.BadRequest(f"{res.kind} in version \"{res.version}\" cannot be handled as a {res.kind}: "
+                               f"strict decoding error: {detail}")
+        warnings = [f'unknown field "{u}"' for u in unknown]
+        if unknown and request.query.get("fieldValidation", "") != "Ignore":
+            body = _drop_paths(body, unknown)
+        return body, warnings
+
+    @staticmethod
+    def _with_warnings(resp: web.Response, warnings: list[str]) -> web.Response:
+        for w in warnings:
+            resp.headers.add("Warning", '299 - "' + w.replace('"', '\\"') + '"')
+        return resp
+
+    # ------------------------------------------------------------------------------------ reads
+    async def _consistent(self, request: web.Request) -> None:
+        """Linearizable unless the client asked for resourceVersion=0 (any, possibly stale, state)."""
+        if request.query.get("resourceVersion", "") == "0":
+            return
+        await self.store.linearizable_barrier()
+
+    async def _get(self, request: web.Request, user: User, t: Target) -> web.Response:
+        authorize(user, "get", t.res, t.namespace, t.name, t.subresource)
+        await self._consistent(request)
+        obj = self.store.read(lambda s: s.get(t.res.plural, t.namespace, t.name))
+        if obj is None:
+            raise E.not_found(t.res.plural, t.name, t.res.group)
+        if t.subresource == "scale":
+            return json_response(_scale_of(obj))
+        table = _wants_table(request)
+        if table:
+            return json_response(self._table(t.res.plural, [obj], str(obj["metadata"]["resourceVersion"]),
+                                             request))
+        return json_response(obj)
+
+    async def _list(self, request: web.Request, user: User, t: Target) -> web.Response:
+        authorize(user, "list", t.res, t.namespace, "")
+        q = request.query
+        labels, fields = _selectors(q, t.res.plural)
+        await self._consistent(request)
+        limit = _int_param(q, "limit", 0)
+        page_max = self.cfg.api.list_limit_max
+        limit = min(limit, page_max) if limit > 0 else page_max
+        start_key, list_rv = "", None
+        if q.get("continue"):
+            start_key, list_rv = _decode_continue(q["continue"])
+
+        def snapshot(s: StoreState) -> tuple[int, list[Obj], bool, int]:
+            bucket = s.objects.get(t.res.plural) or {}
+            prefix = t.namespace + "/" if t.namespace else ""
+            keys = sorted(k for k in bucket if k.startswith(prefix) and k > start_key)
+            out: list[Obj] = []
+            more = False
+            remaining = 0
+            for k in keys:
+                obj = bucket[k]
+                if not (labels.matches(obj["metadata"].get("labels")) and fields.matches(obj)):
+                    continue
+                if len(out) >= limit:
+                    more = True
+                    remaining += 1
+                    continue
+                out.append(obj)
+            return s.revision, out, more, remaining
+
+        revision, items, more, remaining = self.store.read(snapshot)
+        rv = str(list_rv if list_rv is not None else revision)
+        meta: Obj = {"resourceVersion": rv}
+        if more:
+            last_key = resources.object_key(items[-1]["metadata"].get("namespace", "") if t.res.namespaced else "",
+                                            items[-1]["metadata"]["name"])
+            meta["continue"] = _encode_continue(last_key, int(rv))
+            meta["remainingItemCount"] = remaining
+        if _wants_table(request):
+            table = self._table(t.res.plural, items, rv, request)
+            if more:
+                table["metadata"].update({k: v for k, v in meta.items() if k != "resourceVersion"})
+            return json_response(table)
+        return json_response({"kind": t.res.list_kind, "apiVersion": t.res.api_version, "metadata": meta,
+                              "items": items})
+
+    def _table(self, plural: str, objs: list[Obj], rv: str, request: web.Request) -> Obj:
+        from hacluster.apiserver import printers
+
+        include = request.query.get("includeObject", "Metadata")
+        builder = printers.TABLE_BUILDERS.get(plural, printers.default_table)
+        return builder(objs, _now_dt(self.clock), include_object=include, resource_version=rv)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------------------------ watch
+    async def _watch(self, request: web.Request, user: User, t: Target) -> web.StreamResponse:
+        authorize(user, "watch", t.res, t.namespace, t.name)
+        q = request.query
+        labels, fields = _selectors(q, t.res.plural)
+        if t.name:
+            fields = FieldSelector(fields.requirements + parse_field_selector(
+                f"metadata.name={t.name}", t.res.plural).requirements)
+        if not self.store.view().quorum:
+            raise E.Unavailable(f"hacluster master {self.master_id} has no quorum: watch from another master",
+                                retry_after_s=1)
+        rv_param = q.get("resourceVersion", "")
+        timeout_s = min(_int_param(q, "timeoutSeconds", 0) or random.randint(1800, 3600),
+                        self.cfg.api.watch_timeout_s_max)
+        bookmarks = _truthy(q.get("allowWatchBookmarks"))
+        table = _wants_table(request)
+        prefix = t.namespace + "/" if t.namespace else ""
+        plural = t.res.plural
+
+        def matches(obj: Obj | None) -> bool:
+            return obj is not None and labels.matches(obj["metadata"].get("labels")) and fields.matches(obj)
+
+        initial: list[Obj] = []
+        if rv_param in ("", "0"):
+            if rv_param == "":
+                await self.store.linearizable_barrier()
+
+            def snap(s: StoreState) -> tuple[int, list[Obj]]:
+                bucket = s.objects.get(plural) or {}
+                return s.revision, [bucket[k] for k in sorted(bucket) if k.startswith(prefix)
+                                    and matches(bucket[k])]
+            last_rev, initial = self.store.read(snap)
+        else:
+            try:
+                last_rev = int(rv_param)
+            except ValueError:
+                raise E.BadRequest(f"invalid resource version: {rv_param!r}") from None
+
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
+                                                      "Cache-Control": "no-cache, private"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+
+        def frame(etype: str, obj: Obj) -> bytes:
+            if table and etype in (ADDED, MODIFIED, DELETED):
+                obj = self._table(plural, [obj], obj["metadata"].get("resourceVersion", ""), request)
+            return encode_json({"type": etype, "object": obj}) + b"\n"
+
+        stop = asyncio.Event()
+        self._watch_stops.add(stop)
+        self.metrics.watchers.inc()
+        deadline = time.monotonic() + timeout_s
+        try:
+            if initial:
+                await resp.write(b"".join(frame(ADDED, o) for o in initial))
+            last_bookmark = time.monotonic()
+            while not stop.is_set():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                events = self.store.read(lambda s: s.events_since(last_rev))
+                if events is None:
+                    await resp.write(encode_json({"type": "ERROR", "object": E.Expired(
+                        f"too old resource version: {last_rev} ({self._floor()})").to_status()}) + b"\n")
+                    break
+                out = []
+                for ev in events:
+                    last_rev = ev.revision
+                    if ev.resource != plural or not ev.key.startswith(prefix):
+                        continue
+                    typed = _filtered_event(ev, matches)
+                    if typed is not None:
+                        out.append(frame(typed[0], typed[1]))
+                if out:
+                    await resp.write(b"".join(out))
+                if bookmarks and time.monotonic() - last_bookmark > 10:
+                    last_bookmark = time.monotonic()
+                    await resp.write(encode_json({"type": "BOOKMARK", "object": {
+                        "kind": t.res.kind, "apiVersion": t.res.api_version,
+                        "metadata": {"resourceVersion": str(last_rev)}}}) + b"\n")
+                wait = asyncio.ensure_future(self.store.wait_for_change(last_rev, min(remaining, 10.0)))
+                stopper = asyncio.ensure_future(stop.wait())
+                try:
+                    await asyncio.wait({wait, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    wait.cancel()
+                    stopper.cancel()
+            await resp.write_eof()
+        except (ConnectionResetError, BrokenPipeError, asyncio.CancelledError):
+            pass
+        finally:
+            self._watch_stops.discard(stop)
+            self.metrics.watchers.dec()
+        return resp
+
+    def _floor(self) -> int:
+        return self.store.read(lambda s: s.history_floor)
+
+    # ----------------------------------------------------------------------------------- writes
+    async def _propose(self, command: cmds.AnyCommand) -> Result:
+        result = await self.store.propose(command)
+        if not result.ok:
+            raise result_error(result)
+        return result
+
+    def _new_name(self, generate_name: str) -> str:
+        return generate_name + "".join(random.choice(_GENERATE_ALPHABET) for _ in range(5))
+
+    async def _create(self, request: web.Request, user: User, t: Target) -> web.Response:
+        body = await self._read_body(request)
+        obj, warnings = self._decode_object(request, t.res, body)
+        meta = obj.get("metadata")
+        if meta is None or not isinstance(meta, dict):
+            meta = {}
+        obj = dict(obj)
+        obj["metadata"] = meta = dict(meta)
+        if t.res.namespaced:
+            body_ns = meta.get("namespace")
+            if body_ns and body_ns != t.namespace:
+                raise E.BadRequest("the namespace of the provided object does not match the namespace sent on the "
+                                   "request")
+            if not t.namespace:
+                raise E.NotFound("the server could not find the requested resource")
+            meta["namespace"] = t.namespace
+        else:
+            meta.pop("namespace", None)
+        if meta.get("resourceVersion"):
+            raise E.BadRequest("resourceVersion should not be set on objects to be created")
+        for k in _SERVER_SET_META:
+            meta.pop(k, None)
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = self._new_name(str(meta["generateName"]))
+        authorize(user, "create", t.res, t.namespace, meta.get("name", ""))
+        obj["apiVersion"], obj["kind"] = t.res.api_version, t.res.kind
+        if t.res.plural == "pods":
+            obj.pop("status", None)
+        validation.default_object(t.res.plural, obj)
+        causes = validation.VALIDATORS[t.res.plural](obj)
+        if causes:
+            raise E.invalid(t.res.kind, meta.get("name", ""), causes, t.res.group)
+        now = self.clock()
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = rfc3339(now)
+        if _dry_run(request):
+            return self._with_warnings(json_response(obj, status=201), warnings)
+        result = await self._propose(cmds.Create(resource=t.res.plural, namespace=t.namespace, obj=obj))
+        return self._with_warnings(json_response(result.obj, status=201), warnings)
+
+    async def _update(self, request: web.Request, user: User, t: Target) -> web.Response:
+        body = await self._read_body(request)
+        if t.subresource == "scale":
+            return await self._update_scale(request, user, t, body)
+        obj, warnings = self._decode_object(request, t.res, body)
+        meta = dict(obj.get("metadata") or {})
+        if meta.get("name") and meta["name"] != t.name:
+            raise E.BadRequest(f"the name of the object ({meta['name']}) does not match the name on the URL "
+                               f"({t.name})")
+        if t.res.namespaced and meta.get("namespace") and meta["namespace"] != t.namespace:
+            raise E.BadRequest("the namespace of the provided object does not match the namespace sent on the "
+                               "request")
+        meta["name"] = t.name
+        if t.res.namespaced:
+            meta["namespace"] = t.namespace
+        obj = dict(obj)
+        obj["metadata"] = meta
+        obj["apiVersion"], obj["kind"] = t.res.api_version, t.res.kind
+        expected = str(meta.get("resourceVersion") or "")
+        resp = await self._guaranteed_update(request, user, t, lambda current: obj, expected)
+        return self._with_warnings(resp, warnings)
+
+    async def _patch(self, request: web.Request, user: User, t: Target) -> web.Response:
+        ctype = (request.content_type or "").lower()
+        if ctype == patching.APPLY_PATCH:
+            raise E.UnsupportedMediaType("server-side apply is not supported by hacluster: use client-side "
+                                         "`kubectl apply` (the default)")
+        if ctype not in patching.PATCH_TYPES:
+            raise E.UnsupportedMediaType(f"the body of the request was in an unknown format - accepted media "
+                                         f"types include: {', '.join(patching.PATCH_TYPES)}")
+        body = await self._read_body(request)
+        if t.subresource == "scale":
+            return await self._patch_scale(request, user, t, ctype, body)
+        warnings: list[str] = []
+
+        def mutate(current: Obj) -> Obj:
+            try:
+                patched = patching.apply_patch(ctype, current, body)
+            except patching.PatchError as exc:
+                if exc.code == 422:
+                    raise E.Invalid(str(exc)) from exc
+                if exc.code == 415:
+                    raise E.UnsupportedMediaType(str(exc)) from exc
+                raise E.BadRequest(str(exc)) from exc
+            decoded, warns = self._decode_object(request, t.res, patched)
+            warnings[:] = warns
+            return decoded
+
+        patch_rv = ""
+        if isinstance(body, dict):
+            patch_rv = str(((body.get("metadata") or {}).get("resourceVersion")) or "")
+        resp = await self._guaranteed_update(request, user, t, mutate, patch_rv)
+        return self._with_warnings(resp, warnings)
+
+    async def _guaranteed_update(self, request: web.Request, user: User, t: Target,
+                                 mutate: Callable[[Obj], Obj], client_rv: str) -> web.Response:
+        """Read, mutate, validate and compare-and-set, retrying on conflicts the client did not cause."""
+        for attempt in range(_UPDATE_RETRIES):
+            if attempt or request.query.get("resourceVersion") != "0":
+                await self.store.linearizable_barrier()
+            current = self.store.read(lambda s: s.get(t.res.plural, t.namespace, t.name))
+            if current is None:
+                raise E.not_found(t.res.plural, t.name, t.res.group)
+            authorize(user, "update" if request.method == "PUT" else "patch", t.res, t.namespace, t.name,
+                      t.subresource, current)
+            new = mutate(current)
+            meta = dict(new.get("metadata") or {})
+            meta["name"], new = t.name, dict(new)
+            if t.res.namespaced:
+                meta["namespace"] = t.namespace
+            new["metadata"] = meta
+            cur_rv = current["metadata"]["resourceVersion"]
+            if client_rv and client_rv != cur_rv:
+                raise E.conflict(t.res.plural, t.name, t.res.group)
+            if t.subresource != "status":
+                if t.res.has_status:
+                    new["status"] = current.get("status")
+                if t.res.plural == "pods":
+                    new_spec = new.get("spec") or {}
+                    if new_spec.get("nodeName") != (current.get("spec") or {}).get("nodeName") \
+                            and not new_spec.get("nodeName"):
+                        new.setdefault("spec", {})["nodeName"] = current["spec"].get("nodeName")
+                    validation.default_pod_spec(new.setdefault("spec", {}))
+                    for c in new["spec"].get("containers") or []:
+                        validation.canonical_quantities(c.get("resources"))
+                    causes = validation.validate_pod_update(new, current)
+                elif t.res.plural == "replicasets":
+                    validation.default_object("replicasets", new)
+                    causes = validation.VALIDATORS[t.res.plural](new)
+                else:
+                    causes = validation.VALIDATORS[t.res.plural](new)
+                if causes:
+                    raise E.invalid(t.res.kind, t.name, causes, t.res.group)
+            if _dry_run(request):
+                return json_response(new)
+            result = await self.store.propose(cmds.Replace(
+                resource=t.res.plural, namespace=t.namespace, name=t.name, obj=new, expected_rv=cur_rv,
+                subresource="status" if t.subresource == "status" else ""))
+            if result.ok:
+                return json_response(result.obj)
+            err = result_error(result)
+            if isinstance(err, E.Conflict) and not client_rv and "Precondition" not in err.message:
+                continue  # somebody else wrote in between: re-read and re-apply, as GuaranteedUpdate does
+            raise err
+        raise E.conflict(t.res.plural, t.name, t.res.group)
+
+    async def _delete(self, request: web.Request, user: User, t: Target) -> web.Response:
+        body = await self._read_body(request, allow_empty=True)
+        opts: Obj = {}
+        if body is not None:
+            if not isinstance(body, dict):
+                raise E.BadRequest("DeleteOptions must be a JSON object")
+            mismatches, _ = schema.check_shape(body, schema.DELETE_OPTIONS)
+            if mismatches:
+                raise E.BadRequest(mismatches[0].message())
+            opts = body
+        grace = opts.get("gracePeriodSeconds")
+        if "gracePeriodSeconds" in request.query:
+            grace = _int_param(request.query, "gracePeriodSeconds", 0)
+        if grace is not None and grace < 0:
+            grace = 0
+        pre = opts.get("preconditions") or {}
+        current = self.store.read(lambda s: s.get(t.res.plural, t.namespace, t.name))
+        authorize(user, "delete", t.res, t.namespace, t.name, "", current)
+        if _dry_run(request):
+            await self._consistent(request)
+            if current is None:
+                raise E.not_found(t.res.plural, t.name, t.res.group)
+            return json_response(current)
+        result = await self._propose(cmds.Delete(
+            resource=t.res.plural, namespace=t.namespace, name=t.name, time=rfc3339(self.clock()),
+            grace_period_s=grace, expected_uid=pre.get("uid") or "", expected_rv=pre.get("resourceVersion") or ""))
+        return json_response(result.obj)
+
+    async def _delete_collection(self, request: web.Request, user: User, t: Target) -> web.Response:
+        authorize(user, "deletecollection", t.res, t.namespace, "")
+        labels, fields = _selectors(request.query, t.res.plural)
+        await self.store.linearizable_barrier()
+        names = self.store.read(lambda s: [o["metadata"]["name"] for o in s.list_objects(t.res.plural, t.namespace)
+                                           if labels.matches(o["metadata"].get("labels")) and fields.matches(o)])
+        now = rfc3339(self.clock())
+        items = []
+        for name in names:
+            result = await self.store.propose(cmds.Delete(resource=t.res.plural, namespace=t.namespace, name=name,
+                                                          time=now))
+            if result.ok and result.obj is not None:
+                items.append(result.obj)
+        return json_response({"kind": t.res.list_kind, "apiVersion": t.res.api_version,
+                              "metadata": {"resourceVersion": str(self.store.read(lambda s: s.revision))},
+                              "items": items})
+
+    async def _bind(self, request: web.Request, user: User, t: Target) -> web.Response:
+        authorize(user, "create", t.res, t.namespace, t.name, "binding")
+        body = await self._read_body(request)
+        if not isinstance(body, dict):
+            raise E.BadRequest("Binding must be a JSON object")
+        mismatches, _ = schema.check_shape(body, schema.BINDING)
+        if mismatches:
+            raise E.BadRequest(f'Binding in version "v1" cannot be handled as a Binding: {mismatches[0].message()}')
+        target = body.get("target") or {}
+        node = target.get("name") or ""
+        name = (body.get("metadata") or {}).get("name") or t.name
+        if name != t.name:
+            raise E.BadRequest(f"the name of the object ({name}) does not match the name on the URL ({t.name})")
+        if not node:
+            raise E.invalid("Binding", name, [E.required("target.name")])
+        if target.get("kind") not in (None, "", "Node"):
+            raise E.invalid("Binding", name, [E.not_supported("target.kind", target.get("kind"), ["Node"])])
+        await self._propose(cmds.Bind(namespace=t.namespace, name=t.name, node_name=node,
+                                      time=rfc3339(self.clock()),
+                                      expected_uid=(body.get("metadata") or {}).get("uid") or ""))
+        return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                              "code": 201}, status=201)
+
+    async def _evict(self, request: web.Request, user: User, t: Target) -> web.Response:
+        authorize(user, "create", t.res, t.namespace, t.name, "eviction")
+        body = await self._read_body(request, allow_empty=True) or {}
+        grace = ((body.get("deleteOptions") or {}).get("gracePeriodSeconds")) if isinstance(body, dict) else None
+        await self._propose(cmds.Delete(resource="pods", namespace=t.namespace, name=t.name,
+                                        time=rfc3339(self.clock()), grace_period_s=grace))
+        return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                              "code": 201}, status=201)
+
+    # ------------------------------------------------------------------------------- scale (RS)
+    async def _update_scale(self, request: web.Request, user: User, t: Target, body: Any) -> web.Response:
+        if not isinstance(body, dict):
+            raise E.BadRequest("Scale must be a JSON object")
+        replicas = (body.get("spec") or {}).get("replicas")
+        rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
+        return await self._set_replicas(request, user, t, replicas, rv)
+
+    async def _patch_scale(self, request: web.Request, user: User, t: Target, ctype: str,
+                           body: Any) -> web.Response:
+        await self.store.linearizable_barrier()
+        current = self.store.read(lambda s: s.get(t.res.plural, t.namespace, t.name))
+        if current is None:
+            raise E.not_found(t.res.plural, t.name, t.res.group)
+        try:
+            scale = patching.apply_patch(ctype, _scale_of(current), body)
+        except patching.PatchError as exc:
+            raise E.BadRequest(str(exc)) from exc
+        return await self._set_replicas(request, user, t, (scale.get("spec") or {}).get("replicas"), "")
+
+    async def _set_replicas(self, request: web.Request, user: User, t: Target, replicas: Any,
+                            rv: str) -> web.Response:
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise E.invalid("Scale", t.name, [E.invalid_value("spec.replicas", replicas,
+                                                              "must be greater than or equal to 0")],
+                            "autoscaling")
+
+        def mutate(current: Obj) -> Obj:
+            new = dict(current)
+            new["spec"] = dict(current.get("spec") or {})
+            new["spec"]["replicas"] = replicas
+            return new
+
+        resp = await self._guaranteed_update(request, user, Target(t.res, t.namespace, t.name, ""), mutate, rv)
+        obj = json.loads(resp.body) if isinstance(resp.body, (bytes, bytearray)) else None
+        return json_response(_scale_of(obj) if obj else {})
+
+    # --------------------------------------------------------------------------------------- logs
+    async def _pod_log(self, request: web.Request, user: User, t: Target) -> web.StreamResponse:
+        authorize(user, "get", t.res, t.namespace, t.name, "log")
+        await self._consistent(request)
+        pod = self.store.read(lambda s: s.get("pods", t.namespace, t.name))
+        if pod is None:
+            raise E.not_found("pods", t.name)
+        if self.log_reader is None:
+            raise E.BadRequest(f'pod "{t.name}" has no logs: the node does not serve container logs')
+        container = request.query.get("container", "")
+        tail = request.query.get("tailLines")
+        text = await self.log_reader(pod, container, int(tail) if tail and tail.isdigit() else None)
+        return web.Response(text=text, content_type="text/plain")
+
+
+# ------------------------------------------------------------------------------------- helpers
+def _truthy(v: str | None) -> bool:
+    return (v or "").lower() in ("true", "1")
+
+
+def _int_param(q: Any, name: str, default: int) -> int:
+    raw = q.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise E.BadRequest(f"invalid value for {name}: {raw!r}: must be an integer") from None
+
+
+def _dry_run(request: web.Request) -> bool:
+    return "All" in request.query.getall("dryRun", [])
+
+
+def _json_type(v: Any) -> str:
+    return {str: "string", int: "number", float: "number", bool: "bool", list: "array",
+            type(None): "null"}.get(type(v), "value")
+
+
+def _selectors(q: Any, plural: str) -> tuple[LabelSelector, FieldSelector]:
+    try:
+        return parse_label_selector(q.get("labelSelector")), parse_field_selector(q.get("fieldSelector"), plural)
+    except SelectorError as exc:
+        raise E.BadRequest(str(exc)) from exc
+
+
+def _wants_table(request: web.Request) -> bool:
+    accept = request.headers.get("Accept", "")
+    for part in accept.split(","):
+        if "as=Table" in part and "g=meta.k8s.io" in part:
+            return True
+        if part.strip().startswith("application/json") and "as=" not in part:
+            return False
+    return False
+
+
+def _encode_continue(last_key: str, rv: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"start": last_key, "rv": rv}).encode()).decode()
+
+
+def _decode_continue(token: str) -> tuple[str, int]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))
+        return str(data["start"]), int(data["rv"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise E.BadRequest(f"continue key is not valid: {exc}") from exc
+
+
+def _drop_paths(body: Obj, paths: list[str]) -> Obj:
+    out = json.loads(json.dumps(body))
+    for p in paths:
+        cur: Any = out
+        parts = _split_path(p)
+        for part in parts[:-1]:
+            cur = cur[part] if isinstance(cur, dict) else cur[int(part)] if isinstance(cur, list) else None
+            if cur is None:
+                break
+        if isinstance(cur, dict):
+            cur.pop(parts[-1], None)
+    return out  # type: ignore[no-any-return]
+
+
+def _split_path(p: str) -> list[str]:
+    parts: list[str] = []
+    for seg in p.split("."):
+        while "[" in seg:
+            head, rest = seg.split("[", 1)
+            if head:
+                parts.append(head)
+            idx, seg = rest.split("]", 1)
+            parts.append(idx)
+        if seg:
+            parts.append(seg)
+    return parts
+
+
+def _filtered_event(ev: WatchEvent, matches: Callable[[Obj | None], bool]) -> tuple[str, Obj] | None:
+    """Kubernetes' watch filtering: an object entering the selection is ADDED, leaving it DELETED."""
+    now, before = matches(ev.obj), matches(ev.prev) if ev.prev is not None else False
+    if ev.type == DELETED:
+        return (DELETED, ev.obj) if before or now else None
+    if ev.type == ADDED:
+        return (ADDED, ev.obj) if now else None
+    if now and before:
+        return MODIFIED, ev.obj
+    if now:
+        return ADDED, ev.obj
+    if before:
+        return DELETED, ev.obj
+    return None
+
+
+def _scale_of(rs: Obj) -> Obj:
+    from hacluster.model.selectors import selector_to_string
+
+    meta = rs["metadata"]
+    return {"kind": "Scale", "apiVersion": "autoscaling/v1",
+            "metadata": {"name": meta["name"], "namespace": meta.get("namespace", ""), "uid": meta.get("uid"),
+                         "resourceVersion": meta.get("resourceVersion"),
+                         "creationTimestamp": meta.get("creationTimestamp")},
+            "spec": {"replicas": (rs.get("spec") or {}).get("replicas", 0)},
+            "status": {"replicas": (rs.get("status") or {}).get("replicas", 0),
+                       "selector": selector_to_string((rs.get("spec") or {}).get("selector"))}}
+
+
+def _now_dt(clock: Callable[[], float]) -> Any:
+    from datetime import datetime, timezone
+    return datetime.fromtimestamp(clock(), tz=timezone.utc)

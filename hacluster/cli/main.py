@@ -1,0 +1,157 @@
+"""The `hacluster` command line (click). Each command is a thin shell over a module that does the work.
+
+Errors that a user can act on are printed as one line (`error: …`) with exit code 1; never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hacluster.config import ConfigError, default_config, env_state_dir, load_config
+
+
+class _Fail(click.ClickException):
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+def _state_dir_option(f: Any) -> Any:
+    return click.option("--state-dir", default=None, metavar="DIR",
+                        help="Where the cluster keeps its config, kubeconfig, logs and data "
+                             "(default: $HACLUSTER_STATE_DIR or .hacluster).")(f)
+
+
+def _sd(state_dir: str | None) -> Path:
+    return Path(state_dir or env_state_dir())
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """hacluster: a Raft-replicated, Kubernetes-compatible control plane you run on one machine."""
+
+
+# ------------------------------------------------------------------------------------ processes
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--id", "master_id", required=True)
+def master(config_path: str, master_id: str) -> None:
+    """Run one master (normally started by `hacluster up`)."""
+    from hacluster.cluster import master as master_mod
+
+    try:
+        load_config(config_path).master(master_id)
+    except ConfigError as exc:
+        raise _Fail(str(exc)) from exc
+    master_mod.run(config_path, master_id)
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="Cluster file (see configs/).")
+@click.option("--masters", type=click.IntRange(1, 9), default=None, help="Number of masters (default 3).")
+@click.option("--detach", is_flag=True, help="Start the cluster and return; stop it with `hacluster down`.")
+@_state_dir_option
+def up(config_path: str | None, masters: int | None, detach: bool, state_dir: str | None) -> None:
+    """Start a local cluster of masters on 127.0.0.1."""
+    from hacluster.cluster import launcher
+
+    if config_path and masters:
+        raise _Fail("give --config or --masters, not both")
+    try:
+        cfg = load_config(config_path) if config_path else default_config(masters or 3)
+    except ConfigError as exc:
+        raise _Fail(str(exc)) from exc
+    sd = _sd(state_dir)
+    try:
+        handle = launcher.up(cfg, sd)
+    except launcher.LauncherError as exc:
+        raise _Fail(str(exc)) from exc
+    leader = launcher.leader_of(handle)
+    click.echo(f"cluster {handle.cfg.name}: {len(handle.cfg.masters)} masters ready, leader "
+               f"{leader['id'] if leader else '?'}")
+    for m in handle.cfg.masters:
+        click.echo(f"  {m.id}  {handle.api(m.id)}  (raft 127.0.0.1:{m.raft_port}, pid {handle.pid(m.id)})")
+    click.echo(f"kubeconfig: {sd / 'kubeconfig'}   e.g. kubectl --kubeconfig {sd / 'kubeconfig'} get pods")
+    if detach:
+        click.echo(f"stop with: hacluster down --state-dir {sd}")
+        return
+    click.echo("running; press Ctrl-C to stop")
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        launcher.down(sd)
+        click.echo("stopped")
+
+
+@main.command()
+@_state_dir_option
+def down(state_dir: str | None) -> None:
+    """Stop every process of a cluster started by `hacluster up`."""
+    from hacluster.cluster import launcher
+
+    sd = _sd(state_dir)
+    stopped = launcher.down(sd)
+    click.echo(f"stopped {len(stopped)} process(es)" if stopped else "nothing was running")
+
+
+@main.command()
+@_state_dir_option
+@click.option("-o", "--output", type=click.Choice(["table", "json"]), default="table")
+@click.option("--watch", "-w", is_flag=True, help="Refresh the table until Ctrl-C.")
+def status(state_dir: str | None, output: str, watch: bool) -> None:
+    """Show each master's Raft role, term, leader and indexes."""
+    from hacluster.cli import status as status_mod
+    from hacluster.cluster import launcher
+
+    try:
+        handle = launcher.load_handle(_sd(state_dir))
+    except (launcher.LauncherError, ConfigError) as exc:
+        raise _Fail(str(exc)) from exc
+    if output == "json":
+        click.echo(json.dumps(launcher.status_json(handle), indent=2))
+        return
+    status_mod.show(handle, watch=watch)
+
+
+@main.command()
+@click.option("--masters", type=click.IntRange(1, 9), default=3)
+@_state_dir_option
+@click.option("--quick-experiment/--no-experiment", default=False,
+              help="End with the quick quorum experiment (needs Toxiproxy).")
+def demo(masters: int, state_dir: str | None, quick_experiment: bool) -> None:
+    """Start a cluster, write pods, kill the leader, keep writing on the new leader, stop everything."""
+    from hacluster.cli import demo as demo_mod
+
+    sd = Path(state_dir) if state_dir else Path(".hacluster-demo")
+    rc = demo_mod.run(masters, sd, quick_experiment=quick_experiment)
+    sys.exit(rc)
+
+
+@main.group()
+def bench() -> None:
+    """Benchmarks that print figures."""
+
+
+@bench.command("api")
+@click.option("--seconds", type=float, default=8.0, help="Duration of each load level.")
+@click.option("--trials", type=int, default=5, help="Leader-failover trials.")
+@_state_dir_option
+def bench_api(seconds: float, trials: int, state_dir: str | None) -> None:
+    """Pod creates/s and latency at 1, 16, 64 clients, linearizable gets/s, leader failover time."""
+    from hacluster.cli import bench_api as bench_mod
+
+    sd = Path(state_dir) if state_dir else Path(".hacluster-bench")
+    sys.exit(bench_mod.run(sd, seconds=seconds, trials=trials))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""`hacluster status`: the Raft picture of a local cluster as a table (rich), optionally refreshed live."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from hacluster.cluster import launcher
+
+
+def _table(rows: list[dict[str, Any]]) -> Table:
+    t = Table(title="hacluster masters", title_justify="left")
+    for col in ("MASTER", "API", "PID", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "REVISION", "LINKS"):
+        t.add_column(col)
+    for r in rows:
+        role = r["role"]
+        style = {"leader": "bold green", "follower": "", "candidate": "yellow", "down": "red"}.get(role, "")
+        links = " ".join(f"{p['id']}:{'up' if p['connected'] else 'down'}" for p in r.get("peers") or [])
+        t.add_row(r["id"], r["api"], str(r["pid"] or "-"), f"[{style}]{role}[/]" if style else role,
+                  _s(r["term"]), _s(r["leader"]), _s(r["commit_index"]), _s(r["applied_index"]),
+                  _s(r.get("revision")), links or "-")
+    return t
+
+
+def _s(v: Any) -> str:
+    return "-" if v is None else str(v)
+
+
+def show(handle: launcher.ClusterHandle, *, watch: bool, period_s: float = 1.0) -> None:
+    console = Console()
+    if not watch:
+        console.print(_table(launcher.cluster_status(handle)))
+        return
+    try:
+        with Live(_table(launcher.cluster_status(handle)), console=console, refresh_per_second=4) as live:
+            while True:
+                time.sleep(period_s)
+                live.update(_table(launcher.cluster_status(handle)))
+    except KeyboardInterrupt:
+        pass

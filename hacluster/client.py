@@ -1,0 +1,189 @@
+"""An asyncio client of the hacluster API that knows every master and moves between them.
+
+Used by kubelets, the demo, benchmarks and chaos workloads. A request goes to the current master; on a
+connection error, a 503 (no leader/quorum there) or — for requests that are safe to repeat — a 504, it
+moves to the next master and tries again until its deadline. Non-idempotent requests (create) are not
+repeated after an outcome-unknown answer: the caller gets `Indeterminate` and decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+import aiohttp
+import msgspec
+
+_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+
+
+class ClientError(Exception):
+    """A definite answer from the server that is not a success (a Kubernetes Status)."""
+
+    def __init__(self, code: int, status: dict[str, Any], endpoint: str) -> None:
+        self.code = code
+        self.status = status
+        self.endpoint = endpoint
+        self.reason = str(status.get("reason", "")) if isinstance(status, dict) else ""
+        msg = status.get("message", "") if isinstance(status, dict) else str(status)
+        super().__init__(f"{code} {self.reason}: {msg}")
+
+
+class Indeterminate(Exception):
+    """The request may or may not have taken effect (timeout, 504, connection lost after sending)."""
+
+    def __init__(self, message: str, endpoint: str) -> None:
+        super().__init__(message)
+        self.endpoint = endpoint
+
+
+class Unreachable(Exception):
+    """No master gave a definite answer before the deadline, and nothing was sent that could have applied."""
+
+
+@dataclass
+class Response:
+    code: int
+    body: Any
+    endpoint: str
+
+
+class ApiClient:
+    """One aiohttp session, several masters. Close it with `await client.close()`."""
+
+    def __init__(self, endpoints: list[str], token: str, *, request_timeout_s: float = 5.0,
+                 deadline_s: float = 15.0, connection_limit: int = 100) -> None:
+        if not endpoints:
+            raise ValueError("no API endpoints")
+        self.endpoints = list(endpoints)
+        self.current = 0
+        self.token = token
+        self.request_timeout_s = request_timeout_s
+        self.deadline_s = deadline_s
+        self._session: aiohttp.ClientSession | None = None
+        self._limit = connection_limit
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers={"Authorization": f"Bearer {self.token}"},
+                connector=aiohttp.TCPConnector(limit=self._limit, limit_per_host=self._limit))
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _rotate(self, failed: str) -> None:
+        if self.endpoints[self.current] == failed:
+            self.current = (self.current + 1) % len(self.endpoints)
+
+    async def request_once(self, method: str, endpoint: str, path: str, body: Any = None, *,
+                           content_type: str = "application/json",
+                           params: dict[str, str] | None = None, timeout_s: float | None = None) -> Response:
+        """One HTTP exchange with one master; raises aiohttp/asyncio errors as they come."""
+        data = None if body is None else (body if isinstance(body, bytes) else _encoder.encode(body))
+        headers = {"Content-Type": content_type} if data is not None else {}
+        timeout = aiohttp.ClientTimeout(total=timeout_s or self.request_timeout_s)
+        async with self.session.request(method, endpoint + path, data=data, headers=headers, params=params,
+                                        timeout=timeout) as resp:
+            raw = await resp.read()
+            try:
+                parsed = _decoder.decode(raw) if raw else None
+            except msgspec.DecodeError:
+                parsed = raw.decode(errors="replace")
+            return Response(resp.status, parsed, endpoint)
+
+    async def request(self, method: str, path: str, body: Any = None, *, idempotent: bool | None = None,
+                      content_type: str = "application/json", params: dict[str, str] | None = None,
+                      deadline_s: float | None = None) -> Response:
+        """Send to the current master, failing over; raise ClientError, Indeterminate or Unreachable."""
+        if idempotent is None:
+            idempotent = method in ("GET", "PUT", "DELETE")
+        deadline = time.monotonic() + (deadline_s or self.deadline_s)
+        attempt = 0
+        last = "no attempt"
+        while time.monotonic() < deadline:
+            endpoint = self.endpoints[self.current]
+            attempt += 1
+            sent = False
+            try:
+                remaining = max(0.05, min(self.request_timeout_s, deadline - time.monotonic()))
+                sent = True
+                resp = await self.request_once(method, endpoint, path, body, content_type=content_type,
+                                               params=params, timeout_s=remaining)
+            except aiohttp.ClientConnectorError as exc:
+                last = f"{endpoint}: {exc}"
+                self._rotate(endpoint)
+                await asyncio.sleep(min(0.05 * attempt, 0.5))  # back-off between masters, bounded
+                continue
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                last = f"{endpoint}: {type(exc).__name__} {exc}"
+                self._rotate(endpoint)
+                if sent and not idempotent:
+                    raise Indeterminate(f"no answer from {endpoint}: {last}", endpoint) from exc
+                continue
+            if resp.code == 503 or (resp.code == 504 and idempotent) or resp.code == 429:
+                last = f"{endpoint}: {resp.code}"
+                self._rotate(endpoint)
+                await asyncio.sleep(min(0.05 * attempt, 0.5))
+                continue
+            if resp.code == 504:
+                raise Indeterminate(f"{endpoint}: 504 outcome unknown", endpoint)
+            if resp.code >= 400:
+                raise ClientError(resp.code, resp.body if isinstance(resp.body, dict) else {"message": resp.body},
+                                  endpoint)
+            return resp
+        raise Unreachable(f"no master answered before the deadline ({last})")
+
+    async def get(self, path: str, **kw: Any) -> Any:
+        return (await self.request("GET", path, **kw)).body
+
+    async def post(self, path: str, body: Any, **kw: Any) -> Any:
+        return (await self.request("POST", path, body, **kw)).body
+
+    async def put(self, path: str, body: Any, **kw: Any) -> Any:
+        return (await self.request("PUT", path, body, **kw)).body
+
+    async def patch(self, path: str, body: Any, *, patch_type: str = "application/merge-patch+json",
+                    **kw: Any) -> Any:
+        return (await self.request("PATCH", path, body, content_type=patch_type, idempotent=True, **kw)).body
+
+    async def delete(self, path: str, body: Any = None, **kw: Any) -> Any:
+        return (await self.request("DELETE", path, body, **kw)).body
+
+    async def watch(self, path: str, *, resource_version: str = "", timeout_s: int = 60,
+                    params: dict[str, str] | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Stream watch events from the current master until it closes the stream (one attempt)."""
+        q = {"watch": "true", "timeoutSeconds": str(timeout_s), "allowWatchBookmarks": "true"}
+        if resource_version:
+            q["resourceVersion"] = resource_version
+        q.update(params or {})
+        endpoint = self.endpoints[self.current]
+        timeout = aiohttp.ClientTimeout(total=timeout_s + 10, sock_connect=self.request_timeout_s)
+        try:
+            async with self.session.get(endpoint + path, params=q, timeout=timeout) as resp:
+                if resp.status != 200:
+                    raw = await resp.read()
+                    try:
+                        status = _decoder.decode(raw)
+                    except msgspec.DecodeError:
+                        status = {"message": raw.decode(errors="replace")}
+                    if resp.status in (503, 504):
+                        self._rotate(endpoint)
+                    raise ClientError(resp.status, status, endpoint)
+                buf = b""
+                async for chunk in resp.content.iter_any():
+                    buf += chunk
+                    while b"\n" in buf:
+                        line, buf = buf.split(b"\n", 1)
+                        if line.strip():
+                            yield _decoder.decode(line)
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            self._rotate(endpoint)
+            raise

@@ -1,0 +1,146 @@
+"""One master process: the replicated store, the API server and the leader-only loops, wired together.
+
+Started by `hacluster master --config FILE --id ID` (which `hacluster up` spawns once per master). It
+runs until SIGTERM or SIGINT, then stops serving, cancels the leader loops and leaves the Raft cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+import sys
+from pathlib import Path
+from typing import Callable
+
+from aiohttp import web
+
+from hacluster.apiserver.metrics import MasterMetrics
+from hacluster.apiserver.server import ApiServer
+from hacluster.cluster.pki import pki_paths
+from hacluster.config import ClusterConfig, load_config
+from hacluster.controllers.leadership import LeaderLoops
+from hacluster.raft.replicated_store import RaftStore
+from hacluster.store.api import RaftView
+
+log = logging.getLogger(__name__)
+
+LoopFactory = Callable[[ClusterConfig, str, RaftStore, LeaderLoops], None]
+"""Registers leader-only loops (scheduler, controllers) on a master; see `leader_loop_factories`."""
+
+
+def leader_loop_factories() -> list[LoopFactory]:
+    """The control-plane components that run on the leader. Empty until they exist."""
+    factories: list[LoopFactory] = []
+    try:
+        from hacluster.scheduler.loop import register as register_scheduler
+        factories.append(register_scheduler)
+    except ImportError:
+        pass
+    try:
+        from hacluster.controllers.registry import register as register_controllers
+        factories.append(register_controllers)
+    except ImportError:
+        pass
+    return factories
+
+
+class Master:
+    """Everything one master runs, for a process or for an in-process test cluster."""
+
+    def __init__(self, cfg: ClusterConfig, master_id: str, *, data_dir: Path | None,
+                 dial_addresses: dict[str, str] | None = None, with_leader_loops: bool = True,
+                 tls: tuple[Path, Path] | None = None) -> None:
+        self.cfg = cfg
+        self.id = master_id
+        self.metrics = MasterMetrics()
+        self.store = RaftStore(cfg, master_id, data_dir=data_dir, dial_addresses=dial_addresses,
+                               on_proposal_outcome=lambda o: self.metrics.proposals.labels(o).inc())
+        self.api = ApiServer(cfg, master_id, self.store, metrics=self.metrics)
+        self.leader_loops = LeaderLoops(self.store, master_id)
+        if with_leader_loops:
+            for factory in leader_loop_factories():
+                factory(cfg, master_id, self.store, self.leader_loops)
+        self._runner: web.AppRunner | None = None
+        self._tls = tls
+        self._last_leader: str | None = None
+        self._had_quorum = False
+
+    def _on_view(self, view: RaftView) -> None:
+        if view.leader != self._last_leader:
+            if view.leader is not None:
+                self.metrics.leader_changes.inc()
+            self._last_leader = view.leader
+        if self._had_quorum and not view.quorum:
+            self.api.stop_watches()
+        self._had_quorum = view.quorum
+        self.leader_loops.on_view(view)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.store.add_view_listener(self._on_view)
+        self.store.start(loop)
+        self._runner = web.AppRunner(self.api.app(), access_log=None, handle_signals=False)
+        await self._runner.setup()
+        me = self.cfg.master(self.id)
+        site = web.TCPSite(self._runner, "127.0.0.1", me.api_port, reuse_address=True, backlog=1024)
+        await site.start()
+        if self._tls is not None and me.api_tls_port:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(str(self._tls[0]), str(self._tls[1]))
+            tls_site = web.TCPSite(self._runner, "127.0.0.1", me.api_tls_port, ssl_context=ctx,
+                                   reuse_address=True, backlog=1024)
+            await tls_site.start()
+
+    async def stop(self) -> None:
+        self.api.stop_watches()
+        await self.leader_loops.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self.store.stop()
+
+
+async def _serve(config_path: str, master_id: str) -> None:
+    cfg = load_config(config_path)
+    data_dir = Path(config_path).resolve().parent / cfg.data_dir / master_id
+    state_dir = Path(config_path).resolve().parent
+    dial = _dial_addresses(state_dir, master_id)
+    pki = pki_paths(state_dir)
+    tls = (pki["cert"], pki["key"]) if pki["cert"].exists() else None
+    master = Master(cfg, master_id, data_dir=data_dir, dial_addresses=dial, tls=tls)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await master.start()
+    me = cfg.master(master_id)
+    print(f"master {master_id} serving http://127.0.0.1:{me.api_port} raft 127.0.0.1:{me.raft_port}",
+          flush=True)
+    await stop.wait()
+    await master.stop()
+
+
+def _dial_addresses(state_dir: Path, master_id: str) -> dict[str, str]:
+    """Raft dial overrides written by the chaos layer (`raft-links.yaml`): peer address -> proxy address."""
+    path = state_dir / "raft-links.yaml"
+    if not path.exists():
+        return {}
+    import yaml
+
+    data = yaml.safe_load(path.read_text()) or {}
+    return dict((data.get(master_id) or {}))
+
+
+def run(config_path: str, master_id: str) -> None:
+    """Entry point of `hacluster master`."""
+    from hacluster.config import env_log_level
+
+    logging.basicConfig(level=env_log_level(), stream=sys.stderr,
+                        format=f"%(asctime)s {master_id} %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(_serve(config_path, master_id))
+    else:
+        uvloop.run(_serve(config_path, master_id))

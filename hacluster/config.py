@@ -1,0 +1,225 @@
+"""Cluster configuration: YAML files loaded into typed, frozen settings, validated with every error named.
+
+Read by `hacluster up` (which resolves free ports and tokens and writes the result into the state
+directory), by each `hacluster master` process and by the kubelets. A bad file is reported as one line per
+problem: `configs/x.yaml: raft.election_timeout_ms_min: must be > 3 × heartbeat_ms (got 100, heartbeat 50)`.
+Environment variables are read here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message names the file, the key and the reason."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+class MasterConfig(_Frozen):
+    id: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=32)
+    """Name of the master, used in status output and logs (e.g. "m1")."""
+    api_port: int = Field(default=0, ge=0, le=65535)
+    """Port of the Kubernetes API on 127.0.0.1; 0 means `hacluster up` picks a free one."""
+    raft_port: int = Field(default=0, ge=0, le=65535)
+    """Port of the Raft peer link on 127.0.0.1; 0 means `hacluster up` picks a free one."""
+    api_tls_port: int = Field(default=0, ge=0, le=65535)
+    """Port of the same API over HTTPS (kubectl sends tokens only over TLS); 0 means `up` picks one."""
+
+
+class RaftConfig(_Frozen):
+    election_timeout_ms_min: int = Field(default=300, gt=0)
+    """Lower bound of the randomised election timeout."""
+    election_timeout_ms_max: int = Field(default=600, gt=0)
+    """Upper bound of the randomised election timeout."""
+    heartbeat_ms: int = Field(default=50, gt=0)
+    """Period of the leader's AppendEntries heartbeats."""
+    leader_fallback_ms: int = Field(default=1000, gt=0)
+    """A leader that hears from no majority for this long steps down (pysyncobj's leaderFallbackTimeout)."""
+    quorum_contact_ms: int = Field(default=600, gt=0)
+    """A leader counts a peer towards its quorum only if that peer answered within this time; without a
+    quorum the API refuses writes and linearizable reads at once with 503."""
+    connection_timeout_ms: int = Field(default=1000, gt=0)
+    """A peer link silent for this long is considered dead (must be >= election_timeout_ms_max)."""
+    connection_retry_ms: int = Field(default=200, ge=0)
+    """Pause between attempts to redial a lost peer."""
+    batch_appends: bool = False
+    """Batch log entries per heartbeat (pysyncobj's appendEntriesUseBatch); off, each write goes out at once."""
+    log_compaction_min_entries: int = Field(default=50_000, ge=2)
+    """Compact the Raft log (snapshot the store) once it holds this many entries…"""
+    log_compaction_min_time_s: int = Field(default=600, gt=0)
+    """…or once this much time passed since the last snapshot."""
+    password: str = Field(default="", max_length=256)
+    """Shared secret that authenticates and encrypts Raft traffic; `hacluster up` generates one if empty."""
+
+    @model_validator(mode="after")
+    def _check_timing(self) -> "RaftConfig":
+        problems = []
+        if self.election_timeout_ms_min <= 3 * self.heartbeat_ms:
+            problems.append(f"election_timeout_ms_min: must be > 3 × heartbeat_ms (got "
+                            f"{self.election_timeout_ms_min}, heartbeat_ms {self.heartbeat_ms})")
+        if self.election_timeout_ms_max <= self.election_timeout_ms_min:
+            problems.append(f"election_timeout_ms_max: must be > election_timeout_ms_min (got "
+                            f"{self.election_timeout_ms_max} <= {self.election_timeout_ms_min})")
+        if self.connection_timeout_ms < self.election_timeout_ms_max:
+            problems.append(f"connection_timeout_ms: must be >= election_timeout_ms_max (got "
+                            f"{self.connection_timeout_ms} < {self.election_timeout_ms_max})")
+        if self.leader_fallback_ms <= self.heartbeat_ms:
+            problems.append("leader_fallback_ms: must be > heartbeat_ms")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class ApiConfig(_Frozen):
+    proposal_timeout_s: float = Field(default=1.5, gt=0, le=60)
+    """How long a write or linearizable read may wait for Raft before it is answered 504 (outcome unknown)
+    or, if it was never proposed for want of a leader or quorum, 503."""
+    max_body_bytes: int = Field(default=3 * 1024 * 1024, gt=0)
+    """Largest request body accepted (Kubernetes' limit is 3 MiB); larger gets 413."""
+    watch_queue_max: int = Field(default=1000, gt=0)
+    """Events a slow watcher may fall behind before its watch is closed (it then resumes or relists)."""
+    watch_timeout_s_max: int = Field(default=1800, gt=0)
+    """Longest a watch stays open; clients resume from the last resourceVersion they saw."""
+    list_limit_max: int = Field(default=5000, gt=0)
+    """Largest page a list returns even when the client asks for more or for no limit."""
+
+
+class StoreConfig(_Frozen):
+    watch_history_max: int = Field(default=10_000, gt=0)
+    """Changes kept for watches; an older resourceVersion gets 410 Expired."""
+    dedup_max: int = Field(default=20_000, gt=0)
+    """Request ids remembered to answer a retried proposal with its first outcome."""
+    events_max: int = Field(default=5_000, gt=0)
+    """Event objects kept before the oldest are deleted."""
+
+
+class UserConfig(_Frozen):
+    name: str = Field(min_length=1)
+    """User name, e.g. "admin", "viewer" or "system:node:node-1"."""
+    token: str = Field(min_length=8)
+    """Bearer token of this user."""
+    groups: tuple[str, ...] = ()
+    """Groups: "system:masters" may do anything, "system:nodes" gets the NodeRestriction rules, anything
+    else may only read."""
+
+
+class SchedulerConfig(_Frozen):
+    seed: int = 0
+    """Seed of the tie-breaking choice between equally scored nodes (same seed, same placements)."""
+
+
+class ClusterConfig(_Frozen):
+    name: str = "hacluster"
+    """Name of the cluster (kubeconfig context name)."""
+    masters: tuple[MasterConfig, ...] = Field(min_length=1, max_length=9)
+    """The masters; their count is the Raft cluster size."""
+    raft: RaftConfig = RaftConfig()
+    api: ApiConfig = ApiConfig()
+    store: StoreConfig = StoreConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    users: tuple[UserConfig, ...] = ()
+    """Bearer-token users; `hacluster up` adds an admin and a viewer if none are given."""
+    data_dir: str = "data"
+    """Where masters keep their Raft journal and snapshots, relative to this file (one sub-directory per master)."""
+
+    @model_validator(mode="after")
+    def _unique(self) -> "ClusterConfig":
+        ids = [m.id for m in self.masters]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"masters: duplicate id {', '.join(dup)}")
+        ports = [p for m in self.masters for p in (m.api_port, m.raft_port, m.api_tls_port) if p]
+        dup_ports = sorted({p for p in ports if ports.count(p) > 1})
+        if dup_ports:
+            raise ValueError(f"masters: port used twice: {', '.join(map(str, dup_ports))}")
+        return self
+
+    def master(self, master_id: str) -> MasterConfig:
+        for m in self.masters:
+            if m.id == master_id:
+                return m
+        raise ConfigError(f"no master with id {master_id!r} (have {', '.join(m.id for m in self.masters)})")
+
+    def user_by_name(self, name: str) -> UserConfig | None:
+        for u in self.users:
+            if u.name == name:
+                return u
+        return None
+
+
+def _format_errors(path: str, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"{path}: {loc + ': ' if loc else ''}{msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, source: str = "<config>") -> ClusterConfig:
+    """Validate plain data into a ClusterConfig; ConfigError lists every problem with file and key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the file must hold a mapping (got {type(data).__name__})")
+    try:
+        return ClusterConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(source, exc)) from exc
+
+
+def load_config(path: str | Path) -> ClusterConfig:
+    """Load and validate a cluster YAML file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+    return parse_config(data, str(p))
+
+
+def dump_config(cfg: ClusterConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+def default_config(masters: int) -> ClusterConfig:
+    """A cluster of `masters` masters with every port left for `up` to pick."""
+    return ClusterConfig(name=f"local-{masters}",
+                         masters=tuple(MasterConfig(id=f"m{i + 1}") for i in range(masters)))
+
+
+def with_generated_secrets(cfg: ClusterConfig) -> ClusterConfig:
+    """Fill in a Raft password and admin/viewer users where the config left them out."""
+    raft = cfg.raft if cfg.raft.password else cfg.raft.model_copy(update={"password": secrets.token_hex(16)})
+    users = list(cfg.users)
+    if not any("system:masters" in u.groups for u in users):
+        users.append(UserConfig(name="admin", token=secrets.token_hex(16), groups=("system:masters",)))
+    if not any(u.name == "viewer" for u in users):
+        users.append(UserConfig(name="viewer", token=secrets.token_hex(16), groups=("viewers",)))
+    return cfg.model_copy(update={"raft": raft, "users": tuple(users)})
+
+
+# ---------------------------------------------------------------------------- the environment
+def env_state_dir() -> str:
+    """Default state directory: $HACLUSTER_STATE_DIR or `.hacluster` in the current directory."""
+    return os.environ.get("HACLUSTER_STATE_DIR", ".hacluster")
+
+
+def env_log_level() -> str:
+    return os.environ.get("HACLUSTER_LOG_LEVEL", "WARNING").upper()

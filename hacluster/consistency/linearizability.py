@@ -1,0 +1,741 @@
+"""Linearizability checker for recorded histories: is there one order of the operations, consistent with
+real time, in which every operation does what a single correct register would do?
+
+The search is Wing & Gong's, with Lowe's just-in-time linearization, as Porcupine implements it
+(anishathalye/porcupine, checker.go): the history is a doubly-linked list of call and return entries in
+time order; the search linearizes ("lifts") any operation whose call comes before the first remaining
+return, backtracks ("unlifts") when a return is reached with its operation not yet linearized, and
+remembers every (set of linearized operations, model state) pair it has visited so it never explores the
+same situation twice. Keys are independent registers, so each key is checked on its own
+(P-compositionality) with its own time budget.
+
+Outcomes follow the history contract (see `history`): `fail` operations are dropped; `info` operations
+(and invokes never completed) may take effect at any instant after their invoke or never, so their return
+is +infinity; at their linearization point they apply if their precondition holds and are a no-op
+otherwise, which also covers "never happened" (linearized last, unobserved). Reads whose outcome is
+unknown constrain nothing and are dropped. Entries at equal times are ordered calls first, so operations
+that touch at one instant count as concurrent (the conservative choice: it never invents a violation).
+
+For an invalid key the checker finds the shortest failing prefix of that key's history (operations
+invoked up to the completion of the first operation that cannot be linearized; operations still running
+then count as `info`) and says in a sentence why that operation is impossible.
+
+Called by `hacluster.consistency.explain` (`run_check`, used by the CLI), the chaos runner and
+`scripts/bench-checker`. Pure: no I/O except `check_file`, which reads the history.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeAlias
+
+from hacluster.consistency.history import (
+    Event,
+    Operation,
+    load_history,
+    pair_operations,
+)
+
+Verdict: TypeAlias = Literal["valid", "invalid", "unknown"]
+# A transition maps a model state to the next one, or to ILLEGAL when the operation cannot happen there.
+Transition: TypeAlias = Callable[[Hashable], Hashable]
+
+# How many search steps run between two looks at the clock.
+_DEADLINE_CHECK_STEPS = 4096
+# Most operations an explanation lists.
+EXPLANATION_OPERATIONS_MAX = 40
+
+
+class UnknownModelError(ValueError):
+    """`model` names no model this checker knows."""
+
+
+class _Sentinel:
+    """A unique marker value that equals only itself."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+# The register state of a key that does not exist (distinct from a key holding JSON null).
+ABSENT: Hashable = _Sentinel("ABSENT")
+# What a transition returns when the operation cannot take effect in the given state.
+ILLEGAL: Hashable = _Sentinel("ILLEGAL")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Models
+
+
+@dataclass(frozen=True)
+class Model:
+    """A sequential specification of one key: its initial state and what each operation does to it."""
+
+    name: str
+    initial_state: Hashable
+    # (operation, outcome unknown?) -> its transition, or None when it constrains nothing and is dropped.
+    compile: Callable[[Operation, bool], Transition | None]
+    describe_state: Callable[[Hashable], str]
+
+
+def _register_transition(op: Operation, indefinite: bool) -> Transition | None:
+    """The register semantics of the history contract.
+
+    create: only if absent; delete: only if present; cas [expected, new]: only if present and equal to
+    expected; write: always (creates if absent); read: returns the value, or null when absent (a read of
+    null also matches a key holding null). A definite (ok) operation is illegal where its precondition
+    fails; an indefinite (info) one is then a no-op.
+    """
+    f, value = op.f, op.value
+    if f == "read":
+        if indefinite:
+            return None
+        seen = op.result
+        if seen is None:
+            return lambda state: state if state is ABSENT or state is None else ILLEGAL
+        return lambda state: state if state == seen else ILLEGAL
+    if f == "write":
+        return lambda state: value
+    if f == "create":
+        if indefinite:
+            return lambda state: value if state is ABSENT else state
+        return lambda state: value if state is ABSENT else ILLEGAL
+    if f == "delete":
+        if indefinite:
+            return lambda state: ABSENT
+        return lambda state: ILLEGAL if state is ABSENT else ABSENT
+    # cas; ABSENT equals no value, so `state == expected` also requires presence.
+    if not isinstance(value, tuple):
+        raise TypeError(f"cas operation {op.index} has no [expected, new] value")
+    expected, new = value
+    if indefinite:
+        return lambda state: new if state == expected else state
+    return lambda state: new if state == expected else ILLEGAL
+
+
+def _describe_register_state(state: Hashable) -> str:
+    return "absent" if state is ABSENT else f"holding {format_value(state)}"
+
+
+REGISTER = Model(
+    name="register",
+    initial_state=ABSENT,
+    compile=_register_transition,
+    describe_state=_describe_register_state,
+)
+MODELS: dict[str, Model] = {REGISTER.name: REGISTER}
+
+
+def get_model(name: str) -> Model:
+    """The model called `name`; raises `UnknownModelError` listing the known ones."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}") from None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True)
+class Violation:
+    """Why one key's history is not linearizable, reduced to the shortest failing prefix."""
+
+    key: str
+    reason: str  # one or two sentences for a person
+    # The ok operation(s) completing at `prefix_end_time_ns`: the first that cannot be linearized.
+    first_unlinearizable: tuple[Operation, ...]
+    # The operations that matter to `reason`, in invoke order (at most EXPLANATION_OPERATIONS_MAX).
+    operations: tuple[Operation, ...]
+    prefix_end_time_ns: int
+    prefix_operation_count: int  # operations of the key invoked by then (fails excluded)
+    # The longest order the search could build for the prefix, and the state it leaves.
+    longest_order: tuple[Operation, ...]
+    state_after_longest_order: str
+
+
+@dataclass(frozen=True)
+class KeyResult:
+    """The verdict for one key."""
+
+    key: str
+    verdict: Verdict
+    operation_count: int  # operations on the key, fails included
+    checked_operation_count: int  # those the search had to place (fails and unknown reads dropped)
+    elapsed_s: float
+    violation: Violation | None = None  # set when the verdict is "invalid"
+    note: str = ""  # e.g. why the verdict is "unknown"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The verdict for a whole history: invalid if any key is, else unknown if any key is, else valid."""
+
+    verdict: Verdict
+    model: str
+    keys: tuple[KeyResult, ...]  # sorted by key
+    operation_count: int
+    elapsed_s: float
+    time_origin_ns: int  # the earliest invoke; explanations give times relative to it
+    time_limit_s: float | None
+
+    def keys_with(self, verdict: Verdict) -> tuple[KeyResult, ...]:
+        """The per-key results with the given verdict."""
+        return tuple(result for result in self.keys if result.verdict == verdict)
+
+    @property
+    def violations(self) -> tuple[Violation, ...]:
+        """The explanations of every invalid key."""
+        return tuple(result.violation for result in self.keys if result.violation is not None)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Formatting shared with `explain`
+
+
+def format_value(value: object) -> str:
+    """A value as a person reads it: strings quoted ('v3'), JSON null as null."""
+    if value is ABSENT:
+        return "absent"
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def format_time(time_ns: float | None, origin_ns: int) -> str:
+    """A time in milliseconds after `origin_ns` (None or +inf as an open end)."""
+    if time_ns is None or time_ns == math.inf:
+        return "∞"
+    return f"{(time_ns - origin_ns) / 1e6:.3f} ms"
+
+
+def describe_call(op: Operation) -> str:
+    """What the operation did, without who or when: "write 'v5'", "read → 'v3'", "cas 'a'→'b'"."""
+    if op.f == "read":
+        return f"read → {format_value(op.result)}" if op.status == "ok" else "read → ?"
+    if op.f == "cas" and isinstance(op.value, tuple):
+        return f"cas {format_value(op.value[0])}→{format_value(op.value[1])}"
+    if op.f == "delete":
+        return "delete"
+    return f"{op.f} {format_value(op.value)}"
+
+
+def describe_operation(op: Operation, origin_ns: int) -> str:
+    """One operation for a person: "p3 write 'v5' [ok 1.000–2.500 ms]", "p4 delete [info from 3.000 ms]"."""
+    start = f"{(op.invoke_time_ns - origin_ns) / 1e6:.3f}"
+    if op.status == "info" or op.complete_time_ns is None:
+        when = f"info from {start} ms"
+    else:
+        when = f"{op.status} {start}–{(op.complete_time_ns - origin_ns) / 1e6:.3f} ms"
+    return f"p{op.process} {describe_call(op)} [{when}]"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The search
+
+
+@dataclass(frozen=True, slots=True)
+class _Placed:
+    """An operation ready for the search: its transition and the times bounding its effect."""
+
+    op: Operation
+    transition: Transition
+    call_time_ns: int
+    return_time_ns: float  # +inf when the outcome is unknown
+
+
+@dataclass(frozen=True, slots=True)
+class _SearchOutcome:
+    verdict: Verdict
+    longest_order: tuple[int, ...] = ()  # indexes into the placed list; filled when asked for
+    state_after_longest_order: Hashable = None
+
+
+def _place(items: Iterable[tuple[Operation, bool]], model: Model) -> list[_Placed]:
+    """Compile (operation, indefinite?) pairs, dropping those that constrain nothing."""
+    placed: list[_Placed] = []
+    for op, indefinite in items:
+        transition = model.compile(op, indefinite)
+        if transition is None:
+            continue
+        if indefinite or op.complete_time_ns is None:
+            return_time: float = math.inf
+        else:
+            return_time = op.complete_time_ns
+        placed.append(_Placed(op, transition, op.invoke_time_ns, return_time))
+    return placed
+
+
+def _search(
+    placed: Sequence[_Placed],
+    initial_state: Hashable,
+    deadline: float | None,
+    record_longest: bool = False,
+) -> _SearchOutcome:
+    """Porcupine's checkSingle on arrays: is there a legal order of `placed` respecting real time?
+
+    Returns "unknown" if `deadline` (time.monotonic() seconds) passes first. With `record_longest`, an
+    invalid outcome carries the longest partial order found and the state after it.
+    """
+    count = len(placed)
+    if count == 0:
+        return _SearchOutcome("valid")
+    # Entries sorted by time; calls before returns at equal times (touching operations are concurrent).
+    points: list[tuple[float, int, int]] = [(p.call_time_ns, 0, i) for i, p in enumerate(placed)]
+    points.extend((p.return_time_ns, 1, i) for i, p in enumerate(placed))
+    points.sort()
+    # Position 0 is the head sentinel and position `tail` the tail sentinel; neither is ever lifted.
+    tail = len(points) + 1
+    nxt = list(range(1, tail + 2))
+    prv = list(range(-1, tail + 1))
+    match = [0] * (tail + 1)  # call position -> its return position; 0 marks a return entry
+    op_at = [0] * (tail + 1)
+    transition_at: list[Transition | None] = [None] * (tail + 1)
+    call_position = [0] * count
+    for position, (_, kind, i) in enumerate(points, start=1):
+        op_at[position] = i
+        if kind == 0:
+            call_position[i] = position
+            transition_at[position] = placed[i].transition
+        else:
+            match[call_position[i]] = position
+
+    state = initial_state
+    linearized = 0  # bit i set when placed[i] is linearized
+    seen: set[tuple[int, Hashable]] = set()
+    stack_position: list[int] = []
+    stack_state: list[Hashable] = []
+    best_depth = -1
+    best_order: tuple[int, ...] = ()
+    best_state: Hashable = None
+    steps = 0
+    entry = nxt[0]
+    while nxt[0] != tail:
+        steps += 1
+        if deadline is not None and steps % _DEADLINE_CHECK_STEPS == 0 and time.monotonic() > deadline:
+            return _SearchOutcome("unknown")
+        ret = match[entry]
+        if ret:  # a call entry: try to linearize its operation now
+            transition = transition_at[entry]
+            assert transition is not None
+            new_state = transition(state)
+            if new_state is not ILLEGAL:
+                new_linearized = linearized | (1 << op_at[entry])
+                visit = (new_linearized, new_state)
+                if visit not in seen:
+                    seen.add(visit)
+                    stack_position.append(entry)
+                    stack_state.append(state)
+                    state = new_state
+                    linearized = new_linearized
+                    # lift the call and its return out of the list
+                    before, after = prv[entry], nxt[entry]
+                    nxt[before] = after
+                    prv[after] = before
+                    before, after = prv[ret], nxt[ret]
+                    nxt[before] = after
+                    prv[after] = before
+                    entry = nxt[0]
+                    continue
+            entry = nxt[entry]
+        else:  # a return whose operation is not linearized: undo the most recent choice
+            if not stack_position:
+                if record_longest:
+                    return _SearchOutcome("invalid", best_order, best_state)
+                return _SearchOutcome("invalid")
+            if record_longest and len(stack_position) > best_depth:
+                best_depth = len(stack_position)
+                best_order = tuple(op_at[p] for p in stack_position)
+                best_state = state
+            entry = stack_position.pop()
+            state = stack_state.pop()
+            linearized ^= 1 << op_at[entry]
+            # unlift in the reverse order of lift; the lifted entries kept their own links
+            ret = match[entry]
+            nxt[prv[ret]] = ret
+            prv[nxt[ret]] = ret
+            nxt[prv[entry]] = entry
+            prv[nxt[entry]] = entry
+            entry = nxt[entry]
+    return _SearchOutcome("valid")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Explaining a violation
+
+
+def _truncate(ops: Sequence[Operation], end_ns: int) -> list[tuple[Operation, bool]]:
+    """The history as it stood at `end_ns`: operations invoked by then, those not completed by then as info.
+
+    Linearizable histories stay linearizable under this cut (the order restricted to operations placed
+    before the cut, plus the cut-open ones as no-ops at the end), so a failing cut proves the whole fails.
+    """
+    kept: list[tuple[Operation, bool]] = []
+    for op in ops:
+        if op.invoke_time_ns > end_ns:
+            continue
+        indefinite = op.status == "info" or op.complete_time_ns is None or op.complete_time_ns > end_ns
+        kept.append((op, indefinite))
+    return kept
+
+
+_ChangeValue: TypeAlias = Hashable
+
+
+def _new_value(op: Operation) -> _ChangeValue:
+    """The value `op` leaves when it takes effect: ABSENT for delete, ILLEGAL for a read (sets nothing)."""
+    if op.f in ("write", "create"):
+        return op.value
+    if op.f == "cas" and isinstance(op.value, tuple):
+        return op.value[1]
+    if op.f == "delete":
+        return ABSENT
+    return ILLEGAL
+
+
+def _may_act_after(op: Operation, start_ns: int, end_ns: int) -> bool:
+    """Could `op` take effect in (start_ns, end_ns]? Info operations may take effect any time after invoke."""
+    if op.invoke_time_ns > end_ns:
+        return False
+    if op.status != "ok" or op.complete_time_ns is None:
+        return True
+    return op.complete_time_ns > start_ns
+
+
+def _list_ops(ops: Sequence[Operation], origin_ns: int, limit: int = 3) -> str:
+    shown = [describe_operation(op, origin_ns) for op in ops[-limit:]]
+    more = f" and {len(ops) - limit} earlier" if len(ops) > limit else ""
+    return "; ".join(shown) + more
+
+
+def _specific_reason(
+    key: str,
+    blocked: Operation,
+    prefix: Sequence[Operation],
+    key_ops: Sequence[Operation],
+    origin_ns: int,
+) -> tuple[str, list[Operation]] | None:
+    """A sentence naming the facts that rule `blocked` out, when one of the common patterns applies.
+
+    Returns (sentence, operations it cites) or None. Every claim is checked against the history, so a
+    sentence is only given when it is a proof on its own.
+    """
+    assert blocked.complete_time_ns is not None
+    end_ns = blocked.complete_time_ns
+    at = f"t={format_time(blocked.invoke_time_ns, origin_ns)}–{format_time(end_ns, origin_ns)}"
+    effective = [op for op in key_ops if op.status != "fail" and op is not blocked]
+    changes_before = [
+        op
+        for op in prefix
+        if op.status == "ok" and op.f != "read" and op is not blocked
+        and op.complete_time_ns is not None and op.complete_time_ns < blocked.invoke_time_ns
+    ]
+    last_ack = max(changes_before, key=lambda op: (op.complete_time_ns or 0, op.index), default=None)
+    last_text = (
+        f"the latest acknowledged change before it was {describe_operation(last_ack, origin_ns)}"
+        if last_ack is not None
+        else "no change to it was acknowledged before it began"
+    )
+    makers = [op for op in effective if op.f in ("write", "create", "cas")]
+    deleters = [op for op in effective if op.f == "delete"]
+    # What can make a read return null: a delete, or setting the value null.
+    nullers = [op for op in effective if _new_value(op) is ABSENT or _new_value(op) is None]
+
+    def nothing_undid(last: Operation, undoers: Sequence[Operation]) -> bool:
+        return not any(_may_act_after(op, last.invoke_time_ns, end_ns) for op in undoers if op is not last)
+
+    wanted: Hashable
+    if blocked.f in ("read", "cas"):
+        if blocked.f == "read":
+            wanted, verb, what = blocked.result, "returned", "the read"
+        else:
+            assert isinstance(blocked.value, tuple)
+            wanted, verb, what = blocked.value[0], "expected", "the cas"
+        if wanted is None and blocked.f == "read":
+            if (
+                last_ack is not None
+                and last_ack.f != "delete"
+                and _new_value(last_ack) is not None
+                and nothing_undid(last_ack, nullers)
+            ):
+                return (
+                    (f"read of {key} returned null (absent) at {at}, but "
+                    f"{describe_operation(last_ack, origin_ns)} was acknowledged before the read began "
+                    f"and no delete of {key} could have taken effect after it"),
+                    [last_ack],
+                )
+            return None
+        writers = [op for op in effective if _new_value(op) == wanted]
+        label = f"{blocked.f} of {key} {verb} {format_value(wanted)} at {at}"
+        if not writers:
+            return f"{label}, but no operation ever wrote {format_value(wanted)}; {last_text}", (
+                [last_ack] if last_ack else []
+            )
+        early = [op for op in writers if op.invoke_time_ns <= end_ns]
+        if not early:
+            return (
+                (f"{label}, but the only writes of {format_value(wanted)} ({_list_ops(writers, origin_ns)}) "
+                f"began after {what} completed; {last_text}"),
+                writers[:3] + ([last_ack] if last_ack else []),
+            )
+        if (
+            last_ack is not None
+            and _new_value(last_ack) != wanted
+            and all(
+                op.status == "ok" and op.complete_time_ns is not None
+                and op.complete_time_ns < last_ack.invoke_time_ns
+                for op in early
+            )
+        ):
+            return (
+                (f"{label}, but every write of {format_value(wanted)} ({_list_ops(early, origin_ns)}) was "
+                f"acknowledged before {describe_operation(last_ack, origin_ns)} began, and that was "
+                f"acknowledged before {what} began: {what} saw a stale value"),
+                early[-3:] + [last_ack],
+            )
+        return None
+    if blocked.f == "create":
+        if last_ack is not None and last_ack.f != "delete" and nothing_undid(last_ack, deleters):
+            return (
+                (f"create of {key} succeeded at {at}, but {key} already existed: "
+                f"{describe_operation(last_ack, origin_ns)} was acknowledged before the create began and "
+                f"no delete of {key} could have taken effect in between"),
+                [last_ack],
+            )
+        other_creates = [
+            op for op in prefix
+            if op.f == "create" and op.status == "ok" and op is not blocked
+            and op.complete_time_ns is not None and op.complete_time_ns <= end_ns
+        ]
+        if other_creates and not any(op.invoke_time_ns <= end_ns for op in deleters):
+            return (
+                (f"create of {key} succeeded at {at}, but {describe_operation(other_creates[-1], origin_ns)} "
+                f"also succeeded and no delete of {key} was attempted before then: two creates cannot both "
+                "find the key absent"),
+                [other_creates[-1]],
+            )
+        return None
+    if blocked.f == "delete":
+        if not any(op.invoke_time_ns <= end_ns for op in makers):
+            return f"delete of {key} succeeded at {at}, but nothing had created {key} by then", []
+        if last_ack is not None and last_ack.f == "delete" and nothing_undid(last_ack, makers):
+            return (
+                (f"delete of {key} succeeded at {at}, but {describe_operation(last_ack, origin_ns)} had "
+                f"already deleted it before the delete began and nothing could have re-created it in between"),
+                [last_ack],
+            )
+        return None
+    return None
+
+
+def _involved(
+    prefix: Sequence[Operation], blocked: Sequence[Operation], cited: Sequence[Operation], end_ns: int
+) -> tuple[Operation, ...]:
+    """The operations to show: the blocked ones, those cited, and those overlapping the window they span."""
+    start_ns = min(op.invoke_time_ns for op in [*blocked, *cited])
+    must = {op.index for op in [*blocked, *cited]}
+    window = [
+        op for op in prefix
+        if op.index in must or (op.status != "ok" or op.complete_time_ns is None or op.complete_time_ns >= start_ns)
+    ]
+    if len(window) > EXPLANATION_OPERATIONS_MAX:
+        # Keep what the reason names, then the operations nearest the failure.
+        rest = sorted((op for op in window if op.index not in must), key=lambda op: -op.invoke_time_ns)
+        room = max(0, EXPLANATION_OPERATIONS_MAX - len(must))
+        keep = must | {op.index for op in rest[:room]}
+        window = [op for op in window if op.index in keep]
+    return tuple(sorted(window, key=lambda op: (op.invoke_time_ns, op.index)))
+
+
+def _find_violation(
+    key: str,
+    key_ops: Sequence[Operation],
+    model: Model,
+    origin_ns: int,
+    deadline: float | None,
+) -> Violation:
+    """Explain an invalid key: find the shortest failing prefix and say why its last operation fails.
+
+    Cuts at each ok completion are monotone (see `_truncate`), so a binary search finds the first one
+    that fails. A cut whose search runs out of time counts as passing, so the prefix returned is always
+    proven to fail (at worst it is the whole history).
+    """
+    candidates = [op for op in key_ops if op.status != "fail"]
+    ends = sorted({op.complete_time_ns for op in candidates if op.status == "ok" and op.complete_time_ns is not None})
+    assert ends, "a history without ok operations cannot be invalid"
+    low, high = 0, len(ends) - 1
+    while low < high:
+        middle = (low + high) // 2
+        outcome = _search(_place(_truncate(candidates, ends[middle]), model), model.initial_state, deadline)
+        if outcome.verdict == "invalid":
+            high = middle
+        else:
+            low = middle + 1
+    end_ns = ends[high]
+    cut = _truncate(candidates, end_ns)
+    placed = _place(cut, model)
+    outcome = _search(placed, model.initial_state, deadline, record_longest=True)
+    prefix = [op for op, _ in cut]
+    blocked = tuple(op for op in prefix if op.status == "ok" and op.complete_time_ns == end_ns)
+    longest = tuple(placed[i].op for i in outcome.longest_order)
+    state_text = (
+        model.describe_state(outcome.state_after_longest_order) if outcome.verdict == "invalid" else "unknown"
+    )
+
+    reason: str | None = None
+    cited: list[Operation] = []
+    for op in blocked:
+        found = _specific_reason(key, op, prefix, key_ops, origin_ns)
+        if found is not None:
+            reason, cited = found
+            break
+    if reason is None:
+        first = blocked[0]
+        longest_text = (
+            f"the longest order the checker found places {len(longest)} of them and leaves {key} {state_text}"
+            if outcome.verdict == "invalid"
+            else "the search for the longest order ran out of time"
+        )
+        reason = (
+            f"{describe_operation(first, origin_ns)} cannot be placed: no order of the {len(prefix)} operations "
+            f"on {key} invoked by t={format_time(end_ns, origin_ns)} fits a single register; {longest_text}"
+        )
+    return Violation(
+        key=key,
+        reason=reason,
+        first_unlinearizable=blocked,
+        operations=_involved(prefix, blocked, cited, end_ns),
+        prefix_end_time_ns=end_ns,
+        prefix_operation_count=len(prefix),
+        longest_order=longest,
+        state_after_longest_order=state_text,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Entry points
+
+
+def check_key(
+    key: str,
+    key_ops: Sequence[Operation],
+    *,
+    model: Model = REGISTER,
+    time_limit_s: float | None = 10.0,
+    origin_ns: int = 0,
+    explain: bool = True,
+) -> KeyResult:
+    """Check one key's operations. `time_limit_s` bounds the search, and separately the explanation."""
+    started = time.monotonic()
+    deadline = None if time_limit_s is None else started + time_limit_s
+    placed = _place(((op, op.status == "info") for op in key_ops if op.status != "fail"), model)
+    outcome = _search(placed, model.initial_state, deadline)
+    violation = None
+    note = ""
+    if outcome.verdict == "invalid" and explain:
+        explain_deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
+        violation = _find_violation(key, key_ops, model, origin_ns, explain_deadline)
+    elif outcome.verdict == "unknown":
+        note = f"search exceeded the time limit of {time_limit_s} s"
+    return KeyResult(
+        key=key,
+        verdict=outcome.verdict,
+        operation_count=len(key_ops),
+        checked_operation_count=len(placed),
+        elapsed_s=time.monotonic() - started,
+        violation=violation,
+        note=note,
+    )
+
+
+def check_operations(
+    operations: Sequence[Operation],
+    *,
+    time_limit_s: float | None = 10.0,
+    model: str = "register",
+    explain: bool = True,
+) -> CheckResult:
+    """Check paired operations key by key; `time_limit_s` is each key's budget (None: no limit).
+
+    Raises `UnknownModelError` for an unknown `model`.
+    """
+    chosen = get_model(model)
+    started = time.monotonic()
+    by_key: dict[str, list[Operation]] = {}
+    for op in operations:
+        by_key.setdefault(op.key, []).append(op)
+    origin_ns = min((op.invoke_time_ns for op in operations), default=0)
+    results = tuple(
+        check_key(key, by_key[key], model=chosen, time_limit_s=time_limit_s, origin_ns=origin_ns, explain=explain)
+        for key in sorted(by_key)
+    )
+    verdicts = {result.verdict for result in results}
+    verdict: Verdict = "invalid" if "invalid" in verdicts else "unknown" if "unknown" in verdicts else "valid"
+    return CheckResult(
+        verdict=verdict,
+        model=chosen.name,
+        keys=results,
+        operation_count=len(operations),
+        elapsed_s=time.monotonic() - started,
+        time_origin_ns=origin_ns,
+        time_limit_s=time_limit_s,
+    )
+
+
+def check_history(
+    events: Sequence[Event],
+    *,
+    time_limit_s: float | None = 10.0,
+    model: str = "register",
+    explain: bool = True,
+) -> CheckResult:
+    """Check a history of events (see `history`); raises `HistoryError` if the events do not pair up."""
+    return check_operations(pair_operations(events), time_limit_s=time_limit_s, model=model, explain=explain)
+
+
+def check_file(
+    path: str | Path,
+    *,
+    time_limit_s: float | None = 10.0,
+    model: str = "register",
+    explain: bool = True,
+) -> CheckResult:
+    """Load and check a JSON-lines history file; raises `HistoryError` naming the first bad line."""
+    events = load_history(path)
+    operations = pair_operations(events, source=str(path))
+    return check_operations(operations, time_limit_s=time_limit_s, model=model, explain=explain)
+
+
+__all__ = [
+    "ABSENT",
+    "MODELS",
+    "REGISTER",
+    "CheckResult",
+    "KeyResult",
+    "Model",
+    "UnknownModelError",
+    "Verdict",
+    "Violation",
+    "check_file",
+    "check_history",
+    "check_key",
+    "check_operations",
+    "describe_call",
+    "describe_operation",
+    "format_time",
+    "format_value",
+    "get_model",
+]

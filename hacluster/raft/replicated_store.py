@@ -1,0 +1,404 @@
+"""The store replicated with pysyncobj's Raft — the only module of hacluster that imports pysyncobj.
+
+Created once per master process by `hacluster.apiserver.master`. pysyncobj runs its own tick thread;
+this module bridges it to asyncio:
+- `propose()` encodes a command to bytes, hands it to pysyncobj with a callback, and awaits the callback
+  through `loop.call_soon_threadsafe`, with its own deadline (pysyncobj has none for async calls).
+  Before proposing it checks this master's view of the cluster: with no leader, or (on the leader) no
+  recent answer from a majority, it refuses at once with `Unavailable` — nothing was proposed.
+  Outcomes that may or may not have committed (DISCARDED, LEADER_CHANGED, NOT_LEADER, UNKNOWN_OUTCOME)
+  are retried with the same request id until the deadline — the state machine deduplicates — and end in
+  `Timeout` (outcome unknown) if the deadline passes after something was proposed.
+- the replicated method is a one-liner that hands the bytes to the pure state machine and never raises.
+- a per-tick callback publishes an immutable `RaftView` (role, term, leader, quorum contact) so the event
+  loop never reads pysyncobj's internals while the tick thread mutates them.
+- snapshots (log compaction) are written with our own serializer as msgpack, not pickle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import msgspec
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.node import TCPNode
+
+from hacluster.config import ClusterConfig
+from hacluster.model import commands as cmds
+from hacluster.model.errors import ErrorInfo, Timeout, Unavailable
+from hacluster.store.api import PeerView, RaftView
+from hacluster.store.state import Result, StoreLimits, StoreState
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_ROLE = {0: "follower", 1: "candidate", 2: "leader"}
+# Outcomes after which the command may or may not be in the log: safe to retry (request ids dedupe).
+_RETRYABLE = {FAIL_REASON.DISCARDED, FAIL_REASON.LEADER_CHANGED, FAIL_REASON.NOT_LEADER,
+              FAIL_REASON.UNKNOWN_OUTCOME, FAIL_REASON.MISSING_LEADER, FAIL_REASON.QUEUE_FULL}
+_RETRY_WAIT_S = 0.05  # how long to wait for a new leader between attempts (bounded by the deadline)
+
+
+class DialNode(TCPNode):
+    """A peer whose identity is its real Raft address but which is dialled at another address (a proxy)."""
+
+    def __init__(self, address: str, dial_address: str | None = None) -> None:
+        super().__init__(address)
+        host, port = (dial_address or address).rsplit(":", 1)
+        self._dial_host = host
+        self._dial_port = int(port)
+
+    @property
+    def ip(self) -> str:
+        return self._dial_host
+
+    @property
+    def port(self) -> int:  # used only to dial; identity stays `address`
+        return self._dial_port
+
+
+class _RaftStateMachine(SyncObj):  # type: ignore[misc]
+    """pysyncobj's SyncObj holding our pure state machine."""
+
+    def __init__(self, self_addr: str, peers: list[TCPNode], conf: SyncObjConf,
+                 apply_payload: Callable[[bytes], Result]) -> None:
+        self._apply_payload = apply_payload
+        super().__init__(self_addr, peers, conf)
+
+    @replicated  # type: ignore[misc]
+    def apply_command(self, payload: bytes) -> Result:
+        return self._apply_payload(payload)
+
+
+class RaftStore:
+    """A `ReplicatedStore` backed by one pysyncobj node on this master."""
+
+    def __init__(self, cfg: ClusterConfig, master_id: str, *, data_dir: str | Path | None,
+                 dial_addresses: dict[str, str] | None = None,
+                 on_proposal_outcome: Callable[[str], None] | None = None) -> None:
+        self.cfg = cfg
+        self.id = master_id
+        me = cfg.master(master_id)
+        self.address = f"127.0.0.1:{me.raft_port}"
+        self._id_by_address = {f"127.0.0.1:{m.raft_port}": m.id for m in cfg.masters}
+        self._limits = StoreLimits(watch_history_max=cfg.store.watch_history_max,
+                                   dedup_max=cfg.store.dedup_max, events_max=cfg.store.events_max)
+        self._state = StoreState(self._limits)
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._change_event: asyncio.Event | None = None
+        self._notify_pending = False
+        self._view: RaftView = RaftView(master_id, "follower", 0, None, 0, 0, False)
+        self._view_listeners: list[Callable[[RaftView], None]] = []
+        self._view_changed: asyncio.Event | None = None
+        self._last_role_key: tuple[str, int, str | None] = ("", -1, None)
+        self._applied_count = 0
+        self._barrier_inflight = False
+        self._barrier_next: asyncio.Future[None] | None = None
+        self.proposal_stats: dict[str, int] = {}
+        self._on_outcome = on_proposal_outcome
+        self._data_dir = Path(data_dir) if data_dir else None
+        self._dial = dial_addresses or {}
+        self._sync: _RaftStateMachine | None = None
+
+    # ------------------------------------------------------------------------------- lifecycle
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the Raft node (binds the Raft port, begins ticking). Call from the event loop's thread."""
+        self._loop = loop
+        self._change_event = asyncio.Event()
+        self._view_changed = asyncio.Event()
+        r = self.cfg.raft
+        journal = dump = None
+        if self._data_dir is not None:
+            self._data_dir.mkdir(parents=True, exist_ok=True)
+            journal = str(self._data_dir / "raft.journal")
+            dump = str(self._data_dir / "raft.snapshot")
+        conf = SyncObjConf(
+            password=r.password or None,
+            bindAddress=self.address,
+            raftMinTimeout=r.election_timeout_ms_min / 1000,
+            raftMaxTimeout=r.election_timeout_ms_max / 1000,
+            appendEntriesPeriod=r.heartbeat_ms / 1000,
+            autoTickPeriod=min(0.05, r.heartbeat_ms / 1000),
+            leaderFallbackTimeout=r.leader_fallback_ms / 1000,
+            connectionTimeout=r.connection_timeout_ms / 1000,
+            connectionRetryTime=r.connection_retry_ms / 1000,
+            appendEntriesUseBatch=r.batch_appends,
+            logCompactionMinEntries=r.log_compaction_min_entries,
+            logCompactionMinTime=r.log_compaction_min_time_s,
+            journalFile=journal,
+            fullDumpFile=dump,
+            serializer=self._write_snapshot if dump else None,
+            deserializer=self._read_snapshot if dump else None,
+            commandsWaitLeader=False,
+            dynamicMembershipChange=False,
+        )
+        peers: list[TCPNode] = []
+        for m in self.cfg.masters:
+            addr = f"127.0.0.1:{m.raft_port}"
+            if addr != self.address:
+                peers.append(DialNode(addr, self._dial.get(addr)))
+        self._sync = _RaftStateMachine(self.address, peers, conf, self._apply_payload)
+        self._sync.addOnTickCallback(self._on_tick)
+
+    def stop(self) -> None:
+        if self._sync is not None:
+            self._sync.destroy()
+            self._sync = None
+
+    # ------------------------------------------------------------------------- tick thread side
+    def _apply_payload(self, payload: bytes) -> Result:
+        """Runs on the tick thread for every committed entry, in log order. Never raises."""
+        try:
+            command = cmds.decode(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return Result(ok=False, error=ErrorInfo(reason="BadRequest", message=f"undecodable command: {exc}"))
+        with self._lock:
+            result = self._state.apply(command)
+            self._applied_count += 1
+        self._signal_change()
+        return result
+
+    def _signal_change(self) -> None:
+        loop = self._loop
+        if loop is None or self._notify_pending:
+            return
+        self._notify_pending = True
+        try:
+            loop.call_soon_threadsafe(self._wake_watchers)
+        except RuntimeError:  # loop closed during shutdown
+            pass
+
+    def _wake_watchers(self) -> None:
+        self._notify_pending = False
+        ev = self._change_event
+        if ev is not None:
+            self._change_event = asyncio.Event()
+            ev.set()
+
+    def _on_tick(self) -> None:
+        """Publish an immutable RaftView (runs on the tick thread, where pysyncobj's fields are stable)."""
+        s = self._sync
+        if s is None:
+            return
+        now = time.monotonic()
+        role = _ROLE.get(s._SyncObj__raftState, "follower")
+        leader_node = s._SyncObj__raftLeader
+        leader = self._id_by_address.get(leader_node.address) if leader_node is not None else None
+        connected = s._SyncObj__connectedNodes
+        last_resp = s._SyncObj__lastResponseTime
+        match = s._SyncObj__raftMatchIndex
+        contact_s = self.cfg.raft.quorum_contact_ms / 1000
+        peers = []
+        fresh = 0
+        for node in s._SyncObj__otherNodes:
+            is_conn = node in connected
+            age = None
+            if role == "leader" and node in last_resp:
+                age = now - last_resp[node]
+                if is_conn and age <= contact_s:
+                    fresh += 1
+            peers.append(PeerView(self._id_by_address.get(node.address, node.address), node.address, is_conn,
+                                  match.get(node) if role == "leader" else None, age))
+        n = len(self.cfg.masters)
+        if role == "leader":
+            quorum = (fresh + 1) * 2 > n
+        elif leader_node is not None and role == "follower":
+            quorum = leader_node in connected and s._SyncObj__raftElectionDeadline > now
+        else:
+            quorum = False
+        view = RaftView(self.id, role, s.raftCurrentTerm, leader, s.raftCommitIndex, s.raftLastApplied, quorum,
+                        tuple(sorted(peers, key=lambda p: p.id)), s._SyncObj__raftLog.__len__())
+        self._view = view
+        key = (role, view.term, leader)
+        if key != self._last_role_key or quorum != getattr(self, "_last_quorum", None):
+            self._last_role_key = key
+            self._last_quorum = quorum
+            loop = self._loop
+            if loop is not None:
+                try:
+                    loop.call_soon_threadsafe(self._announce_view, view)
+                except RuntimeError:
+                    pass
+
+    def _announce_view(self, view: RaftView) -> None:
+        ev = self._view_changed
+        if ev is not None:
+            self._view_changed = asyncio.Event()
+            ev.set()
+        for fn in list(self._view_listeners):
+            try:
+                fn(view)
+            except Exception:
+                log.exception("view listener failed")
+
+    # ------------------------------------------------------------------------- snapshots (tick)
+    def _write_snapshot(self, path: str, raft_data: tuple[Any, Any, Any]) -> None:
+        last, prev, cluster = raft_data
+        with self._lock:
+            state = self._state.snapshot()
+            blob = msgspec.msgpack.encode({
+                "state": state,
+                "last": list(last), "prev": list(prev),
+                "cluster": sorted(getattr(n, "address", str(n)) for n in cluster),
+            })
+        with open(path, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _read_snapshot(self, path: str) -> tuple[Any, Any, Any]:
+        with open(path, "rb") as f:
+            data = msgspec.msgpack.decode(f.read())
+        restored = StoreState.restore(data["state"], self._limits)
+        with self._lock:
+            self._state = restored
+        self._signal_change()
+        return tuple(data["last"]), tuple(data["prev"]), set(data["cluster"])
+
+    # --------------------------------------------------------------------------- event loop side
+    def view(self) -> RaftView:
+        return self._view
+
+    def add_view_listener(self, fn: Callable[[RaftView], None]) -> None:
+        self._view_listeners.append(fn)
+
+    def read(self, fn: Callable[[StoreState], T]) -> T:
+        with self._lock:
+            return fn(self._state)
+
+    @property
+    def revision(self) -> int:
+        return self._state.revision
+
+    async def wait_for_change(self, after_revision: int, timeout_s: float) -> int:
+        deadline = time.monotonic() + timeout_s
+        while self._state.revision <= after_revision:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._change_event is None:
+                break
+            ev = self._change_event
+            try:
+                await asyncio.wait_for(ev.wait(), remaining)
+            except asyncio.TimeoutError:
+                break
+        return self._state.revision
+
+    async def wait_for_view(self, timeout_s: float) -> RaftView:
+        """Wait until the published view changes (or the timeout)."""
+        ev = self._view_changed
+        if ev is not None:
+            try:
+                await asyncio.wait_for(ev.wait(), timeout_s)
+            except asyncio.TimeoutError:
+                pass
+        return self._view
+
+    def _count(self, outcome: str) -> None:
+        self.proposal_stats[outcome] = self.proposal_stats.get(outcome, 0) + 1
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
+
+    async def propose(self, command: cmds.AnyCommand, *, timeout_s: float | None = None) -> Result:
+        """See `hacluster.store.api.ReplicatedStore.propose`."""
+        assert self._loop is not None and self._sync is not None, "RaftStore.start() first"
+        if not command.request_id and not isinstance(command, cmds.Barrier):
+            command = msgspec.structs.replace(command, request_id=uuid.uuid4().hex)
+        payload = cmds.encode(command)
+        timeout = self.cfg.api.proposal_timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout
+        proposed = False
+        last_reason = "no leader"
+        while True:
+            view = self._view
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            if not view.quorum:
+                last_reason = self._why_unavailable(view)
+                if not proposed:
+                    # Nothing is in flight: refuse now rather than wait (a definite failure).
+                    self._count("unavailable")
+                    raise Unavailable(f"hacluster master {self.id}: {last_reason}; the write was not made",
+                                      retry_after_s=1)
+                await self.wait_for_view(min(remaining, _RETRY_WAIT_S))
+                continue
+            fut: asyncio.Future[tuple[Any, int]] = self._loop.create_future()
+            loop = self._loop
+
+            def on_result(res: Any, err: int, fut: asyncio.Future[tuple[Any, int]] = fut) -> None:
+                loop.call_soon_threadsafe(_settle, fut, res, err)
+
+            self._sync.apply_command(payload, callback=on_result)
+            proposed = True
+            try:
+                res, err = await asyncio.wait_for(asyncio.shield(fut), remaining)
+            except asyncio.TimeoutError:
+                last_reason = "no commit before the deadline"
+                break
+            if err == FAIL_REASON.SUCCESS:
+                self._count("committed")
+                return res  # type: ignore[no-any-return]
+            last_reason = f"Raft reported {_reason_name(err)}"
+            if err not in _RETRYABLE:
+                break
+            self._count("retried")
+            await self.wait_for_view(min(max(deadline - time.monotonic(), 0), _RETRY_WAIT_S))
+        if proposed:
+            self._count("unknown")
+            raise Timeout(f"Timeout: request did not complete within {timeout:g}s ({last_reason}); the write may "
+                          "or may not have been committed", retry_after_s=1)
+        self._count("unavailable")
+        raise Unavailable(f"hacluster master {self.id}: {last_reason}; the write was not made", retry_after_s=1)
+
+    def _why_unavailable(self, view: RaftView) -> str:
+        if view.role == "leader":
+            return "this leader cannot reach a quorum of masters"
+        if view.leader is None:
+            return "no leader elected (election in progress or no quorum)"
+        return f"the leader {view.leader} is unreachable"
+
+    async def linearizable_barrier(self) -> None:
+        """Coalesced read barrier: every caller waits for a Barrier proposed after it arrived."""
+        assert self._loop is not None
+        if not self._barrier_inflight:
+            self._barrier_inflight = True
+            first: asyncio.Future[None] = self._loop.create_future()
+            asyncio.ensure_future(self._run_barriers(first))
+            await asyncio.shield(first)
+            return
+        if self._barrier_next is None:
+            self._barrier_next = self._loop.create_future()
+        await asyncio.shield(self._barrier_next)
+
+    async def _run_barriers(self, fut: asyncio.Future[None]) -> None:
+        while True:
+            try:
+                await self.propose(cmds.Barrier())
+                fut.set_result(None)
+            except Exception as exc:
+                fut.set_exception(exc)
+                fut.exception()  # mark retrieved: a waiter may have gone away
+            if self._barrier_next is None:
+                self._barrier_inflight = False
+                return
+            fut, self._barrier_next = self._barrier_next, None
+
+
+def _settle(fut: asyncio.Future[tuple[Any, int]], res: Any, err: int) -> None:
+    if not fut.done():
+        fut.set_result((res, err))
+
+
+def _reason_name(err: int) -> str:
+    for name in dir(FAIL_REASON):
+        if not name.startswith("_") and getattr(FAIL_REASON, name) == err:
+            return name
+    return str(err)

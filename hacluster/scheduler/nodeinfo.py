@@ -1,0 +1,471 @@
+"""The scheduler's view of the cluster: per-node capacity and what the pods placed there ask for.
+
+`ClusterSnapshot` is kube-scheduler's cache + snapshot in one pure object. The leader's scheduling loop
+builds one from the store (`ClusterSnapshot(nodes, pods)`), keeps it current from watch events
+(`add_node`, `update_node`, `remove_node`, `add_pod`, `update_pod`, `remove_pod`) and, after each decision,
+`assume`s the pod on its node so the next decision sees it; `forget` undoes an assumption whose binding
+was refused. `policy.schedule_one` only reads it.
+
+Everything a filter or score needs per node (labels, taints split by effect, allocatable, requested sums)
+is parsed once here, when the node or pod changes, never per decision. Quantities are parsed exactly with
+`hacluster.model.quantity` and rounded up the way Kubernetes' `MilliValue()` / `Value()` round.
+
+No I/O, no clock, no randomness. Not thread-safe: one owner (the scheduling loop) mutates it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, NamedTuple
+
+from hacluster.model.quantity import QuantityError, parse_quantity
+
+# kube-scheduler's defaults for containers that request nothing, used for scoring only
+# (pkg/scheduler/util: DefaultMilliCPURequest, DefaultMemoryRequest).
+DEFAULT_MILLI_CPU_REQUEST = 100
+DEFAULT_MEMORY_REQUEST = 200 * 1024 * 1024
+
+TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
+
+EFFECT_NO_SCHEDULE = "NoSchedule"
+EFFECT_PREFER_NO_SCHEDULE = "PreferNoSchedule"
+EFFECT_NO_EXECUTE = "NoExecute"
+
+_CPU = "cpu"
+_MEMORY = "memory"
+_PODS = "pods"
+_EPHEMERAL = "ephemeral-storage"
+_DEFAULTS = {_CPU: Fraction(DEFAULT_MILLI_CPU_REQUEST, 1000), _MEMORY: Fraction(DEFAULT_MEMORY_REQUEST)}
+# Resources a pod may set at pod level (PodLevelResources, beta and on by default since v1.34).
+_POD_LEVEL = (_CPU, _MEMORY)
+
+
+class SnapshotError(ValueError):
+    """An operation the snapshot refuses: assuming a pod that is already placed, forgetting one that
+    was never assumed, or a pod without a name. The snapshot is unchanged when it is raised."""
+
+
+class Taint(NamedTuple):
+    """A node taint (`spec.taints[]`)."""
+
+    key: str
+    value: str
+    effect: str
+
+
+@dataclass(frozen=True, slots=True)
+class PodRequests:
+    """What one pod asks of a node, in scheduler units, computed once from its spec.
+
+    `milli_cpu` / `memory` are the effective requests kube-scheduler's NodeResourcesFit compares with
+    free capacity (`resource.PodRequests`): containers summed, each init container's peak taken, sidecars
+    (restartable init containers) added, pod-level requests when set, plus `spec.overhead`. A container that
+    sets only limits requests its limits, as the API server defaults it. `nonzero_*` are the same with
+    100m CPU / 200Mi memory for each container that asks for nothing, used only by LeastAllocated scoring.
+    `scalars` holds ephemeral-storage and extended resources (sorted by name), `priority` is
+    `spec.priority` (0 when unset), used when judging whether preemption could help.
+    """
+
+    milli_cpu: int
+    memory: int
+    nonzero_milli_cpu: int
+    nonzero_memory: int
+    scalars: tuple[tuple[str, int], ...]
+    priority: int
+
+    @property
+    def is_zero(self) -> bool:
+        """True when the pod requests no cpu, memory or other resource (it still takes a pod slot)."""
+        return self.milli_cpu == 0 and self.memory == 0 and not self.scalars
+
+
+def pod_key(pod: Mapping[str, Any]) -> str:
+    """The identity a pod is accounted under: its UID, or `namespace/name` before it has one.
+
+    Raises SnapshotError for a pod with neither.
+    """
+    meta = pod.get("metadata") or {}
+    uid = meta.get("uid")
+    if uid:
+        return str(uid)
+    name = meta.get("name")
+    if not name:
+        raise SnapshotError("pod has neither metadata.uid nor metadata.name")
+    return f"{meta.get('namespace') or 'default'}/{name}"
+
+
+def pod_priority(pod: Mapping[str, Any]) -> int:
+    """`spec.priority`, 0 when unset (component-helpers `PodPriority`)."""
+    value = (pod.get("spec") or {}).get("priority")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def is_scalar_resource(name: str) -> bool:
+    """Resources NodeResourcesFit checks besides cpu, memory and pods: ephemeral storage, hugepages,
+    attachable volumes and extended resources (a domain-prefixed name outside kubernetes.io)."""
+    if name == _EPHEMERAL or name.startswith(("hugepages-", "attachable-volumes-")):
+        return True
+    return "/" in name and "kubernetes.io/" not in name and not name.startswith("requests.")
+
+
+def _quantities(resources: Any) -> dict[str, Fraction]:
+    """Parse a resource list; an unparsable entry is dropped (the API server never stores one)."""
+    out: dict[str, Fraction] = {}
+    if not isinstance(resources, Mapping):
+        return out
+    for name, text in resources.items():
+        try:
+            out[str(name)] = parse_quantity(text).value
+        except QuantityError:
+            continue
+    return out
+
+
+def _container_requests(container: Mapping[str, Any], nonzero: bool) -> dict[str, Fraction]:
+    res = container.get("resources") or {}
+    reqs = _quantities(res.get("requests"))
+    for name, value in _quantities(res.get("limits")).items():
+        reqs.setdefault(name, value)  # API defaulting: requests default to limits
+    if nonzero:
+        for name, value in _DEFAULTS.items():
+            reqs.setdefault(name, value)
+    return reqs
+
+
+def _add(into: dict[str, Fraction], more: Mapping[str, Fraction]) -> None:
+    for name, value in more.items():
+        into[name] = into.get(name, Fraction(0)) + value
+
+
+def _max(into: dict[str, Fraction], other: Mapping[str, Fraction]) -> None:
+    for name, value in other.items():
+        if name not in into or value > into[name]:
+            into[name] = value
+
+
+def _aggregate(spec: Mapping[str, Any], nonzero: bool) -> dict[str, Fraction]:
+    """component-helpers `resource.PodRequests` (spec resources, no status): sum of containers, max with
+    each init container's peak (sidecars before it included), pod-level cpu/memory, then overhead."""
+    result: dict[str, Fraction] = {}
+    for container in spec.get("containers") or ():
+        _add(result, _container_requests(container, nonzero))
+    sidecars: dict[str, Fraction] = {}
+    init_peak: dict[str, Fraction] = {}
+    for container in spec.get("initContainers") or ():
+        reqs = _container_requests(container, nonzero)
+        if container.get("restartPolicy") == "Always":
+            _add(result, reqs)
+            _add(sidecars, reqs)
+            reqs = dict(sidecars)
+        else:
+            _add(reqs, sidecars)
+        _max(init_peak, reqs)
+    _max(result, init_peak)
+    pod_level = _quantities((spec.get("resources") or {}).get("requests"))
+    for name in _POD_LEVEL:
+        if name in pod_level:
+            result[name] = pod_level[name]
+    _add(result, _quantities(spec.get("overhead")))
+    return result
+
+
+def compute_pod_requests(pod: Mapping[str, Any]) -> PodRequests:
+    """Compute a pod's `PodRequests` from its spec (see the class for the rules)."""
+    spec = pod.get("spec") or {}
+    reqs = _aggregate(spec, nonzero=False)
+    nonzero = _aggregate(spec, nonzero=True)
+    scalars = tuple(
+        sorted((name, math.ceil(v)) for name, v in reqs.items() if is_scalar_resource(name) and v > 0)
+    )
+    return PodRequests(
+        milli_cpu=math.ceil(reqs.get(_CPU, 0) * 1000),
+        memory=math.ceil(reqs.get(_MEMORY, 0)),
+        nonzero_milli_cpu=math.ceil(nonzero.get(_CPU, 0) * 1000),
+        nonzero_memory=math.ceil(nonzero.get(_MEMORY, 0)),
+        scalars=scalars,
+        priority=pod_priority(pod),
+    )
+
+
+def counts_against_node(pod: Mapping[str, Any]) -> str | None:
+    """The node whose capacity this pod uses: `spec.nodeName` unless the pod has finished
+    (phase Succeeded or Failed, which kube-scheduler's pod informer filters out)."""
+    node_name = (pod.get("spec") or {}).get("nodeName")
+    if not node_name:
+        return None
+    if (pod.get("status") or {}).get("phase") in TERMINAL_PHASES:
+        return None
+    return str(node_name)
+
+
+class NodeInfo:
+    """One node as the filters and scores see it (kube-scheduler's `framework.NodeInfo`).
+
+    Parsed node fields: `labels`, `taints`, `hard_taints` (NoSchedule and NoExecute, the ones the
+    TaintToleration filter checks), `soft_taints` (PreferNoSchedule, scored), `unschedulable`,
+    `alloc_*` from `status.allocatable` (a missing entry is 0, as in kube-scheduler, so a node that
+    reports no `pods` allocatable takes no pods). Running sums of the pods placed here: `requested_*`
+    (effective requests) and `nonzero_*` (requests with the scoring defaults). `pods` maps pod key to
+    its `PodRequests`. `has_node` is False for a placeholder that only holds pods whose node is not
+    (or no longer) known. Mutated only by `ClusterSnapshot`.
+    """
+
+    __slots__ = (
+        "alloc_memory",
+        "alloc_milli_cpu",
+        "alloc_pods",
+        "alloc_scalars",
+        "hard_taints",
+        "has_node",
+        "labels",
+        "name",
+        "node",
+        "nonzero_memory",
+        "nonzero_milli_cpu",
+        "pods",
+        "requested_memory",
+        "requested_milli_cpu",
+        "requested_scalars",
+        "soft_taints",
+        "taints",
+        "unschedulable",
+    )
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.node: Mapping[str, Any] | None = None
+        self.has_node = False
+        self.labels: dict[str, str] = {}
+        self.taints: tuple[Taint, ...] = ()
+        self.hard_taints: tuple[Taint, ...] = ()
+        self.soft_taints: tuple[Taint, ...] = ()
+        self.unschedulable = False
+        self.alloc_milli_cpu = 0
+        self.alloc_memory = 0
+        self.alloc_pods = 0
+        self.alloc_scalars: dict[str, int] = {}
+        self.requested_milli_cpu = 0
+        self.requested_memory = 0
+        self.nonzero_milli_cpu = 0
+        self.nonzero_memory = 0
+        self.requested_scalars: dict[str, int] = {}
+        self.pods: dict[str, PodRequests] = {}
+
+    def __repr__(self) -> str:
+        return (
+            f"NodeInfo({self.name!r}, cpu={self.requested_milli_cpu}/{self.alloc_milli_cpu}m, "
+            f"mem={self.requested_memory}/{self.alloc_memory}, pods={len(self.pods)}/{self.alloc_pods})"
+        )
+
+    def set_node(self, node: Mapping[str, Any]) -> None:
+        """Take the node's labels, taints, unschedulable flag and allocatable."""
+        meta = node.get("metadata") or {}
+        spec = node.get("spec") or {}
+        status = node.get("status") or {}
+        self.node = node
+        self.has_node = True
+        self.labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
+        taints = tuple(
+            Taint(str(t.get("key") or ""), str(t.get("value") or ""), str(t.get("effect") or ""))
+            for t in spec.get("taints") or ()
+        )
+        self.taints = taints
+        self.hard_taints = tuple(t for t in taints if t.effect in (EFFECT_NO_SCHEDULE, EFFECT_NO_EXECUTE))
+        self.soft_taints = tuple(t for t in taints if t.effect == EFFECT_PREFER_NO_SCHEDULE)
+        self.unschedulable = bool(spec.get("unschedulable"))
+        alloc = _quantities(status.get("allocatable"))
+        self.alloc_milli_cpu = math.ceil(alloc.get(_CPU, 0) * 1000)
+        self.alloc_memory = math.ceil(alloc.get(_MEMORY, 0))
+        self.alloc_pods = math.ceil(alloc.get(_PODS, 0))
+        self.alloc_scalars = {n: math.ceil(v) for n, v in alloc.items() if is_scalar_resource(n)}
+
+    def clear_node(self) -> None:
+        """Forget the node object but keep the pods accounted here (they may come back with it)."""
+        self.node = None
+        self.has_node = False
+        self.labels = {}
+        self.taints = self.hard_taints = self.soft_taints = ()
+        self.unschedulable = False
+        self.alloc_milli_cpu = self.alloc_memory = self.alloc_pods = 0
+        self.alloc_scalars = {}
+
+    def add(self, key: str, req: PodRequests) -> None:
+        """Account a pod here. The caller has made sure `key` is not already here."""
+        self.pods[key] = req
+        self.requested_milli_cpu += req.milli_cpu
+        self.requested_memory += req.memory
+        self.nonzero_milli_cpu += req.nonzero_milli_cpu
+        self.nonzero_memory += req.nonzero_memory
+        for name, value in req.scalars:
+            self.requested_scalars[name] = self.requested_scalars.get(name, 0) + value
+
+    def remove(self, key: str) -> PodRequests:
+        """Stop accounting a pod here and return what it had asked for. `key` must be here."""
+        req = self.pods.pop(key)
+        self.requested_milli_cpu -= req.milli_cpu
+        self.requested_memory -= req.memory
+        self.nonzero_milli_cpu -= req.nonzero_milli_cpu
+        self.nonzero_memory -= req.nonzero_memory
+        for name, value in req.scalars:
+            left = self.requested_scalars[name] - value
+            if left:
+                self.requested_scalars[name] = left
+            else:
+                del self.requested_scalars[name]
+        return req
+
+
+class ClusterSnapshot:
+    """Nodes (sorted by name, so every master builds the same order) and the pods counted against them.
+
+    A pod counts against `spec.nodeName` unless it is Succeeded or Failed. Pods whose node is unknown are
+    kept on a placeholder `NodeInfo` and counted as soon as the node appears (watch events may arrive in
+    any order). All mutators are idempotent upserts/removals except `assume`/`forget`, which raise
+    `SnapshotError` on misuse and leave the snapshot unchanged.
+    """
+
+    def __init__(
+        self, nodes: Iterable[Mapping[str, Any]] = (), pods: Iterable[Mapping[str, Any]] = ()
+    ) -> None:
+        self._infos: dict[str, NodeInfo] = {}
+        self._names: list[str] = []  # names of real nodes, sorted
+        self._order: list[NodeInfo] | None = None  # cached NodeInfos in name order
+        self._pod_node: dict[str, str] = {}  # pod key -> node it is accounted on
+        self._assumed: set[str] = set()
+        for node in nodes:
+            self.add_node(node)
+        for pod in pods:
+            self.add_pod(pod)
+
+    # ---- reading -------------------------------------------------------------------------------
+
+    @property
+    def num_nodes(self) -> int:
+        """How many nodes are known (placeholders for unknown nodes excluded)."""
+        return len(self._names)
+
+    def node_infos(self) -> list[NodeInfo]:
+        """Known nodes in name order. The list is shared: callers must not change it."""
+        if self._order is None:
+            self._order = [self._infos[n] for n in self._names]
+        return self._order
+
+    def get(self, node_name: str) -> NodeInfo | None:
+        """The known node of that name, or None."""
+        info = self._infos.get(node_name)
+        return info if info is not None and info.has_node else None
+
+    def __iter__(self) -> Iterator[NodeInfo]:
+        return iter(self.node_infos())
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def node_of(self, pod: Mapping[str, Any] | str) -> str | None:
+        """Where the pod (or pod key) is accounted, or None."""
+        key = pod if isinstance(pod, str) else pod_key(pod)
+        return self._pod_node.get(key)
+
+    def is_assumed(self, pod: Mapping[str, Any] | str) -> bool:
+        """True if the pod was placed by `assume` and no watch event has confirmed it yet."""
+        key = pod if isinstance(pod, str) else pod_key(pod)
+        return key in self._assumed
+
+    # ---- nodes ---------------------------------------------------------------------------------
+
+    def add_node(self, node: Mapping[str, Any]) -> None:
+        """Add or replace a node (same as `update_node`)."""
+        name = (node.get("metadata") or {}).get("name")
+        if not name:
+            raise SnapshotError("node has no metadata.name")
+        name = str(name)
+        info = self._infos.get(name)
+        if info is None:
+            info = self._infos[name] = NodeInfo(name)
+        if not info.has_node:
+            bisect.insort(self._names, name)
+            self._order = None
+        info.set_node(node)
+
+    update_node = add_node
+
+    def remove_node(self, node: Mapping[str, Any] | str) -> None:
+        """Remove a node; its pods stay accounted on a placeholder until they are removed too."""
+        name = node if isinstance(node, str) else str((node.get("metadata") or {}).get("name") or "")
+        info = self._infos.get(name)
+        if info is None or not info.has_node:
+            return
+        self._names.remove(name)
+        self._order = None
+        if info.pods:
+            info.clear_node()
+        else:
+            del self._infos[name]
+
+    # ---- pods ----------------------------------------------------------------------------------
+
+    def add_pod(self, pod: Mapping[str, Any]) -> None:
+        """Add or replace a pod from the store or a watch event (same as `update_pod`).
+
+        A pod that is unassigned or finished is (or stays) not counted. An assumed pod reported by a
+        watch event is confirmed: it is no longer assumed and is counted where the event says.
+        """
+        key = pod_key(pod)
+        self._unaccount(key)
+        self._assumed.discard(key)
+        node_name = counts_against_node(pod)
+        if node_name is not None:
+            self._account(key, node_name, compute_pod_requests(pod))
+
+    update_pod = add_pod
+
+    def remove_pod(self, pod: Mapping[str, Any] | str) -> None:
+        """Stop counting a pod (deleted, or its key). Unknown pods are ignored."""
+        key = pod if isinstance(pod, str) else pod_key(pod)
+        self._unaccount(key)
+        self._assumed.discard(key)
+
+    def assume(self, pod: Mapping[str, Any], node_name: str) -> None:
+        """Count a pod the scheduler has just placed on `node_name`, before its binding is stored.
+
+        Raises SnapshotError if the pod is already counted somewhere or the node is unknown.
+        """
+        key = pod_key(pod)
+        if key in self._pod_node:
+            raise SnapshotError(
+                f"pod {key} is already counted on node {self._pod_node[key]}, can't assume it"
+            )
+        if self.get(node_name) is None:
+            raise SnapshotError(f"can't assume pod {key} on unknown node {node_name}")
+        self._account(key, node_name, compute_pod_requests(pod))
+        self._assumed.add(key)
+
+    def forget(self, pod: Mapping[str, Any] | str) -> None:
+        """Undo `assume` (the binding was refused). Raises SnapshotError if the pod is not assumed."""
+        key = pod if isinstance(pod, str) else pod_key(pod)
+        if key not in self._assumed:
+            raise SnapshotError(f"pod {key} is not assumed, can't forget it")
+        self._assumed.discard(key)
+        self._unaccount(key)
+
+    # ---- internals -----------------------------------------------------------------------------
+
+    def _account(self, key: str, node_name: str, req: PodRequests) -> None:
+        info = self._infos.get(node_name)
+        if info is None:
+            info = self._infos[node_name] = NodeInfo(node_name)
+        info.add(key, req)
+        self._pod_node[key] = node_name
+
+    def _unaccount(self, key: str) -> None:
+        node_name = self._pod_node.pop(key, None)
+        if node_name is None:
+            return
+        info = self._infos[node_name]
+        info.remove(key)
+        if not info.has_node and not info.pods:
+            del self._infos[node_name]

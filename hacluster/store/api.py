@@ -1,0 +1,73 @@
+"""The one small interface between the API server (and leader-only loops) and the replicated store.
+
+The API server, scheduler and controllers talk only to a `ReplicatedStore`; how it is replicated
+(pysyncobj's Raft in `hacluster.raft`, or later an external etcd) stays behind it.
+
+Failure contract:
+- `Unavailable` (503): nothing was proposed (no leader, or this master lacks a quorum) — it did not happen.
+- `Timeout` (504): a proposal was made and its outcome is unknown — it may still be committed.
+- Any other outcome is the state machine's own `Result` (which may be a refusal such as Conflict).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, TypeVar
+
+from hacluster.model.commands import AnyCommand
+from hacluster.store.state import Result, StoreState
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PeerView:
+    """What one master sees of a peer link."""
+
+    id: str
+    address: str
+    connected: bool
+    match_index: int | None = None
+    last_response_age_s: float | None = None
+
+
+@dataclass(frozen=True)
+class RaftView:
+    """A consistent picture of this master's Raft state, published once per Raft tick."""
+
+    id: str
+    role: str  # "leader" | "follower" | "candidate"
+    term: int
+    leader: str | None  # id of the master believed to lead, if any
+    commit_index: int
+    applied_index: int
+    quorum: bool  # leader: a majority answered recently; follower: the leader is reachable
+    peers: tuple[PeerView, ...] = field(default_factory=tuple)
+    log_length: int = 0
+
+
+class ReplicatedStore(Protocol):
+    """A state machine replicated across masters."""
+
+    async def propose(self, command: AnyCommand, *, timeout_s: float | None = None) -> Result:
+        """Commit `command` through the log and return its result on this master (see failure contract)."""
+        ...
+
+    async def linearizable_barrier(self) -> None:
+        """Return once this master's state holds every write committed before the call."""
+        ...
+
+    def read(self, fn: Callable[[StoreState], T]) -> T:
+        """Run `fn` on the local state, serialised against apply (may be stale: see the barrier)."""
+        ...
+
+    async def wait_for_change(self, after_revision: int, timeout_s: float) -> int:
+        """Wait until the local revision exceeds `after_revision` (or the timeout); return the revision."""
+        ...
+
+    def view(self) -> RaftView:
+        ...
+
+    def add_view_listener(self, fn: Callable[[RaftView], None]) -> None:
+        """Call `fn` (on the event loop) whenever role, term or leader change."""
+        ...
