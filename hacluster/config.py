@@ -52,6 +52,9 @@ class RaftConfig(_Frozen):
     """A peer link silent for this long is considered dead (must be >= election_timeout_ms_max)."""
     connection_retry_ms: int = Field(default=200, ge=0)
     """Pause between attempts to redial a lost peer."""
+    tick_ms: int = Field(default=10, gt=0, le=100)
+    """Longest the Raft thread sleeps between ticks. Election timeouts fire on tick boundaries, so a coarse
+    tick (pysyncobj's default is 50 ms) makes candidates' random timeouts collide and split votes."""
     batch_appends: bool = False
     """Batch log entries per heartbeat (pysyncobj's appendEntriesUseBatch); off, each write goes out at once."""
     log_compaction_min_entries: int = Field(default=50_000, ge=2)
@@ -157,17 +160,21 @@ class ClusterConfig(_Frozen):
         return None
 
 
-def _format_errors(path: str, exc: ValidationError) -> str:
+def _format_errors(path: str, exc: ValidationError, prefix: str = "") -> list[str]:
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
+        loc = prefix + ".".join(str(p) for p in err["loc"])
         msg = err["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-        lines.append(f"{path}: {loc + ': ' if loc else ''}{msg}")
-    return "\n".join(lines)
+        for part in msg.split("; "):
+            if not err["loc"]:  # a cross-field check names its own key: "raft.election_timeout_ms_min: ..."
+                lines.append(f"{path}: {prefix}{part}")
+            else:
+                lines.append(f"{path}: {loc}: {part}")
+    return lines
 
 
 def parse_config(data: Any, source: str = "<config>") -> ClusterConfig:
@@ -177,7 +184,17 @@ def parse_config(data: Any, source: str = "<config>") -> ClusterConfig:
     try:
         return ClusterConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(source, exc)) from exc
+        lines = _format_errors(source, exc)
+        # Cross-field checks of a section run only once its fields are valid; check the sections on their
+        # own too, so that every problem of the file is reported at once.
+        for key, model in (("raft", RaftConfig),):
+            section = data.get(key)
+            if isinstance(section, dict):
+                try:
+                    model.model_validate({k: v for k, v in section.items() if k in model.model_fields})
+                except ValidationError as sub:
+                    lines += [line for line in _format_errors(source, sub, key + ".") if line not in lines]
+        raise ConfigError("\n".join(lines)) from exc
 
 
 def load_config(path: str | Path) -> ClusterConfig:

@@ -61,7 +61,7 @@ class Authenticator:
 
 def _denied(user: User, verb: str, res: Resource, namespace: str, name: str, subresource: str) -> Forbidden:
     what = res.plural + (f"/{subresource}" if subresource else "")
-    subject = f'{what} "{name}"' if name else what
+    subject = f'{what} "{name}"' if name and verb != "create" else what
     where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
     return Forbidden(f'{subject} is forbidden: User "{user.name}" cannot {verb} resource "{what}" in API group '
                      f'"{res.group}"{where}', kind=res.plural, name=name, group=res.group)

@@ -73,6 +73,11 @@ def result_error(result: Result) -> E.ApiError:
     return E.error_from_reason(e.reason, e.message, kind=e.kind, name=e.name, causes=e.causes)
 
 
+VERB = web.RequestKey("verb", str)
+RESOURCE = web.RequestKey("resource", str)
+USER = web.RequestKey("user", User)
+
+
 @dataclass(frozen=True)
 class Target:
     """What a request path names."""
@@ -130,7 +135,7 @@ class ApiServer:
     async def _middleware(self, request: web.Request,
                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         start = time.monotonic()
-        verb = request.get("verb", request.method.lower())
+        verb = request.get(VERB, request.method.lower())
         try:
             resp = await handler(request)
         except E.ApiError as err:
@@ -153,8 +158,8 @@ class ApiServer:
         except Exception as exc:  # a bug: answer like Kubernetes, keep the traceback in the master's log
             log.exception("internal error on %s %s", request.method, request.path)
             resp = status_response(E.InternalError(f"Internal error occurred: {type(exc).__name__}: {exc}"))
-        verb = request.get("verb", verb)
-        resource = request.get("resource", "")
+        verb = request.get(VERB, verb)
+        resource = request.get(RESOURCE, "")
         self.metrics.requests.labels(verb, resource, str(resp.status)).inc()
         if verb != "watch":
             self.metrics.latency.labels(verb, resource).observe(time.monotonic() - start)
@@ -237,26 +242,26 @@ class ApiServer:
                 raise E.NotFound("the server could not find the requested resource")
             return json_response(doc)
         target = self._parse_target(group_version, segs)
-        request["resource"] = target.res.plural + (f"/{target.subresource}" if target.subresource else "")
+        request[RESOURCE] = target.res.plural + (f"/{target.subresource}" if target.subresource else "")
         user = self._authenticate(request)
         q = request.query
         method = request.method
         if method == "GET":
             if target.name and target.subresource == "log":
-                request["verb"] = "get"
+                request[VERB] = "get"
                 return await self._pod_log(request, user, target)
             if target.name and target.subresource not in ("", "status", "scale"):
                 raise E.NotFound("the server could not find the requested resource")
             if target.name and not watch_path:
-                request["verb"] = "get"
+                request[VERB] = "get"
                 return await self._get(request, user, target)
             if watch_path or _truthy(q.get("watch")):
-                request["verb"] = "watch"
+                request[VERB] = "watch"
                 return await self._watch(request, user, target)
-            request["verb"] = "list"
+            request[VERB] = "list"
             return await self._list(request, user, target)
         if method == "POST":
-            request["verb"] = "create"
+            request[VERB] = "create"
             if target.subresource == "binding" and target.res.plural == "pods":
                 return await self._bind(request, user, target)
             if target.subresource == "eviction" and target.res.plural == "pods":
@@ -265,15 +270,15 @@ class ApiServer:
                 raise E.MethodNotAllowed("the server does not allow this method on the requested resource")
             return await self._create(request, user, target)
         if method == "PUT":
-            request["verb"] = "update"
+            request[VERB] = "update"
             self._need_name(target)
             return await self._update(request, user, target)
         if method == "PATCH":
-            request["verb"] = "patch"
+            request[VERB] = "patch"
             self._need_name(target)
             return await self._patch(request, user, target)
         if method == "DELETE":
-            request["verb"] = "delete"
+            request[VERB] = "delete"
             if not target.name:
                 return await self._delete_collection(request, user, target)
             return await self._delete(request, user, target)
@@ -303,7 +308,7 @@ class ApiServer:
 
     def _authenticate(self, request: web.Request) -> User:
         user: User = self.authn.authenticate(request.headers.get("Authorization"))
-        request["user"] = user
+        request[USER] = user
         return user
 
     # ------------------------------------------------------------------------------- body input

@@ -77,18 +77,35 @@ ILLEGAL: Hashable = _Sentinel("ILLEGAL")
 # Models
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One operation compiled for the search.
+
+    `blind` says the result does not depend on the state (a blind write: write, or a delete whose outcome
+    is unknown). The search uses it to skip orders that cannot matter: an indefinite blind step applied
+    right after another indefinite step hides that step's effect entirely.
+    """
+
+    transition: Transition
+    blind: bool = False
+
+
 @dataclass(frozen=True)
 class Model:
-    """A sequential specification of one key: its initial state and what each operation does to it."""
+    """A sequential specification of one key: its initial state and what each operation does to it.
+
+    `compile(op, indefinite)` returns the operation's `Step`, or None when it constrains nothing and is
+    dropped. For an indefinite operation the transition must never return ILLEGAL: where it cannot take
+    effect it leaves the state unchanged (it failed, or never happened).
+    """
 
     name: str
     initial_state: Hashable
-    # (operation, outcome unknown?) -> its transition, or None when it constrains nothing and is dropped.
-    compile: Callable[[Operation, bool], Transition | None]
+    compile: Callable[[Operation, bool], Step | None]
     describe_state: Callable[[Hashable], str]
 
 
-def _register_transition(op: Operation, indefinite: bool) -> Transition | None:
+def _register_step(op: Operation, indefinite: bool) -> Step | None:
     """The register semantics of the history contract.
 
     create: only if absent; delete: only if present; cas [expected, new]: only if present and equal to
@@ -102,25 +119,25 @@ def _register_transition(op: Operation, indefinite: bool) -> Transition | None:
             return None
         seen = op.result
         if seen is None:
-            return lambda state: state if state is ABSENT or state is None else ILLEGAL
-        return lambda state: state if state == seen else ILLEGAL
+            return Step(lambda state: state if state is ABSENT or state is None else ILLEGAL)
+        return Step(lambda state: state if state == seen else ILLEGAL)
     if f == "write":
-        return lambda state: value
+        return Step(lambda state: value, blind=True)
     if f == "create":
         if indefinite:
-            return lambda state: value if state is ABSENT else state
-        return lambda state: value if state is ABSENT else ILLEGAL
+            return Step(lambda state: value if state is ABSENT else state)
+        return Step(lambda state: value if state is ABSENT else ILLEGAL)
     if f == "delete":
         if indefinite:
-            return lambda state: ABSENT
-        return lambda state: ILLEGAL if state is ABSENT else ABSENT
+            return Step(lambda state: ABSENT, blind=True)
+        return Step(lambda state: ILLEGAL if state is ABSENT else ABSENT)
     # cas; ABSENT equals no value, so `state == expected` also requires presence.
     if not isinstance(value, tuple):
         raise TypeError(f"cas operation {op.index} has no [expected, new] value")
     expected, new = value
     if indefinite:
-        return lambda state: new if state == expected else state
-    return lambda state: new if state == expected else ILLEGAL
+        return Step(lambda state: new if state == expected else state)
+    return Step(lambda state: new if state == expected else ILLEGAL)
 
 
 def _describe_register_state(state: Hashable) -> str:
@@ -130,7 +147,7 @@ def _describe_register_state(state: Hashable) -> str:
 REGISTER = Model(
     name="register",
     initial_state=ABSENT,
-    compile=_register_transition,
+    compile=_register_step,
     describe_state=_describe_register_state,
 )
 MODELS: dict[str, Model] = {REGISTER.name: REGISTER}
@@ -249,12 +266,11 @@ def describe_operation(op: Operation, origin_ns: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Placed:
-    """An operation ready for the search: its transition and the times bounding its effect."""
+    """An operation ready for the search: its step and whether its outcome is known."""
 
     op: Operation
-    transition: Transition
-    call_time_ns: int
-    return_time_ns: float  # +inf when the outcome is unknown
+    step: Step
+    indefinite: bool  # info (or cut open): may take effect any time after its call, or never
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,14 +284,9 @@ def _place(items: Iterable[tuple[Operation, bool]], model: Model) -> list[_Place
     """Compile (operation, indefinite?) pairs, dropping those that constrain nothing."""
     placed: list[_Placed] = []
     for op, indefinite in items:
-        transition = model.compile(op, indefinite)
-        if transition is None:
-            continue
-        if indefinite or op.complete_time_ns is None:
-            return_time: float = math.inf
-        else:
-            return_time = op.complete_time_ns
-        placed.append(_Placed(op, transition, op.invoke_time_ns, return_time))
+        step = model.compile(op, indefinite)
+        if step is not None:
+            placed.append(_Placed(op, step, indefinite or op.complete_time_ns is None))
     return placed
 
 
@@ -285,62 +296,112 @@ def _search(
     deadline: float | None,
     record_longest: bool = False,
 ) -> _SearchOutcome:
-    """Porcupine's checkSingle on arrays: is there a legal order of `placed` respecting real time?
+    """Is there a legal order of `placed` that respects real time? Porcupine's checkSingle, on arrays.
+
+    Definite operations sit in Porcupine's doubly-linked list of call and return entries. Indefinite ones
+    have no return (it is +infinity) and need not happen at all, so they sit in a second list and are
+    tried only after every definite candidate at a point has failed ("as late as possible"); the search
+    succeeds once every definite operation is placed. Visited situations are remembered as (definite set,
+    state) -> indefinite sets; a situation is skipped when one with the same definite set and state but a
+    subset of its indefinite operations was already visited, since that one could do everything it can.
 
     Returns "unknown" if `deadline` (time.monotonic() seconds) passes first. With `record_longest`, an
     invalid outcome carries the longest partial order found and the state after it.
     """
-    count = len(placed)
-    if count == 0:
-        return _SearchOutcome("valid")
-    # Entries sorted by time; calls before returns at equal times (touching operations are concurrent).
-    points: list[tuple[float, int, int]] = [(p.call_time_ns, 0, i) for i, p in enumerate(placed)]
-    points.extend((p.return_time_ns, 1, i) for i, p in enumerate(placed))
+    # Global order of events; calls before returns at equal times (touching operations are concurrent).
+    points: list[tuple[float, int, int]] = []
+    for i, p in enumerate(placed):
+        points.append((p.op.invoke_time_ns, 0, i))
+        if not p.indefinite:
+            assert p.op.complete_time_ns is not None
+            points.append((p.op.complete_time_ns, 1, i))
     points.sort()
-    # Position 0 is the head sentinel and position `tail` the tail sentinel; neither is ever lifted.
-    tail = len(points) + 1
+
+    # The list of definite entries: position 0 is the head, `tail` the tail; neither is ever lifted.
+    definite_points = [(rank, kind, i) for rank, (_, kind, i) in enumerate(points) if not placed[i].indefinite]
+    tail = len(definite_points) + 1
     nxt = list(range(1, tail + 2))
     prv = list(range(-1, tail + 1))
-    match = [0] * (tail + 1)  # call position -> its return position; 0 marks a return entry
-    op_at = [0] * (tail + 1)
+    match = [0] * (tail + 1)  # call entry -> its return entry; 0 marks a return entry
+    rank_at = [0] * (tail + 1)  # entry -> rank in `points`
+    bit_at = [0] * (tail + 1)  # call entry -> index of its operation in the definite bitset
+    op_at = [0] * (tail + 1)  # entry -> index in `placed`
     transition_at: list[Transition | None] = [None] * (tail + 1)
-    call_position = [0] * count
-    for position, (_, kind, i) in enumerate(points, start=1):
-        op_at[position] = i
+    call_entry: dict[int, int] = {}
+    for entry, (rank, kind, i) in enumerate(definite_points, start=1):
+        rank_at[entry] = rank
+        op_at[entry] = i
         if kind == 0:
-            call_position[i] = position
-            transition_at[position] = placed[i].transition
+            call_entry[i] = entry
+            bit_at[entry] = len(call_entry) - 1
+            transition_at[entry] = placed[i].step.transition
         else:
-            match[call_position[i]] = position
+            match[call_entry[i]] = entry
+
+    # The list of indefinite operations in call order: node 0 is the head, `info_tail` the tail.
+    info_points = [(rank, i) for rank, (_, kind, i) in enumerate(points) if placed[i].indefinite]
+    info_tail = len(info_points) + 1
+    info_nxt = list(range(1, info_tail + 2))
+    info_prv = list(range(-1, info_tail + 1))
+    info_rank = [0] * (info_tail + 1)
+    info_op = [0] * (info_tail + 1)
+    info_transition: list[Transition | None] = [None] * (info_tail + 1)
+    info_blind = [False] * (info_tail + 1)
+    for node, (rank, i) in enumerate(info_points, start=1):
+        info_rank[node] = rank
+        info_op[node] = i
+        info_transition[node] = placed[i].step.transition
+        info_blind[node] = placed[i].step.blind
+
+    if nxt[0] == tail:
+        return _SearchOutcome("valid")
 
     state = initial_state
-    linearized = 0  # bit i set when placed[i] is linearized
-    seen: set[tuple[int, Hashable]] = set()
-    stack_position: list[int] = []
+    definite_bits = 0
+    info_bits = 0  # bit (node - 1) set when info node `node` is placed
+    visited: dict[tuple[int, Hashable], list[int]] = {(0, state): [0]}
+    stack_item: list[int] = []  # a definite call entry (> 0), or minus an info node
     stack_state: list[Hashable] = []
+    stack_limit_rank: list[int] = []  # for info items: the rank of the first return where they were tried
     best_depth = -1
     best_order: tuple[int, ...] = ()
     best_state: Hashable = None
     steps = 0
+    trying_definite = True
     entry = nxt[0]
-    while nxt[0] != tail:
+    node = 0
+    limit_rank = 0  # indefinite operations called before this rank are candidates
+    while True:
         steps += 1
         if deadline is not None and steps % _DEADLINE_CHECK_STEPS == 0 and time.monotonic() > deadline:
             return _SearchOutcome("unknown")
-        ret = match[entry]
-        if ret:  # a call entry: try to linearize its operation now
+        if trying_definite:
+            ret = match[entry]
+            if not ret:
+                # The first return in the list: no definite candidate fits here; try indefinite ones.
+                trying_definite = False
+                limit_rank = rank_at[entry]
+                node = info_nxt[0]
+                continue
             transition = transition_at[entry]
             assert transition is not None
             new_state = transition(state)
             if new_state is not ILLEGAL:
-                new_linearized = linearized | (1 << op_at[entry])
-                visit = (new_linearized, new_state)
-                if visit not in seen:
-                    seen.add(visit)
-                    stack_position.append(entry)
+                new_bits = definite_bits | (1 << bit_at[entry])
+                seen = visited.get((new_bits, new_state))
+                if seen is None:
+                    visited[(new_bits, new_state)] = [info_bits]
+                    fresh = True
+                else:
+                    fresh = all(old & ~info_bits for old in seen)
+                    if fresh:
+                        seen.append(info_bits)
+                if fresh:
+                    stack_item.append(entry)
                     stack_state.append(state)
+                    stack_limit_rank.append(0)
                     state = new_state
-                    linearized = new_linearized
+                    definite_bits = new_bits
                     # lift the call and its return out of the list
                     before, after = prv[entry], nxt[entry]
                     nxt[before] = after
@@ -348,29 +409,77 @@ def _search(
                     before, after = prv[ret], nxt[ret]
                     nxt[before] = after
                     prv[after] = before
+                    if nxt[0] == tail:
+                        return _SearchOutcome("valid")
                     entry = nxt[0]
                     continue
             entry = nxt[entry]
-        else:  # a return whose operation is not linearized: undo the most recent choice
-            if not stack_position:
-                if record_longest:
-                    return _SearchOutcome("invalid", best_order, best_state)
-                return _SearchOutcome("invalid")
-            if record_longest and len(stack_position) > best_depth:
-                best_depth = len(stack_position)
-                best_order = tuple(op_at[p] for p in stack_position)
-                best_state = state
-            entry = stack_position.pop()
-            state = stack_state.pop()
-            linearized ^= 1 << op_at[entry]
-            # unlift in the reverse order of lift; the lifted entries kept their own links
+            continue
+
+        if node != info_tail and info_rank[node] < limit_rank:
+            # An indefinite blind step right after another indefinite step would hide it: the order
+            # with the blind step alone is tried at the point where the first of them was placed.
+            if info_blind[node] and stack_item and stack_item[-1] < 0:
+                node = info_nxt[node]
+                continue
+            transition = info_transition[node]
+            assert transition is not None
+            new_state = transition(state)
+            if new_state is not ILLEGAL:
+                new_bits = info_bits | (1 << (node - 1))
+                seen = visited.get((definite_bits, new_state))
+                if seen is None:
+                    visited[(definite_bits, new_state)] = [new_bits]
+                    fresh = True
+                else:
+                    fresh = all(old & ~new_bits for old in seen)
+                    if fresh:
+                        seen.append(new_bits)
+                if fresh:
+                    stack_item.append(-node)
+                    stack_state.append(state)
+                    stack_limit_rank.append(limit_rank)
+                    state = new_state
+                    info_bits = new_bits
+                    before, after = info_prv[node], info_nxt[node]
+                    info_nxt[before] = after
+                    info_prv[after] = before
+                    trying_definite = True
+                    entry = nxt[0]
+                    continue
+            node = info_nxt[node]
+            continue
+
+        # Dead end: nothing fits at this point. Undo the most recent choice and try its next sibling.
+        if not stack_item:
+            if record_longest:
+                return _SearchOutcome("invalid", best_order, best_state)
+            return _SearchOutcome("invalid")
+        if record_longest and len(stack_item) > best_depth:
+            best_depth = len(stack_item)
+            best_order = tuple(op_at[item] if item > 0 else info_op[-item] for item in stack_item)
+            best_state = state
+        item = stack_item.pop()
+        state = stack_state.pop()
+        limit_rank = stack_limit_rank.pop()
+        if item > 0:
+            entry = item
+            definite_bits ^= 1 << bit_at[entry]
+            # unlift in the reverse order of lift; lifted entries kept their own links
             ret = match[entry]
             nxt[prv[ret]] = ret
             prv[nxt[ret]] = ret
             nxt[prv[entry]] = entry
             prv[nxt[entry]] = entry
+            trying_definite = True
             entry = nxt[entry]
-    return _SearchOutcome("valid")
+        else:
+            node = -item
+            info_bits ^= 1 << (node - 1)
+            info_nxt[info_prv[node]] = node
+            info_prv[info_nxt[node]] = node
+            trying_definite = False
+            node = info_nxt[node]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -126,7 +126,7 @@ class RaftStore:
             raftMinTimeout=r.election_timeout_ms_min / 1000,
             raftMaxTimeout=r.election_timeout_ms_max / 1000,
             appendEntriesPeriod=r.heartbeat_ms / 1000,
-            autoTickPeriod=min(0.05, r.heartbeat_ms / 1000),
+            autoTickPeriod=r.tick_ms / 1000,
             leaderFallbackTimeout=r.leader_fallback_ms / 1000,
             connectionTimeout=r.connection_timeout_ms / 1000,
             connectionRetryTime=r.connection_retry_ms / 1000,
@@ -211,7 +211,9 @@ class RaftStore:
         if role == "leader":
             quorum = (fresh + 1) * 2 > n
         elif leader_node is not None and role == "follower":
-            quorum = leader_node in connected and s._SyncObj__raftElectionDeadline > now
+            # A follower forwards while it still follows a connected leader; if the leader goes silent,
+            # pysyncobj's own election timeout turns this node into a candidate (leader None).
+            quorum = leader_node in connected
         else:
             quorum = False
         view = RaftView(self.id, role, s.raftCurrentTerm, leader, s.raftCommitIndex, s.raftLastApplied, quorum,

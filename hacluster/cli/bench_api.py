@@ -1,0 +1,149 @@
+"""`hacluster bench api`: API throughput, latency and leader failover of a fresh local 3-master cluster.
+
+Prints figures; asserts nothing. Load comes from this process (asyncio + aiohttp), on the same machine as
+the cluster, so the figures include the client's own CPU use — as the etcd baselines in the README do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+from rich.console import Console
+from rich.table import Table
+
+from hacluster.cluster import launcher
+from hacluster.config import default_config
+
+PAD = "x" * 700  # makes a pod ~1 KB of JSON
+
+
+def _pod(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default", "annotations": {"pad": PAD}},
+            "spec": {"containers": [{"name": "c", "image": "nginx:1.25"}]}}
+
+
+def _pct(xs: list[float], p: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * p))] * 1000
+
+
+async def _load(apis: list[str], token: str, clients: int, seconds: float, kind: str, tag: str) -> dict[str, Any]:
+    enc = msgspec.json.Encoder()
+    hdr = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    lat: list[float] = []
+    codes: Counter[str] = Counter()
+    stop = time.monotonic() + seconds
+    async with aiohttp.ClientSession(headers=hdr, connector=aiohttp.TCPConnector(limit=0)) as s:
+        async def worker(w: int) -> None:
+            i = 0
+            base = apis[w % len(apis)]
+            while time.monotonic() < stop:
+                i += 1
+                t0 = time.monotonic()
+                try:
+                    if kind == "create":
+                        req = s.post(f"{base}/api/v1/namespaces/default/pods", data=enc.encode(_pod(f"{tag}-{w}-{i}")))
+                    else:
+                        req = s.get(f"{base}/api/v1/namespaces/default/pods/bench-get-{w % 16}")
+                    async with req as r:
+                        await r.read()
+                        codes[str(r.status)] += 1
+                        if r.status in (200, 201):
+                            lat.append(time.monotonic() - t0)
+                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                    codes[type(exc).__name__] += 1
+        await asyncio.gather(*(worker(w) for w in range(clients)))
+    return {"ok": len(lat), "rate": len(lat) / seconds, "p50": _pct(lat, 0.5), "p99": _pct(lat, 0.99),
+            "codes": dict(codes)}
+
+
+async def _first_ack_after(apis: list[str], token: str, tag: str, timeout_s: float = 15.0) -> float:
+    enc = msgspec.json.Encoder()
+    hdr = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    t0 = time.monotonic()
+    i = 0
+    async with aiohttp.ClientSession(headers=hdr) as s:
+        while time.monotonic() - t0 < timeout_s:
+            for base in apis:
+                i += 1
+                try:
+                    async with s.post(f"{base}/api/v1/namespaces/default/pods", data=enc.encode(_pod(f"{tag}-{i}")),
+                                      timeout=aiohttp.ClientTimeout(total=3)) as r:
+                        await r.read()
+                        if r.status == 201:
+                            return time.monotonic() - t0
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    pass
+            await asyncio.sleep(0.01)  # pacing of the probe, not synchronisation
+    return float("nan")
+
+
+def run(state_dir: Path, *, seconds: float = 8.0, trials: int = 5) -> int:
+    console = Console()
+    console.print(f"[bold]hacluster bench api[/]: fresh 3-master cluster in {state_dir}, {os.cpu_count()} CPUs")
+    handle = launcher.up(default_config(3), state_dir)
+    try:
+        token = handle.admin_token
+        apis = list(handle.apis().values())
+        table = Table(title="pod creates (~1 KB) and linearizable gets")
+        for col in ("operation", "clients", "target", "ops/s", "p50 ms", "p99 ms", "answers"):
+            table.add_column(col)
+        for clients in (1, 16, 64):
+            for target in ("spread", "leader"):
+                leader = launcher.leader_of(handle)
+                targets = apis if target == "spread" else [leader["api"]] if leader else apis
+                r = asyncio.run(_load(targets, token, clients, seconds, "create", f"b{clients}{target[0]}"))
+                table.add_row("create pod", str(clients), target, f"{r['rate']:.0f}", f"{r['p50']:.1f}",
+                              f"{r['p99']:.1f}", _codes(r["codes"]))
+        asyncio.run(_seed_gets(apis[0], token))
+        r = asyncio.run(_load(apis, token, 16, seconds, "get", "g"))
+        table.add_row("get pod (linearizable)", "16", "spread", f"{r['rate']:.0f}", f"{r['p50']:.1f}",
+                      f"{r['p99']:.1f}", _codes(r["codes"]))
+        console.print(table)
+        times = []
+        for trial in range(trials):
+            leader = launcher.leader_of(handle)
+            if leader is None:
+                launcher.wait_ready(handle, 30)
+                leader = launcher.leader_of(handle)
+            assert leader is not None
+            survivors = [a for mid, a in handle.apis().items() if mid != leader["id"]]
+            os.kill(int(leader["pid"]), signal.SIGKILL)
+            dt = asyncio.run(_first_ack_after(survivors, token, f"fo{trial}"))
+            times.append(dt)
+            console.print(f"  failover trial {trial + 1}: leader {leader['id']} SIGKILLed -> first acknowledged "
+                          f"write through a survivor after {dt:.3f} s")
+            launcher.start_master(handle, leader["id"])
+            launcher.wait_ready(handle, 30)
+        ok = [t for t in times if t == t]
+        if ok:
+            console.print(f"[bold]leader failover[/] ({len(ok)} trials): min {min(ok):.3f} s, median "
+                          f"{statistics.median(ok):.3f} s, max {max(ok):.3f} s")
+        return 0
+    finally:
+        launcher.down(state_dir)
+
+
+def _codes(codes: dict[str, int]) -> str:
+    return ", ".join(f"{k}×{v}" for k, v in sorted(codes.items()))
+
+
+async def _seed_gets(api: str, token: str) -> None:
+    enc = msgspec.json.Encoder()
+    hdr = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession(headers=hdr) as s:
+        for i in range(16):
+            async with s.post(f"{api}/api/v1/namespaces/default/pods", data=enc.encode(_pod(f"bench-get-{i}"))) as r:
+                await r.read()
