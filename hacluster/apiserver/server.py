@@ -92,15 +92,13 @@ class ApiServer:
     """Handlers of one master's API; `app()` gives the aiohttp application."""
 
     def __init__(self, cfg: ClusterConfig, master_id: str, store: ReplicatedStore, *,
-                 clock: Callable[[], float] = time.time, metrics: MasterMetrics | None = None,
-                 log_reader: Callable[[Obj, str, int | None], Awaitable[str]] | None = None) -> None:
+                 clock: Callable[[], float] = time.time, metrics: MasterMetrics | None = None) -> None:
         self.cfg = cfg
         self.master_id = master_id
         self.store = store
         self.clock = clock
         self.metrics = metrics or MasterMetrics()
         self.authn = Authenticator(cfg)
-        self.log_reader = log_reader
         self._watch_stops: set[asyncio.Event] = set()
 
     # ------------------------------------------------------------------------------ application
@@ -762,9 +760,10 @@ class ApiServer:
             raise E.invalid("Binding", name, [E.required("target.name")])
         if target.get("kind") not in (None, "", "Node"):
             raise E.invalid("Binding", name, [E.not_supported("target.kind", target.get("kind"), ["Node"])])
+        bmeta = body.get("metadata") or {}
         await self._propose(cmds.Bind(namespace=t.namespace, name=t.name, node_name=node,
-                                      time=rfc3339(self.clock()),
-                                      expected_uid=(body.get("metadata") or {}).get("uid") or ""))
+                                      time=rfc3339(self.clock()), expected_uid=bmeta.get("uid") or "",
+                                      annotations=dict(bmeta.get("annotations") or {})))
         return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                               "code": 201}, status=201)
 
@@ -816,17 +815,51 @@ class ApiServer:
 
     # --------------------------------------------------------------------------------------- logs
     async def _pod_log(self, request: web.Request, user: User, t: Target) -> web.StreamResponse:
+        """Proxy `pods/{name}/log` to the kubelet of the pod's node, as the Kubernetes API server does: the
+        node advertises its port in `status.daemonEndpoints.kubeletEndpoint.Port`, the kubelet serves
+        `/containerLogs/{namespace}/{pod}/{container}` on 127.0.0.1."""
         authorize(user, "get", t.res, t.namespace, t.name, "log")
         await self._consistent(request)
         pod = self.store.read(lambda s: s.get("pods", t.namespace, t.name))
         if pod is None:
             raise E.not_found("pods", t.name)
-        if self.log_reader is None:
-            raise E.BadRequest(f'pod "{t.name}" has no logs: the node does not serve container logs')
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        if not node_name:
+            raise E.BadRequest(f'pod {t.name} does not have a host assigned')
+        containers = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
         container = request.query.get("container", "")
-        tail = request.query.get("tailLines")
-        text = await self.log_reader(pod, container, int(tail) if tail and tail.isdigit() else None)
-        return web.Response(text=text, content_type="text/plain")
+        if not container:
+            if len(containers) != 1:
+                raise E.BadRequest(f"a container name must be specified for pod {t.name}, choose one of: "
+                                   f"[{' '.join(containers)}]")
+            container = containers[0]
+        node = self.store.read(lambda s: s.get("nodes", "", node_name))
+        port = (((node or {}).get("status") or {}).get("daemonEndpoints") or {}).get("kubeletEndpoint", {}).get("Port")
+        if not port:
+            raise E.BadRequest(f'the node "{node_name}" of pod {t.name} does not serve container logs '
+                               "(no kubelet endpoint)")
+        params = {k: v for k, v in request.query.items()
+                  if k in ("tailLines", "follow", "previous", "timestamps", "sinceSeconds", "limitBytes")}
+        url = f"http://127.0.0.1:{int(port)}/containerLogs/{t.namespace}/{t.name}/{container}"
+        import aiohttp
+
+        follow = _truthy(request.query.get("follow"))
+        timeout = aiohttp.ClientTimeout(total=None if follow else 30, sock_connect=5)
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                async with session.get(url, params=params) as upstream:
+                    if upstream.status != 200:
+                        raw = await upstream.read()
+                        return web.Response(body=raw, status=upstream.status,
+                                            content_type=upstream.content_type or "application/json")
+                    resp = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
+                    await resp.prepare(request)
+                    async for chunk in upstream.content.iter_any():
+                        await resp.write(chunk)
+                    await resp.write_eof()
+                    return resp
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise E.InternalError(f'Get "{url}": {exc}') from exc
 
 
 # ------------------------------------------------------------------------------------- helpers

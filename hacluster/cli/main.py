@@ -55,9 +55,14 @@ def master(config_path: str, master_id: str) -> None:
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="Cluster file (see configs/).")
 @click.option("--masters", type=click.IntRange(1, 9), default=None, help="Number of masters (default 3).")
+@click.option("--nodes", type=click.IntRange(0, 1000), default=0, help="Kubelet agents to start (node-1 …).")
+@click.option("--runtime", type=click.Choice(["sim", "process"]), default="sim",
+              help="Container runtime of the kubelets: simulated, or real local processes.")
+@click.option("--chaos", is_flag=True, help="Route every Raft and API link through a Toxiproxy server.")
 @click.option("--detach", is_flag=True, help="Start the cluster and return; stop it with `hacluster down`.")
 @_state_dir_option
-def up(config_path: str | None, masters: int | None, detach: bool, state_dir: str | None) -> None:
+def up(config_path: str | None, masters: int | None, nodes: int, runtime: str, chaos: bool, detach: bool,
+       state_dir: str | None) -> None:
     """Start a local cluster of masters on 127.0.0.1."""
     from hacluster.cluster import launcher
 
@@ -69,7 +74,7 @@ def up(config_path: str | None, masters: int | None, detach: bool, state_dir: st
         raise _Fail(str(exc)) from exc
     sd = _sd(state_dir)
     try:
-        handle = launcher.up(cfg, sd)
+        handle = launcher.up(cfg, sd, nodes=nodes, runtime=runtime, chaos=chaos)
     except launcher.LauncherError as exc:
         raise _Fail(str(exc)) from exc
     leader = launcher.leader_of(handle)
@@ -152,6 +157,26 @@ def bench_api(seconds: float, trials: int, state_dir: str | None) -> None:
     sd = Path(state_dir) if state_dir else Path(".hacluster-bench")
     sys.exit(bench_mod.run(sd, seconds=seconds, trials=trials))
 
+
+# Commands of other components live beside their component and register here when present.
+_COMMAND_MODULES = ("hacluster.cli.kubelet_cmd", "hacluster.cli.chaos_cmd", "hacluster.cli.experiment_cmd",
+                    "hacluster.cli.check_cmd", "hacluster.cli.kubectl_cmd", "hacluster.cli.bench_cmd")
+
+
+def _register_optional_commands() -> None:
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        mod.register(main)
+
+
+_register_optional_commands()
 
 if __name__ == "__main__":
     main()

@@ -274,13 +274,24 @@ def _rmtree(p: Path) -> None:
         shutil.rmtree(p)
 
 
-def up(cfg: ClusterConfig, state_dir: str | Path, *, ready_timeout_s: float = READY_TIMEOUT_S) -> ClusterHandle:
-    """Start every master and wait for them to be ready with one leader; on failure stop what started."""
+def up(cfg: ClusterConfig, state_dir: str | Path, *, ready_timeout_s: float = READY_TIMEOUT_S,
+       nodes: int = 0, runtime: str = "sim", chaos: bool = False) -> ClusterHandle:
+    """Start every master (and `nodes` kubelets) and wait for them to be ready with one leader; with
+    `chaos`, first start the Toxiproxy server and route every Raft and API link through it. On any
+    failure, stop whatever started."""
     handle = prepare(cfg, state_dir)
     try:
+        if chaos:
+            from chaos.network import start_network
+
+            start_network(handle)
         for m in handle.cfg.masters:
             start_master(handle, m.id)
         wait_ready(handle, ready_timeout_s)
+        if nodes:
+            from hacluster.kubelet.launch import start_kubelets
+
+            start_kubelets(handle, nodes, runtime=runtime, ready_timeout_s=ready_timeout_s)
     except BaseException:
         down(handle.state_dir)
         raise

@@ -65,13 +65,15 @@ class Delete(_Command, frozen=True, tag="delete", kw_only=True):
 
 
 class Bind(_Command, frozen=True, tag="bind", kw_only=True):
-    """Assign a pod to a node (the pods/binding subresource): refused if the pod is already bound."""
+    """Assign a pod to a node (the pods/binding subresource): refused if the pod is already bound.
+    `annotations` are merged into the pod's, as Kubernetes merges a Binding's annotations."""
 
     namespace: str
     name: str
     node_name: str
     time: str
     expected_uid: str = ""
+    annotations: dict[str, str] = {}
 
 
 class LeaderElected(_Command, frozen=True, tag="leader", kw_only=True):

@@ -334,6 +334,8 @@ class StoreState:
                          "is being deleted, cannot be assigned to a host", "pods/binding", c.name)
         new = dict(pod)
         new["metadata"] = dict(meta)
+        if c.annotations:
+            new["metadata"]["annotations"] = {**(meta.get("annotations") or {}), **c.annotations}
         new["spec"] = dict(spec)
         new["spec"]["nodeName"] = c.node_name
         status = dict(pod.get("status") or {})
