@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -119,6 +119,142 @@ class UserConfig(_Frozen):
 class SchedulerConfig(_Frozen):
     seed: int = 0
     """Seed of the tie-breaking choice between equally scored nodes (same seed, same placements)."""
+    batch_max_pods: int = Field(default=100, gt=0, le=1000)
+    """Most bindings (and unschedulable-status updates) proposed together in one Batch log entry."""
+    inflight_batches_max: int = Field(default=2, gt=0, le=16)
+    """Batches proposed and not yet answered; the scheduler places the next pods while they commit."""
+    proposal_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    """Deadline of one proposal of the scheduler; an unknown outcome is retried with the same request id
+    (answered once by the state machine) for as long as this master leads its term."""
+    backoff_initial_s: float = Field(default=1.0, gt=0)
+    """Back-off before an unschedulable pod is tried again (kube-scheduler's podInitialBackoffSeconds)…"""
+    backoff_max_s: float = Field(default=10.0, gt=0)
+    """…doubling per failed attempt up to this (podMaxBackoffSeconds)."""
+    unschedulable_max_wait_s: float = Field(default=60.0, gt=0)
+    """An unschedulable pod waits for a change of nodes or pods after its back-off, but at most this long
+    before it is tried again anyway (kube-scheduler's podMaxInUnschedulablePodsDuration is 5 min)."""
+    percentage_of_nodes_to_score: int = Field(default=0, ge=0, le=100)
+    """Share of nodes to find feasible before scoring stops (0: kube-scheduler's adaptive default)."""
+    events_queue_max: int = Field(default=1000, gt=0)
+    """Events (Scheduled, FailedScheduling) waiting to be written; beyond it new ones are dropped."""
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> "SchedulerConfig":
+        if self.backoff_max_s < self.backoff_initial_s:
+            raise ValueError(f"backoff_max_s: must be >= backoff_initial_s (got {self.backoff_max_s} "
+                             f"< {self.backoff_initial_s})")
+        return self
+
+
+class ControllersConfig(_Frozen):
+    node_monitor_period_s: float = Field(default=1.0, gt=0, le=60)
+    """How often the node lifecycle controller checks heartbeats (Kubernetes: 5 s)."""
+    node_monitor_grace_period_s: float = Field(default=5.0, gt=0)
+    """A node without a heartbeat (Lease renewal in kube-node-lease, or a new Ready lastHeartbeatTime) for
+    this long is marked Ready=Unknown and tainted unreachable (Kubernetes: 50 s; the testbed is faster)."""
+    toleration_seconds_scale: float = Field(default=0.1, ge=0, le=1)
+    """Factor applied to pods' NoExecute `tolerationSeconds` before eviction (1 = Kubernetes' timing; the
+    default toleration of 300 s becomes 30 s at 0.1)."""
+    replicaset_burst_replicas: int = Field(default=500, gt=0)
+    """Most pods one ReplicaSet sync creates or deletes (Kubernetes' BurstReplicas)."""
+    proposal_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    """Deadline of one proposal of a controller; an unknown outcome is retried with the same request id
+    while this master leads its term."""
+    events_queue_max: int = Field(default=1000, gt=0)
+    """Events waiting to be written per controller; beyond it new ones are dropped."""
+
+    @model_validator(mode="after")
+    def _check_periods(self) -> "ControllersConfig":
+        if self.node_monitor_grace_period_s <= self.node_monitor_period_s:
+            raise ValueError("node_monitor_grace_period_s: must be > node_monitor_period_s (got "
+                             f"{self.node_monitor_grace_period_s} <= {self.node_monitor_period_s})")
+        return self
+
+
+class TaintConfig(_Frozen):
+    key: str = Field(min_length=1, max_length=253)
+    """Taint key, e.g. "dedicated"."""
+    value: str = Field(default="", max_length=63)
+    """Taint value (may be empty)."""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+    """What the taint does to pods that do not tolerate it."""
+
+
+class NodeConfig(_Frozen):
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=63)
+    """Node name: its kubelet registers Node `name` and authenticates as user `system:node:<name>`."""
+    profile: str = "default"
+    """Node profile from the kubelet's node-profiles file (capacity, labels, taints, memory baseline)."""
+    labels: dict[str, str] = {}
+    """Labels added to the profile's (and to kubernetes.io/hostname, os, arch)."""
+    taints: tuple[TaintConfig, ...] = ()
+    """Taints added to the profile's at registration."""
+
+
+class KubeletConfig(_Frozen):
+    runtime: Literal["sim", "process"] = "sim"
+    """Container runtime of kubelets started without --runtime: simulated, or real local processes."""
+    time_scale: float = Field(default=1.0, gt=0, le=100)
+    """Multiplies every kubelet-side duration — restart and image-pull back-offs, termination grace periods,
+    eviction intervals, simulated pull/run times — so 0.01 turns a 10 s back-off into 0.1 s without
+    changing its shape (messages still say "back-off 10s"). Heartbeat periods below are not scaled."""
+    seed: int = 0
+    """Seed of the simulated runtime's random choices (same seed, same pod names: same behaviour)."""
+    node_lease_duration_s: int = Field(default=40, gt=0, le=3600)
+    """leaseDurationSeconds written into the node's Lease in kube-node-lease (Kubernetes: 40)."""
+    node_lease_renew_s: float = Field(default=2.0, gt=0, le=600)
+    """Period of Lease renewals (Kubernetes: 10 s; shorter here because the testbed's node-monitor grace
+    period is a few seconds)."""
+    node_status_update_s: float = Field(default=2.0, gt=0, le=600)
+    """How often the kubelet recomputes node status; it is posted at once when a condition changes."""
+    node_status_report_s: float = Field(default=60.0, gt=0, le=3600)
+    """Longest interval between two node status posts when nothing changed (Kubernetes: 5 min)."""
+    crashloop_backoff_initial_s: float = Field(default=10.0, gt=0)
+    """First restart back-off of a crashing container (doubles per crash; before scaling)."""
+    crashloop_backoff_max_s: float = Field(default=300.0, gt=0)
+    """Cap of the restart back-off; a container that ran twice this long starts over at the initial value."""
+    image_pull_backoff_initial_s: float = Field(default=10.0, gt=0)
+    """First back-off after a failed image pull (ErrImagePull → ImagePullBackOff; doubles per failure)."""
+    image_pull_backoff_max_s: float = Field(default=300.0, gt=0)
+    """Cap of the image-pull back-off."""
+    max_parallel_image_pulls: int = Field(default=1, ge=1, le=64)
+    """Image pulls one node runs at once (Kubernetes serializes them by default: 1)."""
+    eviction_interval_s: float = Field(default=10.0, gt=0)
+    """Period of the node-pressure eviction check (Kubernetes' housekeeping interval; scaled)."""
+    eviction_pressure_transition_s: float = Field(default=300.0, ge=0)
+    """How long MemoryPressure stays True after memory recovered (evictionPressureTransitionPeriod; scaled)."""
+    status_write_concurrency: int = Field(default=8, ge=1, le=256)
+    """Pod status writes one kubelet keeps in flight at once."""
+    events_per_pod_max: int = Field(default=40, ge=0, le=1000)
+    """Distinct events one kubelet creates per pod; repeats only raise an existing event's count."""
+    event_writes_per_s_max: float = Field(default=50.0, gt=0)
+    """Event writes (creates and count updates) per second per kubelet; beyond it events are dropped."""
+    log_max_bytes: int = Field(default=10 * 1024 * 1024, ge=4096)
+    """Size at which a container log is rotated (one rotated file is kept), like containerLogMaxSize."""
+    memory_enforcement: Literal["auto", "cgroup", "watchdog"] = "auto"
+    """Process runtime: enforce limits.memory with a cgroup (v2 memory.max, or v1 memory.limit_in_bytes)
+    where one can be created, else with a resident-memory watchdog that SIGKILLs (auto picks)."""
+    watchdog_interval_ms: int = Field(default=50, ge=5, le=5000)
+    """Process runtime: period of the resident-memory watchdog."""
+    images_file: str = ""
+    """Simulated images (pull time, run time, exit code, memory, readiness); empty: configs/kubelet/images.yaml."""
+    profiles_file: str = ""
+    """Node profiles (capacity, labels, taints, memory baseline); empty: configs/kubelet/node-profiles.yaml."""
+    fleet_nodes: int = Field(default=0, ge=0, le=20_000)
+    """Identities `system:node:fleet-1` … `fleet-N` that `hacluster up` creates for `hacluster kubelet-fleet`."""
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> "KubeletConfig":
+        problems = []
+        if self.crashloop_backoff_max_s < self.crashloop_backoff_initial_s:
+            problems.append("crashloop_backoff_max_s: must be >= crashloop_backoff_initial_s")
+        if self.image_pull_backoff_max_s < self.image_pull_backoff_initial_s:
+            problems.append("image_pull_backoff_max_s: must be >= image_pull_backoff_initial_s")
+        if self.node_lease_renew_s >= self.node_lease_duration_s:
+            problems.append("node_lease_renew_s: must be < node_lease_duration_s")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class ClusterConfig(_Frozen):
@@ -130,6 +266,10 @@ class ClusterConfig(_Frozen):
     api: ApiConfig = ApiConfig()
     store: StoreConfig = StoreConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
+    controllers: ControllersConfig = ControllersConfig()
+    kubelet: KubeletConfig = KubeletConfig()
+    nodes: tuple[NodeConfig, ...] = ()
+    """Nodes whose kubelets `hacluster up` starts (besides node-1 … node-K of `--nodes K`)."""
     users: tuple[UserConfig, ...] = ()
     """Bearer-token users; `hacluster up` adds an admin and a viewer if none are given."""
     data_dir: str = "data"
@@ -145,6 +285,14 @@ class ClusterConfig(_Frozen):
         dup_ports = sorted({p for p in ports if ports.count(p) > 1})
         if dup_ports:
             raise ValueError(f"masters: port used twice: {', '.join(map(str, dup_ports))}")
+        return self
+
+    @model_validator(mode="after")
+    def _unique_nodes(self) -> "ClusterConfig":
+        names = [n.name for n in self.nodes]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"nodes: duplicate name {', '.join(dup)}")
         return self
 
     def master(self, master_id: str) -> MasterConfig:
@@ -187,7 +335,9 @@ def parse_config(data: Any, source: str = "<config>") -> ClusterConfig:
         lines = _format_errors(source, exc)
         # Cross-field checks of a section run only once its fields are valid; check the sections on their
         # own too, so that every problem of the file is reported at once.
-        for key, model in (("raft", RaftConfig),):
+        sections: tuple[tuple[str, type[_Frozen]], ...] = (
+            ("raft", RaftConfig), ("scheduler", SchedulerConfig), ("controllers", ControllersConfig))
+        for key, model in sections:
             section = data.get(key)
             if isinstance(section, dict):
                 try:

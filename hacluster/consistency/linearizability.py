@@ -79,7 +79,7 @@ ILLEGAL: Hashable = _Sentinel("ILLEGAL")
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One operation compiled for the search.
+    """One operation compiled for the search (`guard` None means it may change any state).
 
     `blind` says the result does not depend on the state (a blind write: write, or a delete whose outcome
     is unknown). The search uses it to skip orders that cannot matter: an indefinite blind step applied
@@ -88,31 +88,55 @@ class Step:
 
     transition: Transition
     blind: bool = False
+    # Steps with equal `identity` (not None) have the same transition; the search treats indefinite
+    # operations with one identity as interchangeable and tries only the earliest unplaced one.
+    identity: Hashable = None
+    # For an indefinite step: the only state it changes, or None if it may change any. The search does
+    # not try it in other states, where it would be a no-op.
+    guard: Hashable = None
 
 
 @dataclass(frozen=True)
 class Model:
     """A sequential specification of one key: its initial state and what each operation does to it.
 
-    `compile(op, indefinite)` returns the operation's `Step`, or None when it constrains nothing and is
-    dropped. For an indefinite operation the transition must never return ILLEGAL: where it cannot take
-    effect it leaves the state unchanged (it failed, or never happened).
+    `compile(items)` turns one key's (operation, indefinite?) pairs into their `Step`s, None for those
+    that constrain nothing and are dropped; it sees them all at once so it can simplify states. For an
+    indefinite operation the transition must never return ILLEGAL: where it cannot take effect it leaves
+    the state unchanged (it failed, or never happened).
     """
 
     name: str
     initial_state: Hashable
-    compile: Callable[[Operation, bool], Step | None]
+    compile: Callable[[Sequence[tuple[Operation, bool]]], list[Step | None]]
     describe_state: Callable[[Hashable], str]
 
 
-def _register_step(op: Operation, indefinite: bool) -> Step | None:
-    """The register semantics of the history contract.
+# The register state holding a value that no operation of the key ever compares against.
+UNOBSERVED: Hashable = _Sentinel("UNOBSERVED")
+
+
+def _register_steps(items: Sequence[tuple[Operation, bool]]) -> list[Step | None]:
+    """The register semantics of the history contract, for one key.
 
     create: only if absent; delete: only if present; cas [expected, new]: only if present and equal to
     expected; write: always (creates if absent); read: returns the value, or null when absent (a read of
     null also matches a key holding null). A definite (ok) operation is illegal where its precondition
     fails; an indefinite (info) one is then a no-op.
+
+    Values that no read returns and no cas expects are all written as UNOBSERVED: no transition can tell
+    them apart, and states that differ only in such values then meet in the search's memory.
     """
+    observed: set[Hashable] = set()
+    for op, indefinite in items:
+        if op.f == "read" and not indefinite:
+            observed.add(op.result)
+        elif op.f == "cas" and isinstance(op.value, tuple):
+            observed.add(op.value[0])
+    return [_register_step(op, indefinite, observed) for op, indefinite in items]
+
+
+def _register_step(op: Operation, indefinite: bool, observed: set[Hashable]) -> Step | None:
     f, value = op.f, op.value
     if f == "read":
         if indefinite:
@@ -121,33 +145,43 @@ def _register_step(op: Operation, indefinite: bool) -> Step | None:
         if seen is None:
             return Step(lambda state: state if state is ABSENT or state is None else ILLEGAL)
         return Step(lambda state: state if state == seen else ILLEGAL)
-    if f == "write":
-        return Step(lambda state: value, blind=True)
-    if f == "create":
-        if indefinite:
-            return Step(lambda state: value if state is ABSENT else state)
-        return Step(lambda state: value if state is ABSENT else ILLEGAL)
     if f == "delete":
         if indefinite:
-            return Step(lambda state: ABSENT, blind=True)
+            return Step(lambda state: ABSENT, blind=True, identity=("delete",))
         return Step(lambda state: ILLEGAL if state is ABSENT else ABSENT)
-    # cas; ABSENT equals no value, so `state == expected` also requires presence.
-    if not isinstance(value, tuple):
-        raise TypeError(f"cas operation {op.index} has no [expected, new] value")
-    expected, new = value
+    if f == "cas":
+        # ABSENT equals no value, so `state == expected` also requires presence.
+        if not isinstance(value, tuple):
+            raise TypeError(f"cas operation {op.index} has no [expected, new] value")
+        expected, new = value[0], (value[1] if value[1] in observed else UNOBSERVED)
+        if indefinite:
+            return Step(
+                lambda state: new if state == expected else state, identity=("cas", expected, new), guard=expected
+            )
+        return Step(lambda state: new if state == expected else ILLEGAL)
+    written: Hashable = value if value in observed else UNOBSERVED
+    if f == "write":
+        return Step(lambda state: written, blind=True, identity=("write", written))
+    # create
     if indefinite:
-        return Step(lambda state: new if state == expected else state)
-    return Step(lambda state: new if state == expected else ILLEGAL)
+        return Step(
+            lambda state: written if state is ABSENT else state, identity=("create", written), guard=ABSENT
+        )
+    return Step(lambda state: written if state is ABSENT else ILLEGAL)
 
 
 def _describe_register_state(state: Hashable) -> str:
-    return "absent" if state is ABSENT else f"holding {format_value(state)}"
+    if state is ABSENT:
+        return "absent"
+    if state is UNOBSERVED:
+        return "holding a value no operation reads"
+    return f"holding {format_value(state)}"
 
 
 REGISTER = Model(
     name="register",
     initial_state=ABSENT,
-    compile=_register_step,
+    compile=_register_steps,
     describe_state=_describe_register_state,
 )
 MODELS: dict[str, Model] = {REGISTER.name: REGISTER}
@@ -282,12 +316,12 @@ class _SearchOutcome:
 
 def _place(items: Iterable[tuple[Operation, bool]], model: Model) -> list[_Placed]:
     """Compile (operation, indefinite?) pairs, dropping those that constrain nothing."""
-    placed: list[_Placed] = []
-    for op, indefinite in items:
-        step = model.compile(op, indefinite)
-        if step is not None:
-            placed.append(_Placed(op, step, indefinite or op.complete_time_ns is None))
-    return placed
+    pairs = list(items)
+    return [
+        _Placed(op, step, indefinite or op.complete_time_ns is None)
+        for (op, indefinite), step in zip(pairs, model.compile(pairs), strict=True)
+        if step is not None
+    ]
 
 
 def _search(
@@ -295,15 +329,23 @@ def _search(
     initial_state: Hashable,
     deadline: float | None,
     record_longest: bool = False,
+    definite_first: bool = True,
 ) -> _SearchOutcome:
     """Is there a legal order of `placed` that respects real time? Porcupine's checkSingle, on arrays.
 
-    Definite operations sit in Porcupine's doubly-linked list of call and return entries. Indefinite ones
-    have no return (it is +infinity) and need not happen at all, so they sit in a second list and are
-    tried only after every definite candidate at a point has failed ("as late as possible"); the search
-    succeeds once every definite operation is placed. Visited situations are remembered as (definite set,
-    state) -> indefinite sets; a situation is skipped when one with the same definite set and state but a
-    subset of its indefinite operations was already visited, since that one could do everything it can.
+    Definite operations sit in Porcupine's doubly-linked list of call and return entries; at each point
+    the candidates are the calls before the first return, and the search succeeds once every definite
+    operation is placed. Indefinite operations have no return (it is +infinity) and need not happen at
+    all; they are candidates once called. They are grouped into classes of interchangeable operations
+    (equal `Step.identity`), of which only the earliest unplaced member is tried, and a class is only
+    tried in the state its guard names. `definite_first` tries definite candidates before indefinite
+    ones at each point (better at proving a history invalid) or after (often quicker on valid ones).
+
+    Visited situations are remembered as (definite set, state) -> indefinite sets; a situation is skipped
+    when one with the same definite set and state and a subset of its indefinite operations was already
+    visited, since that one could do everything it can. An indefinite blind step right after another
+    indefinite step is skipped: it hides that step, and the order with the blind step alone is tried
+    where the first of them was placed.
 
     Returns "unknown" if `deadline` (time.monotonic() seconds) passes first. With `record_longest`, an
     invalid outcome carries the longest partial order found and the state after it.
@@ -337,119 +379,162 @@ def _search(
             transition_at[entry] = placed[i].step.transition
         else:
             match[call_entry[i]] = entry
-
-    # The list of indefinite operations in call order: node 0 is the head, `info_tail` the tail.
-    info_points = [(rank, i) for rank, (_, kind, i) in enumerate(points) if placed[i].indefinite]
-    info_tail = len(info_points) + 1
-    info_nxt = list(range(1, info_tail + 2))
-    info_prv = list(range(-1, info_tail + 1))
-    info_rank = [0] * (info_tail + 1)
-    info_op = [0] * (info_tail + 1)
-    info_transition: list[Transition | None] = [None] * (info_tail + 1)
-    info_blind = [False] * (info_tail + 1)
-    for node, (rank, i) in enumerate(info_points, start=1):
-        info_rank[node] = rank
-        info_op[node] = i
-        info_transition[node] = placed[i].step.transition
-        info_blind[node] = placed[i].step.blind
-
     if nxt[0] == tail:
         return _SearchOutcome("valid")
 
+    # Classes of interchangeable indefinite operations; members in call order. Member j of class c is
+    # placed only after members 0..j-1, so `class_placed[c]` says which member is next.
+    class_of_identity: dict[Hashable, int] = {}
+    class_ranks: list[list[int]] = []  # class -> call rank of each member
+    class_bits: list[list[int]] = []  # class -> bit of each member in the indefinite bitset
+    class_ops: list[list[int]] = []  # class -> index in `placed` of each member
+    class_transition: list[Transition] = []
+    class_blind: list[bool] = []
+    unguarded_classes: list[int] = []
+    guarded_classes: dict[Hashable, list[int]] = {}
+    info_count = 0
+    for rank, (_, kind, i) in enumerate(points):
+        if not placed[i].indefinite:
+            continue
+        step = placed[i].step
+        identity = step.identity if step.identity is not None else ("operation", i)
+        c = class_of_identity.get(identity)
+        if c is None:
+            c = class_of_identity[identity] = len(class_ranks)
+            class_ranks.append([])
+            class_bits.append([])
+            class_ops.append([])
+            class_transition.append(step.transition)
+            class_blind.append(step.blind)
+            if step.guard is None:
+                unguarded_classes.append(c)
+            else:
+                guarded_classes.setdefault(step.guard, []).append(c)
+        class_ranks[c].append(rank)
+        class_bits[c].append(1 << info_count)
+        class_ops[c].append(i)
+        info_count += 1
+    class_placed = [0] * len(class_ranks)
+    no_classes: list[int] = []
+
     state = initial_state
     definite_bits = 0
-    info_bits = 0  # bit (node - 1) set when info node `node` is placed
+    info_bits = 0
     visited: dict[tuple[int, Hashable], list[int]] = {(0, state): [0]}
-    stack_item: list[int] = []  # a definite call entry (> 0), or minus an info node
+    # The choices made so far: a definite call entry (> 0) or minus (1 + an indefinite class).
+    stack_item: list[int] = []
     stack_state: list[Hashable] = []
-    stack_limit_rank: list[int] = []  # for info items: the rank of the first return where they were tried
+    stack_limit_rank: list[int] = []  # rank of the first return at the point the choice was made
+    stack_classes: list[list[int]] = []  # for indefinite choices: the classes being tried there
+    stack_class_index: list[int] = []  # ... and the position of the chosen one among them
     best_depth = -1
     best_order: tuple[int, ...] = ()
     best_state: Hashable = None
     steps = 0
-    trying_definite = True
+
+    def info_candidates(state: Hashable, after_info: bool) -> list[int]:
+        """The indefinite classes worth trying in `state` (blind ones not right after an indefinite step)."""
+        guarded = guarded_classes.get(state, no_classes) if guarded_classes else no_classes
+        if not after_info:
+            return unguarded_classes + guarded if guarded else unguarded_classes
+        unguarded = [c for c in unguarded_classes if not class_blind[c]]
+        return unguarded + guarded if guarded else unguarded
+
+    trying_definite = definite_first
+    second_phase = False
     entry = nxt[0]
-    node = 0
-    limit_rank = 0  # indefinite operations called before this rank are candidates
+    classes: list[int] = no_classes
+    class_index = 0
+    if not definite_first:
+        classes = info_candidates(state, False)
+    limit_rank = _first_return_rank(nxt, match, rank_at)
     while True:
         steps += 1
         if deadline is not None and steps % _DEADLINE_CHECK_STEPS == 0 and time.monotonic() > deadline:
             return _SearchOutcome("unknown")
         if trying_definite:
             ret = match[entry]
-            if not ret:
-                # The first return in the list: no definite candidate fits here; try indefinite ones.
-                trying_definite = False
-                limit_rank = rank_at[entry]
-                node = info_nxt[0]
-                continue
-            transition = transition_at[entry]
-            assert transition is not None
-            new_state = transition(state)
-            if new_state is not ILLEGAL:
-                new_bits = definite_bits | (1 << bit_at[entry])
-                seen = visited.get((new_bits, new_state))
-                if seen is None:
-                    visited[(new_bits, new_state)] = [info_bits]
-                    fresh = True
-                else:
-                    fresh = all(old & ~info_bits for old in seen)
+            if ret:
+                transition = transition_at[entry]
+                assert transition is not None
+                new_state = transition(state)
+                if new_state is not ILLEGAL:
+                    new_bits = definite_bits | (1 << bit_at[entry])
+                    seen = visited.get((new_bits, new_state))
+                    if seen is None:
+                        visited[(new_bits, new_state)] = [info_bits]
+                        fresh = True
+                    else:
+                        fresh = all(old & ~info_bits for old in seen)
+                        if fresh:
+                            seen.append(info_bits)
                     if fresh:
-                        seen.append(info_bits)
-                if fresh:
-                    stack_item.append(entry)
-                    stack_state.append(state)
-                    stack_limit_rank.append(0)
-                    state = new_state
-                    definite_bits = new_bits
-                    # lift the call and its return out of the list
-                    before, after = prv[entry], nxt[entry]
-                    nxt[before] = after
-                    prv[after] = before
-                    before, after = prv[ret], nxt[ret]
-                    nxt[before] = after
-                    prv[after] = before
-                    if nxt[0] == tail:
-                        return _SearchOutcome("valid")
-                    entry = nxt[0]
-                    continue
-            entry = nxt[entry]
+                        stack_item.append(entry)
+                        stack_state.append(state)
+                        stack_limit_rank.append(limit_rank)
+                        stack_classes.append(no_classes)
+                        stack_class_index.append(0)
+                        state = new_state
+                        definite_bits = new_bits
+                        # lift the call and its return out of the list
+                        before, after = prv[entry], nxt[entry]
+                        nxt[before] = after
+                        prv[after] = before
+                        before, after = prv[ret], nxt[ret]
+                        nxt[before] = after
+                        prv[after] = before
+                        if nxt[0] == tail:
+                            return _SearchOutcome("valid")
+                        limit_rank = _first_return_rank(nxt, match, rank_at)
+                        trying_definite, second_phase = definite_first, False
+                        entry = nxt[0]
+                        if not definite_first:
+                            classes, class_index = info_candidates(state, False), 0
+                        continue
+                entry = nxt[entry]
+                continue
+        elif class_index < len(classes):
+            c = classes[class_index]
+            member = class_placed[c]
+            if member < len(class_ranks[c]) and class_ranks[c][member] < limit_rank:
+                new_state = class_transition[c](state)
+                if new_state is not ILLEGAL:
+                    new_bits = info_bits | class_bits[c][member]
+                    seen = visited.get((definite_bits, new_state))
+                    if seen is None:
+                        visited[(definite_bits, new_state)] = [new_bits]
+                        fresh = True
+                    else:
+                        fresh = all(old & ~new_bits for old in seen)
+                        if fresh:
+                            seen.append(new_bits)
+                    if fresh:
+                        stack_item.append(-1 - c)
+                        stack_state.append(state)
+                        stack_limit_rank.append(limit_rank)
+                        stack_classes.append(classes)
+                        stack_class_index.append(class_index)
+                        state = new_state
+                        info_bits = new_bits
+                        class_placed[c] = member + 1
+                        # placing an indefinite operation lifts no return, so limit_rank stays
+                        trying_definite, second_phase = definite_first, False
+                        entry = nxt[0]
+                        if not definite_first:
+                            classes, class_index = info_candidates(state, True), 0
+                        continue
+            class_index += 1
             continue
 
-        if node != info_tail and info_rank[node] < limit_rank:
-            # An indefinite blind step right after another indefinite step would hide it: the order
-            # with the blind step alone is tried at the point where the first of them was placed.
-            if info_blind[node] and stack_item and stack_item[-1] < 0:
-                node = info_nxt[node]
-                continue
-            transition = info_transition[node]
-            assert transition is not None
-            new_state = transition(state)
-            if new_state is not ILLEGAL:
-                new_bits = info_bits | (1 << (node - 1))
-                seen = visited.get((definite_bits, new_state))
-                if seen is None:
-                    visited[(definite_bits, new_state)] = [new_bits]
-                    fresh = True
-                else:
-                    fresh = all(old & ~new_bits for old in seen)
-                    if fresh:
-                        seen.append(new_bits)
-                if fresh:
-                    stack_item.append(-node)
-                    stack_state.append(state)
-                    stack_limit_rank.append(limit_rank)
-                    state = new_state
-                    info_bits = new_bits
-                    before, after = info_prv[node], info_nxt[node]
-                    info_nxt[before] = after
-                    info_prv[after] = before
-                    trying_definite = True
-                    entry = nxt[0]
-                    continue
-            node = info_nxt[node]
+        # The candidates of the current kind are exhausted.
+        if not second_phase:
+            second_phase = True
+            trying_definite = not definite_first
+            entry = nxt[0]
+            if definite_first:
+                after_info = bool(stack_item) and stack_item[-1] < 0
+                classes, class_index = info_candidates(state, after_info), 0
             continue
-
         # Dead end: nothing fits at this point. Undo the most recent choice and try its next sibling.
         if not stack_item:
             if record_longest:
@@ -457,11 +542,13 @@ def _search(
             return _SearchOutcome("invalid")
         if record_longest and len(stack_item) > best_depth:
             best_depth = len(stack_item)
-            best_order = tuple(op_at[item] if item > 0 else info_op[-item] for item in stack_item)
+            best_order = _order_of(stack_item, op_at, class_ops, class_placed)
             best_state = state
         item = stack_item.pop()
         state = stack_state.pop()
         limit_rank = stack_limit_rank.pop()
+        classes = stack_classes.pop()
+        class_index = stack_class_index.pop()
         if item > 0:
             entry = item
             definite_bits ^= 1 << bit_at[entry]
@@ -472,14 +559,43 @@ def _search(
             nxt[prv[entry]] = entry
             prv[nxt[entry]] = entry
             trying_definite = True
+            second_phase = not definite_first
             entry = nxt[entry]
+            if not definite_first:
+                # the indefinite candidates of this point were already tried
+                classes, class_index = no_classes, 0
         else:
-            node = -item
-            info_bits ^= 1 << (node - 1)
-            info_nxt[info_prv[node]] = node
-            info_prv[info_nxt[node]] = node
+            c = -1 - item
+            class_placed[c] -= 1
+            info_bits ^= class_bits[c][class_placed[c]]
             trying_definite = False
-            node = info_nxt[node]
+            second_phase = definite_first
+            class_index += 1
+            entry = nxt[0]
+
+
+def _order_of(
+    stack_item: Sequence[int], op_at: Sequence[int], class_ops: Sequence[list[int]], class_placed: Sequence[int]
+) -> tuple[int, ...]:
+    """The operations (indexes into the placed list) of a search stack, in the order they were placed."""
+    taken = [0] * len(class_placed)
+    order = []
+    for item in stack_item:
+        if item > 0:
+            order.append(op_at[item])
+        else:
+            c = -1 - item
+            order.append(class_ops[c][taken[c]])
+            taken[c] += 1
+    return tuple(order)
+
+
+def _first_return_rank(nxt: list[int], match: list[int], rank_at: list[int]) -> int:
+    """The rank of the first return entry in the definite list (the list must hold one)."""
+    entry = nxt[0]
+    while match[entry]:
+        entry = nxt[entry]
+    return rank_at[entry]
 
 
 # ---------------------------------------------------------------------------------------------------------

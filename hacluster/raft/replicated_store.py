@@ -76,6 +76,18 @@ class _RaftStateMachine(SyncObj):  # type: ignore[misc]
     def apply_command(self, payload: bytes) -> Result:
         return self._apply_payload(payload)
 
+    def _SyncObj__sendNextNodeIdx(self, node: Any, reset: bool = False, nextNodeIdx: int | None = None,
+                                  success: bool = False) -> None:
+        """Faster log repair. On a term mismatch at prevLogIdx, pysyncobj answers "try prevLogIdx", so a
+        leader walks a diverged follower back one entry per heartbeat — an old leader that appended a few
+        hundred entries while partitioned then needs seconds to minutes to catch up, and can stall the
+        cluster meanwhile. Every entry up to this follower's commit index is in every later leader's log
+        (Raft's leader completeness), so asking the leader to resume right after it is safe and takes one
+        round trip."""
+        if reset and not success and nextNodeIdx is not None:
+            nextNodeIdx = max(1, min(nextNodeIdx, self._SyncObj__raftCommitIndex + 1))
+        SyncObj._SyncObj__sendNextNodeIdx(self, node, reset=reset, nextNodeIdx=nextNodeIdx, success=success)
+
 
 class RaftStore:
     """A `ReplicatedStore` backed by one pysyncobj node on this master."""

@@ -4,7 +4,7 @@
 affinity parsed, requests computed); the per-node functions then do only dictionary look-ups and integer
 arithmetic. `policy.schedule_one` drives them; tests may call them directly.
 
-Semantics and reason strings follow kubernetes/kubernetes (master ≈ v1.35):
+Semantics and reason strings follow kubernetes/kubernetes (master ≈ v1.35; the taint reason as v1.30 words it):
 `pkg/scheduler/framework/plugins/{nodeunschedulable,nodename,tainttoleration,nodeaffinity,noderesources}`,
 `k8s.io/component-helpers/scheduling/corev1` (toleration and node-selector matching) and
 `pkg/scheduler/apis/config/v1/default_plugins.go` (filter order and score weights).
@@ -13,6 +13,7 @@ Not modelled: NodePorts, volumes, PodTopologySpread, InterPodAffinity, ImageLoca
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -50,9 +51,10 @@ SCORE_WEIGHTS: Mapping[str, int] = {
 # Filter reasons, worded as kube-scheduler words them.
 REASON_UNSCHEDULABLE = "node(s) were unschedulable"
 REASON_NODE_NAME = "node(s) didn't match the requested node name"
-# Since kubernetes#134740 (v1.35, backported to 1.34) the taint's key and value are no longer shown;
-# before it read "node(s) had untolerated taint {key: value}".
-REASON_UNTOLERATED_TAINT = "node(s) had untolerated taint(s)"
+# As Kubernetes v1.30 (the version /version reports) words it: the first untolerated NoSchedule/NoExecute
+# taint's key and value, `fmt.Sprintf("node(s) had untolerated taint {%s: %s}", taint.Key, taint.Value)`.
+# (kubernetes#134740, v1.35 and backported to 1.34, later dropped them: "node(s) had untolerated taint(s)".)
+REASON_UNTOLERATED_TAINT_FORMAT = "node(s) had untolerated taint {{{key}: {value}}}"
 REASON_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
 REASON_AFFINITY_CONFLICT = "pod affinity terms conflict"
 REASON_PREFILTER_AFFINITY = "node(s) didn't satisfy plugin(s) [NodeAffinity]"
@@ -83,7 +85,6 @@ class Rejection(NamedTuple):
 
 REJECT_UNSCHEDULABLE = Rejection(NODE_UNSCHEDULABLE, (REASON_UNSCHEDULABLE,), True)
 REJECT_NODE_NAME = Rejection(NODE_NAME, (REASON_NODE_NAME,), True)
-REJECT_TAINT = Rejection(TAINT_TOLERATION, (REASON_UNTOLERATED_TAINT,), True)
 REJECT_AFFINITY = Rejection(NODE_AFFINITY, (REASON_AFFINITY,), True)
 
 
@@ -336,6 +337,14 @@ def compile_pod(pod: Mapping[str, Any]) -> PodFacts:
 # ---- filters ---------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=1024)
+def taint_rejection(taint: Taint) -> Rejection:
+    """TaintToleration's (UnschedulableAndUnresolvable) rejection for a node whose first untolerated
+    taint is `taint`: "node(s) had untolerated taint {dedicated: gpu}"."""
+    reason = REASON_UNTOLERATED_TAINT_FORMAT.format(key=taint.key, value=taint.value)
+    return Rejection(TAINT_TOLERATION, (reason,), True)
+
+
 def untolerated_taint(pod: PodFacts, node: NodeInfo) -> Taint | None:
     """TaintToleration filter: the first NoSchedule/NoExecute taint the pod does not tolerate."""
     if pod.tolerates_everything:
@@ -405,8 +414,10 @@ def run_filters(pod: PodFacts, node: NodeInfo) -> Rejection | None:
         return REJECT_UNSCHEDULABLE
     if pod.node_name and pod.node_name != node.name:
         return REJECT_NODE_NAME
-    if node.hard_taints and untolerated_taint(pod, node) is not None:
-        return REJECT_TAINT
+    if node.hard_taints:
+        taint = untolerated_taint(pod, node)
+        if taint is not None:
+            return taint_rejection(taint)
     if (pod.node_selector or pod.required_terms is not None) and not matches_required_affinity(pod, node):
         return REJECT_AFFINITY
     req = pod.requests

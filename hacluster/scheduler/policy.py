@@ -63,8 +63,8 @@ class Decision:
 
     node_name: the chosen node, or None if the pod is unschedulable now.
     message: "" on success; otherwise kube-scheduler's text, e.g. "0/3 nodes are available: 1 Insufficient
-        cpu, 2 node(s) had untolerated taint(s). preemption: 0/3 nodes are available: 1 No preemption
-        victims found for incoming pod, 2 Preemption is not helpful for scheduling.", or
+        cpu, 2 node(s) had untolerated taint {dedicated: gpu}. preemption: 0/3 nodes are available: 1 No
+        preemption victims found for incoming pod, 2 Preemption is not helpful for scheduling.", or
         "no nodes available to schedule pods".
     filter_results: for every node the filters ran on, its rejection reasons (() = feasible).
     rejected_by: for every rejected node, the filter plugin that rejected it.

@@ -508,6 +508,17 @@ TAINT_CASES = [
 ]
 
 
+def _tolerates(t: dict[str, Any], taint: dict[str, str]) -> bool:
+    """v1.Toleration.ToleratesTaint, written out independently for the expected reason."""
+    if t["effect"] and t["effect"] != taint["effect"]:
+        return False
+    if t["key"] and t["key"] != taint["key"]:
+        return False
+    if t["operator"] == "Exists":
+        return True
+    return t["operator"] in ("", "Equal") and t["value"] == taint["value"]
+
+
 @pytest.mark.parametrize(
     ("taints", "tolerations", "fits"), [c[1:] for c in TAINT_CASES], ids=[c[0] for c in TAINT_CASES]
 )
@@ -515,7 +526,32 @@ def test_taints(taints: list[dict[str, str]], tolerations: list[dict[str, Any]],
     d = schedule(pod(tolerations=tolerations), [node("n", taints=taints)])
     assert d.node_name == ("n" if fits else None)
     if not fits:
-        assert d.filter_results["n"] == ("node(s) had untolerated taint(s)",)
+        first = next(t for t in taints if t["effect"] in ("NoSchedule", "NoExecute")
+                     and not any(_tolerates(x, t) for x in tolerations))
+        want = f"node(s) had untolerated taint {{{first['key']}: {first['value']}}}"
+        assert d.filter_results["n"] == (want,)
+
+
+def test_untolerated_taint_reason_names_the_first_untolerated_taint_per_node() -> None:
+    """v1.30's TaintToleration reason carries key and value of the node's first untolerated
+    NoSchedule/NoExecute taint (in the node's order), so different taints count separately."""
+    nodes = [
+        node("a", taints=[taint("soft", "x", "PreferNoSchedule"), GPU, NOT_READY]),
+        node("b", taints=[NOT_READY, GPU]),
+        node("c", taints=[GPU]),
+    ]
+    d = schedule(pod(tolerations=[tol("dedicated", "Exists")]), nodes)
+    assert d.filter_results == {
+        "a": ("node(s) had untolerated taint {node.kubernetes.io/not-ready: }",),
+        "b": ("node(s) had untolerated taint {node.kubernetes.io/not-ready: }",),
+        "c": (),
+    }
+    d = schedule(pod(), nodes)
+    assert d.message == (
+        "0/3 nodes are available: 1 node(s) had untolerated taint {node.kubernetes.io/not-ready: }, "
+        "2 node(s) had untolerated taint {dedicated: gpu}. "
+        "preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+    )
 
 
 # ---- NodeUnschedulable / NodeName ---------------------------------------------------------------------
@@ -578,7 +614,7 @@ MESSAGE_CASES = [
         pod(cpu="8"),
         TWO_TAINTED,
         [],
-        "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint(s).",
+        "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint {dedicated: gpu}.",
         f"preemption: 0/3 nodes are available: 3 {NOT_HELPFUL}.",
     ),
     (
@@ -586,7 +622,7 @@ MESSAGE_CASES = [
         pod(cpu="2"),
         TWO_TAINTED,
         [pod("x", cpu="3", node_name="a")],
-        "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint(s).",
+        "0/3 nodes are available: 1 Insufficient cpu, 2 node(s) had untolerated taint {dedicated: gpu}.",
         f"preemption: 0/3 nodes are available: 1 {NO_VICTIMS}, 2 {NOT_HELPFUL}.",
     ),
     (
@@ -618,7 +654,8 @@ MESSAGE_CASES = [
         pod(cpu="1"),
         TWELVE,
         [],
-        "0/12 nodes are available: 10 node(s) had untolerated taint(s), 2 node(s) were unschedulable.",
+        "0/12 nodes are available: 10 node(s) had untolerated taint {dedicated: gpu}, "
+        "2 node(s) were unschedulable.",
         f"preemption: 0/12 nodes are available: 12 {NOT_HELPFUL}.",
     ),
     (
@@ -661,7 +698,9 @@ def test_preemption_would_help() -> None:
         [pod("lo", cpu="2", node_name="a", priority=0)],
     )
     assert d.node_name is None
-    assert d.message == "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint(s)."
+    assert d.message == (
+        "0/2 nodes are available: 1 Insufficient cpu, 1 node(s) had untolerated taint {dedicated: gpu}."
+    )
     assert d.preemption_candidates == ("a",)
     assert explain(d)["preemptionCandidates"] == ["a"]
 
