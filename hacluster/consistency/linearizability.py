@@ -94,6 +94,9 @@ class Step:
     # For an indefinite step: the only state it changes, or None if it may change any. The search does
     # not try it in other states, where it would be a no-op.
     guard: Hashable = None
+    # False when the operation is legal in no state the history can reach (e.g. a read of a value nobody
+    # wrote): the search then answers "invalid" at once.
+    possible: bool = True
 
 
 @dataclass(frozen=True)
@@ -128,20 +131,32 @@ def _register_steps(items: Sequence[tuple[Operation, bool]]) -> list[Step | None
     them apart, and states that differ only in such values then meet in the search's memory.
     """
     observed: set[Hashable] = set()
+    written: set[Hashable] = set()
     for op, indefinite in items:
         if op.f == "read" and not indefinite:
             observed.add(op.result)
         elif op.f == "cas" and isinstance(op.value, tuple):
             observed.add(op.value[0])
-    return [_register_step(op, indefinite, observed) for op, indefinite in items]
+            written.add(op.value[1])
+        elif op.f in ("write", "create"):
+            written.add(op.value)
+    return [_register_step(op, indefinite, observed, written) for op, indefinite in items]
 
 
-def _register_step(op: Operation, indefinite: bool, observed: set[Hashable]) -> Step | None:
+def _never(state: Hashable) -> Hashable:
+    return ILLEGAL
+
+
+def _register_step(
+    op: Operation, indefinite: bool, observed: set[Hashable], ever_written: set[Hashable]
+) -> Step | None:
     f, value = op.f, op.value
     if f == "read":
         if indefinite:
             return None
         seen = op.result
+        if seen is not None and seen not in ever_written:  # null needs no writer: the key starts absent
+            return Step(_never, possible=False)
         if seen is None:
             return Step(lambda state: state if state is ABSENT or state is None else ILLEGAL)
         return Step(lambda state: state if state == seen else ILLEGAL)
@@ -154,20 +169,22 @@ def _register_step(op: Operation, indefinite: bool, observed: set[Hashable]) -> 
         if not isinstance(value, tuple):
             raise TypeError(f"cas operation {op.index} has no [expected, new] value")
         expected, new = value[0], (value[1] if value[1] in observed else UNOBSERVED)
+        if not indefinite and expected not in ever_written:
+            return Step(_never, possible=False)
         if indefinite:
             return Step(
                 lambda state: new if state == expected else state, identity=("cas", expected, new), guard=expected
             )
         return Step(lambda state: new if state == expected else ILLEGAL)
-    written: Hashable = value if value in observed else UNOBSERVED
+    canonical: Hashable = value if value in observed else UNOBSERVED
     if f == "write":
-        return Step(lambda state: written, blind=True, identity=("write", written))
+        return Step(lambda state: canonical, blind=True, identity=("write", canonical))
     # create
     if indefinite:
         return Step(
-            lambda state: written if state is ABSENT else state, identity=("create", written), guard=ABSENT
+            lambda state: canonical if state is ABSENT else state, identity=("create", canonical), guard=ABSENT
         )
-    return Step(lambda state: written if state is ABSENT else ILLEGAL)
+    return Step(lambda state: canonical if state is ABSENT else ILLEGAL)
 
 
 def _describe_register_state(state: Hashable) -> str:
@@ -381,6 +398,8 @@ def _search(
             match[call_entry[i]] = entry
     if nxt[0] == tail:
         return _SearchOutcome("valid")
+    if not all(p.step.possible for p in placed if not p.indefinite):
+        return _SearchOutcome("invalid", (), initial_state)
 
     # Classes of interchangeable indefinite operations; members in call order. Member j of class c is
     # placed only after members 0..j-1, so `class_placed[c]` says which member is next.

@@ -327,17 +327,18 @@ def test_generic_reason_when_no_pattern_applies() -> None:
 
 
 def _hard_key(key: str, writes: int) -> list[list[Event]]:
-    """Many concurrent writes and a read of a value none wrote: the search must try every subset."""
+    """Many concurrent writes, then reads of two of them in turn: every order of the writes is tried."""
     ops = [op(i, "write", 0, 1000, f"v{i}", key=key) for i in range(writes)]
-    ops.append(op(writes, "read", 2000, 2001, "zz", key=key))
+    ops.append(op(writes, "read", 2000, 2001, "v0", key=key))
+    ops.append(op(writes + 1, "read", 2002, 2003, "v1", key=key))
     return ops
 
 
 def test_time_limit_gives_unknown_and_invalid_wins() -> None:
-    result = check(*_hard_key("default/hard", 14), time_limit_s=0.0)
+    result = check(*_hard_key("default/hard", 16), time_limit_s=0.0)
     assert result.verdict == "unknown"
     assert "time limit" in result.keys[0].note
-    mixed = check(*_hard_key("default/hard", 14), op(50, "read", 0, 1, "x", key="default/easy"), time_limit_s=0.0)
+    mixed = check(*_hard_key("default/hard", 16), op(50, "read", 0, 1, "x", key="default/easy"), time_limit_s=0.0)
     assert mixed.verdict == "invalid"
     assert [k.verdict for k in mixed.keys] == ["invalid", "unknown"]
 
@@ -397,7 +398,7 @@ def test_run_check_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert (out_dir / "timeline.html").exists()
 
     hard = tmp_path / "hard.jsonl"
-    dump_history(history(*_hard_key(KEY, 14)), hard)
+    dump_history(history(*_hard_key(KEY, 16)), hard)
     assert run_check(str(hard), time_limit_s=0.0) == 2
     assert capsys.readouterr().out.startswith("UNKNOWN")
 

@@ -1,0 +1,402 @@
+"""The ReplicaSet controller: keeps `spec.replicas` pods of each ReplicaSet alive.
+
+A leader-only loop (registered by `hacluster.controllers.registry`), like kube-controller-manager's
+replicaset controller. It follows ReplicaSets and pods in the leader's local store and syncs every
+ReplicaSet that changed, whose pods changed, or that an orphan pod's labels match:
+
+- **Ownership.** A pod belongs to the ReplicaSet named by its controller `ownerReference` (uid). Orphans
+  in the namespace whose labels match the selector are adopted (an ownerReference is added, with the pod's
+  resourceVersion as precondition); owned pods whose labels no longer match are released.
+- **Counting.** Pods that are terminating (`deletionTimestamp`) or finished (Succeeded, Failed) do not
+  count, so a pod evicted from a lost node is replaced at once, as in Kubernetes.
+- **Scaling.** Missing pods are created from `spec.template` — name `<rs>-<5 random characters>`
+  (`generateName`), the template's labels and annotations, `ownerReferences` with `controller: true` and
+  `blockOwnerDeletion: true`, the API server's defaults — and extra ones deleted, chosen as Kubernetes
+  ranks them (unassigned before assigned, Pending before Unknown before Running, not ready before ready,
+  more replicas on the same node first, more recently ready first, more restarts first, newer first).
+  At most `replicaset_burst_replicas` per sync. `SuccessfulCreate` / `SuccessfulDelete` events
+  ("Created pod: web-x7k2p"), `FailedCreate` when a pod cannot be created.
+- **Status.** replicas, fullyLabeledReplicas, readyReplicas, availableReplicas (ready for
+  `minReadySeconds`), observedGeneration — written through the status subresource when they change.
+- **Garbage collection.** Pods controlled by a ReplicaSet that no longer exists are deleted (the garbage
+  collector's background propagation).
+
+The loop reads the leader's own state machine, which has applied every proposal of this loop by the time
+`propose` returns, so it needs no "expectations" cache: the next sync already sees its pods.
+Every write is fenced by the term.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import math
+import random
+import time
+import uuid
+from typing import Any, Callable
+
+from hacluster.config import ControllersConfig
+from hacluster.controllers.events import NORMAL, WARNING, EventRecorder, rfc3339
+from hacluster.controllers.informer import StoreFollower
+from hacluster.controllers.nodelifecycle import condition, parse_time
+from hacluster.controllers.proposer import FencedProposer, NotLeading
+from hacluster.model import validation
+from hacluster.model.commands import AnyCommand, Batch, Create, Delete, Replace
+from hacluster.model.selectors import LabelSelector, label_selector_from_object
+from hacluster.store.api import ReplicatedStore
+from hacluster.store.state import DELETED, Result, StoreState
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+
+COMPONENT = "replicaset-controller"
+BATCH_MAX_COMMANDS = 100
+IDLE_WAIT_S = 1.0
+NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' utilrand alphabet
+GENERATED_SUFFIX_LEN = 5
+MAX_NAME_LEN = 63
+TERMINAL = ("Succeeded", "Failed")
+PHASE_ORDER = {"Pending": 0, "Unknown": 1, "Running": 2}
+
+
+def controller_ref(obj: Obj) -> Obj | None:
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
+        if ref.get("controller"):
+            return ref  # type: ignore[no-any-return]
+    return None
+
+
+def is_active(pod: Obj) -> bool:
+    """Counted towards replicas: not terminating and not finished (controller.FilterActivePods)."""
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    return (pod.get("status") or {}).get("phase") not in TERMINAL
+
+
+def is_ready(pod: Obj) -> bool:
+    c = condition(pod, "Ready")
+    return c is not None and c.get("status") == "True"
+
+
+def deletion_order(pods: list[Obj]) -> list[Obj]:
+    """The pods in the order the controller deletes them (first = deleted first), as Kubernetes'
+    `ActivePodsWithRanks` sorts them; the rank is the number of this ReplicaSet's pods on the same node."""
+    on_node: dict[str, int] = {}
+    for p in pods:
+        node = (p.get("spec") or {}).get("nodeName") or ""
+        if node:
+            on_node[node] = on_node.get(node, 0) + 1
+
+    def key(p: Obj) -> tuple[Any, ...]:
+        spec, status, meta = p.get("spec") or {}, p.get("status") or {}, p.get("metadata") or {}
+        node = spec.get("nodeName") or ""
+        ready = is_ready(p)
+        ready_since = parse_time((condition(p, "Ready") or {}).get("lastTransitionTime")) if ready else None
+        restarts = sum(int(c.get("restartCount") or 0) for c in status.get("containerStatuses") or ())
+        created = parse_time(meta.get("creationTimestamp")) or 0.0
+        return (
+            1 if node else 0,                                   # unassigned first
+            PHASE_ORDER.get(status.get("phase", "Pending"), 3),  # Pending < Unknown < Running
+            1 if ready else 0,                                  # not ready first
+            -on_node.get(node, 0) if node else 0,               # more co-located replicas first
+            -(ready_since or 0.0),                              # more recently ready first
+            -restarts,                                          # more restarts first
+            -created,                                           # newer first
+            meta.get("name", ""),
+        )
+
+    return sorted(pods, key=key)
+
+
+class ReplicaSetController:
+    """The ReplicaSet controller of one leadership term (see the module docstring)."""
+
+    def __init__(self, store: ReplicatedStore, settings: ControllersConfig, *, instance: str = "",
+                 clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.recorder = EventRecorder(component=COMPONENT, instance=f"{COMPONENT}-{instance or 'local'}",
+                                      clock=clock, queue_max=settings.events_queue_max)
+        self.follower = StoreFollower(store, ("replicasets", "pods"))
+        self.dirty: set[str] = set()  # "ns/name" of ReplicaSets to sync
+        self.by_uid: dict[str, str] = {}  # ReplicaSet uid -> "ns/name"
+        self.gone_owners: set[str] = set()  # uids of deleted ReplicaSets whose pods to collect
+        self.recheck_at: dict[str, float] = {}  # availability to re-evaluate (minReadySeconds)
+        self.proposer: FencedProposer | None = None
+
+    async def run(self, term: int) -> None:
+        """Sync ReplicaSets as the store changes until cancelled or no longer leading `term`."""
+        self.start(term)
+        assert self.proposer is not None
+        events = asyncio.ensure_future(self.recorder.run(self.proposer))
+        log.info("replicaset controller starts in term %d", term)
+        try:
+            while True:
+                await self.sync_dirty()
+                wait_s = IDLE_WAIT_S
+                if self.recheck_at:
+                    wait_s = max(0.0, min(wait_s, min(self.recheck_at.values()) - self.clock()))
+                await self.follower.wait(wait_s)
+                self.take_changes()
+        except NotLeading as exc:
+            log.info("replicaset controller stops: %s", exc)
+        finally:
+            events.cancel()
+            await asyncio.gather(events, return_exceptions=True)
+
+    def start(self, term: int) -> None:
+        """Prepare to sync in `term`: proposer and a full list (run() calls it; so do tests)."""
+        self.proposer = FencedProposer(self.store, term, component=COMPONENT,
+                                       timeout_s=self.settings.proposal_timeout_s)
+        self._relist()
+
+    # ------------------------------------------------------------------------- following the store
+    def _relist(self) -> None:
+        objs = self.follower.list()
+        self.by_uid = {rs["metadata"]["uid"]: _key(rs) for rs in objs["replicasets"]}
+        self.dirty = set(self.by_uid.values())
+        for pod in objs["pods"]:
+            ref = controller_ref(pod)
+            if ref is not None and ref.get("kind") == "ReplicaSet" and ref.get("uid") not in self.by_uid:
+                self.gone_owners.add(str(ref.get("uid")))
+
+    def take_changes(self) -> None:
+        """Mark the ReplicaSets touched by store changes since the last call as dirty."""
+        events = self.follower.poll()
+        if events is None:
+            log.warning("replicaset controller fell behind the store's history: relisting")
+            self._relist()
+            return
+        for ev in events:
+            obj = ev.obj
+            if ev.resource == "replicasets":
+                key, uid = _key(obj), obj["metadata"]["uid"]
+                if ev.type == DELETED:
+                    self.by_uid.pop(uid, None)
+                    self.gone_owners.add(uid)
+                    self.dirty.discard(key)
+                else:
+                    self.by_uid[uid] = key
+                    self.dirty.add(key)
+                continue
+            for pod in (obj, ev.prev):
+                if pod is None:
+                    continue
+                ref = controller_ref(pod)
+                if ref is not None:
+                    owner = self.by_uid.get(str(ref.get("uid")))
+                    if owner is not None:
+                        self.dirty.add(owner)
+                    elif ref.get("kind") == "ReplicaSet" and ev.type != DELETED:
+                        self.gone_owners.add(str(ref.get("uid")))
+                elif ev.type != DELETED:
+                    self.dirty.update(self._matching_sets(pod))
+
+    def _matching_sets(self, pod: Obj) -> list[str]:
+        """ReplicaSets in the pod's namespace whose selector matches its labels (adoption candidates)."""
+        ns = pod["metadata"].get("namespace", "")
+        labels = pod["metadata"].get("labels") or {}
+        if not labels:
+            return []
+
+        def find(s: StoreState) -> list[str]:
+            out = []
+            prefix = ns + "/"
+            for k, rs in s.objects["replicasets"].items():
+                if k.startswith(prefix) and _selector(rs).matches(labels):
+                    out.append(k)
+            return out
+        return self.store.read(find)
+
+    # ---------------------------------------------------------------------------------- syncing
+    async def sync_dirty(self) -> None:
+        """Sync every dirty ReplicaSet, due availability re-checks and pending garbage collection."""
+        now = self.clock()
+        for key, when in list(self.recheck_at.items()):
+            if when <= now:
+                del self.recheck_at[key]
+                self.dirty.add(key)
+        if self.gone_owners:
+            await self._collect_garbage()
+        while self.dirty:
+            key = min(self.dirty)
+            self.dirty.discard(key)
+            await self.sync(key)
+
+    async def sync(self, key: str) -> None:
+        """Bring one ReplicaSet ("ns/name") to its desired pods and status."""
+        ns, _, name = key.partition("/")
+        rs = self.store.read(lambda s: s.get("replicasets", ns, name))
+        if rs is None or rs["metadata"].get("deletionTimestamp"):
+            return
+        uid = rs["metadata"]["uid"]
+        selector = _selector(rs)
+        pods = self._pods_in(ns)
+        commands: list[AnyCommand] = []
+        owned: list[Obj] = []
+        for pod in pods:
+            ref = controller_ref(pod)
+            labels = pod["metadata"].get("labels") or {}
+            matches = not selector.empty and selector.matches(labels)
+            if ref is not None and ref.get("uid") == uid:
+                if matches or not is_active(pod):
+                    owned.append(pod)
+                else:
+                    commands.append(self._release(pod, uid))
+            elif ref is None and matches and is_active(pod):
+                commands.append(self._adopt(pod, rs))
+                owned.append(pod)
+        active = [p for p in owned if is_active(p)]
+        replicas = int((rs.get("spec") or {}).get("replicas", 1))
+        diff = len(active) - replicas
+        burst = self.settings.replicaset_burst_replicas
+        creating: list[Obj] = []
+        deleting: list[Obj] = []
+        if diff < 0:
+            for _ in range(min(-diff, burst)):
+                pod = self._new_pod(rs)
+                causes = validation.VALIDATORS["pods"](pod)
+                if causes:
+                    message = "; ".join(c.render() for c in causes)
+                    self.recorder.emit(rs, WARNING, "FailedCreate", f"Error creating: {message}")
+                    break
+                creating.append(pod)
+                commands.append(Create(resource="pods", namespace=ns, obj=pod))
+        elif diff > 0:
+            now_text = rfc3339(self.clock())
+            for pod in deletion_order(active)[:min(diff, burst)]:
+                deleting.append(pod)
+                commands.append(Delete(resource="pods", namespace=ns, name=pod["metadata"]["name"], time=now_text,
+                                       expected_uid=pod["metadata"].get("uid", "")))
+        if commands:
+            if creating or deleting:
+                log.info("replicaset %s: %d active of %d wanted: creating %d, deleting %d", key, len(active),
+                         replicas, len(creating), len(deleting))
+            for c, r in await self._propose_all(commands):
+                if isinstance(c, Create):
+                    if r.ok:
+                        self.recorder.emit(rs, NORMAL, "SuccessfulCreate", f"Created pod: {c.obj['metadata']['name']}")
+                    else:
+                        self.recorder.emit(rs, WARNING, "FailedCreate",
+                                           f"Error creating: {r.error.message if r.error else 'unknown error'}")
+                        self.dirty.add(key)  # e.g. a name collision: try again
+                elif isinstance(c, Delete) and r.ok:
+                    self.recorder.emit(rs, NORMAL, "SuccessfulDelete", f"Deleted pod: {c.name}")
+        await self._update_status(ns, name)
+
+    async def _update_status(self, ns: str, name: str) -> None:
+        rs = self.store.read(lambda s: s.get("replicasets", ns, name))
+        if rs is None:
+            return
+        uid = rs["metadata"]["uid"]
+        active = [p for p in self._pods_in(ns) if is_active(p) and (controller_ref(p) or {}).get("uid") == uid]
+        spec = rs.get("spec") or {}
+        template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+        min_ready = int(spec.get("minReadySeconds") or 0)
+        now = self.clock()
+        ready = [p for p in active if is_ready(p)]
+        available = 0
+        for p in ready:
+            since = parse_time((condition(p, "Ready") or {}).get("lastTransitionTime"))
+            if min_ready <= 0 or since is None or since + min_ready <= now:
+                available += 1
+            else:
+                key = _key(rs)
+                self.recheck_at[key] = min(self.recheck_at.get(key, math.inf), since + min_ready)
+        labeled = sum(1 for p in active if all((p["metadata"].get("labels") or {}).get(k) == v
+                                                for k, v in template_labels.items()))
+        old = rs.get("status") or {}
+        status = {k: v for k, v in old.items()
+                  if k not in ("replicas", "fullyLabeledReplicas", "readyReplicas", "availableReplicas",
+                               "observedGeneration")}
+        status.update(replicas=len(active), fullyLabeledReplicas=labeled, readyReplicas=len(ready),
+                      availableReplicas=available, observedGeneration=rs["metadata"].get("generation", 1))
+        if status == old:
+            return
+        await self._propose_all([Replace(resource="replicasets", namespace=ns, name=name,
+                                         obj={"metadata": {"uid": uid}, "status": status},
+                                         expected_rv=str(rs["metadata"]["resourceVersion"]), subresource="status")])
+
+    async def _collect_garbage(self) -> None:
+        gone = set(self.gone_owners)
+        self.gone_owners.clear()
+        existing = self.store.read(lambda s: {rs["metadata"]["uid"] for rs in s.objects["replicasets"].values()})
+        gone -= existing
+
+        def dependents(s: StoreState) -> list[Obj]:
+            return [p for p in s.objects["pods"].values()
+                    if (controller_ref(p) or {}).get("uid") in gone and not p["metadata"].get("deletionTimestamp")]
+        pods = self.store.read(dependents) if gone else []
+        if not pods:
+            return
+        log.info("garbage collector: deleting %d pods of deleted ReplicaSets", len(pods))
+        now_text = rfc3339(self.clock())
+        await self._propose_all([Delete(resource="pods", namespace=p["metadata"].get("namespace", ""),
+                                        name=p["metadata"]["name"], time=now_text,
+                                        expected_uid=p["metadata"].get("uid", "")) for p in pods])
+
+    # --------------------------------------------------------------------------------- pieces
+    def _pods_in(self, ns: str) -> list[Obj]:
+        prefix = ns + "/"
+        return self.store.read(lambda s: [p for k, p in s.objects["pods"].items() if k.startswith(prefix)])
+
+    def _new_pod(self, rs: Obj) -> Obj:
+        meta = rs["metadata"]
+        template = copy.deepcopy((rs.get("spec") or {}).get("template") or {})
+        tmeta = template.get("metadata") or {}
+        base = f"{meta['name']}-"[:MAX_NAME_LEN - GENERATED_SUFFIX_LEN]
+        name = base + "".join(self.rng.choice(NAME_ALPHABET) for _ in range(GENERATED_SUFFIX_LEN))
+        pod_meta: Obj = {
+            "name": name, "generateName": f"{meta['name']}-", "namespace": meta.get("namespace", ""),
+            "uid": str(uuid.uuid4()), "creationTimestamp": rfc3339(self.clock()),
+            "labels": dict(tmeta.get("labels") or {}),
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": meta["name"],
+                                 "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}],
+        }
+        if tmeta.get("annotations"):
+            pod_meta["annotations"] = dict(tmeta["annotations"])
+        pod: Obj = {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": template.get("spec") or {}}
+        validation.default_object("pods", pod)
+        return pod
+
+    def _adopt(self, pod: Obj, rs: Obj) -> AnyCommand:
+        meta = dict(pod["metadata"])
+        meta["ownerReferences"] = list(meta.get("ownerReferences") or ()) + [{
+            "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs["metadata"]["name"],
+            "uid": rs["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]
+        log.info("replicaset %s adopts pod %s", _key(rs), meta["name"])
+        return Replace(resource="pods", namespace=meta.get("namespace", ""), name=meta["name"],
+                       obj={**pod, "metadata": meta}, expected_rv=str(meta["resourceVersion"]))
+
+    def _release(self, pod: Obj, owner_uid: str) -> AnyCommand:
+        meta = dict(pod["metadata"])
+        meta["ownerReferences"] = [r for r in meta.get("ownerReferences") or () if r.get("uid") != owner_uid]
+        log.info("replicaset releases pod %s (labels no longer match)", meta["name"])
+        return Replace(resource="pods", namespace=meta.get("namespace", ""), name=meta["name"],
+                       obj={**pod, "metadata": meta}, expected_rv=str(meta["resourceVersion"]))
+
+    async def _propose_all(self, commands: list[AnyCommand]) -> list[tuple[AnyCommand, Result]]:
+        assert self.proposer is not None
+        out: list[tuple[AnyCommand, Result]] = []
+        for i in range(0, len(commands), BATCH_MAX_COMMANDS):
+            chunk = commands[i:i + BATCH_MAX_COMMANDS]
+            result = await self.proposer.propose(Batch(commands=chunk))
+            results = result.results if result.ok else tuple(result for _ in chunk)
+            for c, r in zip(chunk, results):
+                out.append((c, r))
+                if not r.ok:
+                    log.info("%s: %s refused: %s", COMPONENT, type(c).__name__, r.error.message if r.error else "?")
+        return out
+
+
+def _key(obj: Obj) -> str:
+    meta = obj["metadata"]
+    return f"{meta.get('namespace', '')}/{meta['name']}"
+
+
+def _selector(rs: Obj) -> LabelSelector:
+    return label_selector_from_object((rs.get("spec") or {}).get("selector"))

@@ -1,0 +1,120 @@
+"""The container runtime interface of the kubelet (a small CRI): records, results and the `Runtime` protocol.
+
+Implemented by `hacluster.kubelet.sim.SimRuntime` (containers that behave as configured data) and
+`hacluster.kubelet.process.ProcessRuntime` (containers that are real local processes). The kubelet agent
+(`hacluster.kubelet.agent`) calls it; the pure status code (`hacluster.kubelet.status`) reads its
+`ContainerRecord`s. Times in records are wall-clock seconds (`time.time()` or the injected clock).
+
+Contract and failures:
+- `pull_image` returns a `PullResult`; a failed pull is `ok=False` with the runtime's message, never raises
+  for a missing image.
+- `start_container` creates and starts one container attempt and returns its record; if the runtime
+  cannot start it (no such executable, bad working directory) it raises `StartError` and records an exited
+  attempt (exit code 128, reason StartError) so the kubelet backs off as for a crash.
+- `stop_container` sends SIGTERM, waits up to the grace period, then SIGKILL; it returns once the
+  container has exited. Stopping an exited container is a no-op.
+- `on_change` is called (on the event loop) with a pod UID whenever a container of that pod changes state
+  by itself (exits, is OOMKilled, becomes ready): the kubelet then syncs that pod.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+CREATED, RUNNING, EXITED = "created", "running", "exited"
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerRecord:
+    """One container attempt as the runtime sees it now (CRI's ContainerStatus)."""
+
+    id: str
+    """The containerID as Kubernetes prints it: "sim://<hex>", "process://<pid>-<hex>"."""
+    pod_uid: str
+    name: str
+    attempt: int
+    """0 for the first run, then 1, 2 … (restartCount of the container while it runs)."""
+    image: str
+    image_id: str
+    state: str
+    """CREATED, RUNNING or EXITED."""
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    exit_code: int | None
+    reason: str
+    """On exit: Completed, Error, OOMKilled or StartError; "" otherwise."""
+    message: str
+    ready: bool
+    memory_bytes: int
+    """Resident memory now (0 once exited)."""
+    init: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PullResult:
+    ok: bool
+    image_id: str = ""
+    size_bytes: int = 0
+    message: str = ""
+    """Why the pull failed, in the runtime's words."""
+    duration_s: float = 0.0
+
+
+class StartError(Exception):
+    """The runtime could not start the container; `reason` is CreateContainerError or RunContainerError."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    time: float
+    stream: str
+    text: str
+
+
+class Runtime(Protocol):
+    name: str
+    """"sim" or "process"."""
+    version: str
+    """containerRuntimeVersion as the node reports it, e.g. "sim://0.1.0"."""
+    on_change: Callable[[str], None]
+
+    async def pull_image(self, pod: dict[str, Any], container: dict[str, Any], attempt: int) -> PullResult:
+        ...
+
+    def image_present(self, image: str) -> bool:
+        ...
+
+    def images(self) -> list[tuple[str, int]]:
+        """Images on the node: (name, size in bytes)."""
+        ...
+
+    async def start_container(self, pod: dict[str, Any], container: dict[str, Any], attempt: int, *,
+                              init: bool, image_id: str) -> ContainerRecord:
+        ...
+
+    async def stop_container(self, container_id: str, grace_s: float) -> None:
+        ...
+
+    def containers(self, pod_uid: str) -> list[ContainerRecord]:
+        """Every known attempt of the pod's containers (at most the last two per name), oldest first."""
+        ...
+
+    def remove_pod(self, pod_uid: str) -> None:
+        """Forget a pod whose containers have all exited (its records and logs)."""
+        ...
+
+    def logs(self, pod_uid: str, container: str, previous: bool) -> tuple[list[LogLine], bool] | None:
+        """The log lines of the container's current (or previous) attempt and whether it still runs; None if
+        there is no such attempt."""
+        ...
+
+    async def close(self) -> None:
+        """Stop everything at once (node shutdown): kill every container."""
+        ...

@@ -1,0 +1,453 @@
+"""The leader-only scheduling loop: pending pods in, fenced bindings out.
+
+Registered by the master process (`register`, called from `hacluster.cluster.master`) as a `LeaderLoops`
+loop: it runs only while this master leads a Raft term, receives that term, and is cancelled (its queues
+dropped) when leadership ends. One `Scheduler` object lives for one term.
+
+What it does, as kube-scheduler does it:
+- follows pods and nodes in the leader's local store (`StoreFollower`), keeps a `ClusterSnapshot` of
+  nodes and of what bound pods use, and queues the pods it is responsible for — empty `spec.nodeName`,
+  `spec.schedulerName` default-scheduler, no `deletionTimestamp`, no `spec.schedulingGates` — in
+  `policy.queue_key` order (priority, then age);
+- places them one at a time with the pure `policy.schedule_one` (ties broken by `scheduler.seed`) and
+  `assume`s each placement in the snapshot, so the next decision sees it before the binding commits;
+- proposes the bindings `Bind` in `Batch`es of up to `batch_max_pods`, with up to `inflight_batches_max`
+  batches committing while the next pods are placed; every command carries `fence_term=term`, so a
+  deposed leader's bindings are refused by the state machine. Each binding carries the decision's
+  explanation (`policy.explain`, compact JSON) in the annotation `scheduler.hacluster.io/explanation`;
+  a committed binding is announced by a `Scheduled` event, "Successfully assigned default/web to node-2";
+- a refused binding (the pod was bound or deleted meanwhile: Conflict/NotFound) forgets the assumption;
+  a pod still pending is tried again after its back-off;
+- an unschedulable pod gets `PodScheduled=False`, reason `Unschedulable`, with the FitError message
+  (a status update with the pod's resourceVersion as precondition, written only when the condition
+  changes) and a `FailedScheduling` Warning event (repeats are aggregated by the recorder); it is tried
+  again after an exponential back-off (`backoff_initial_s` doubling to `backoff_max_s`) once nodes or
+  bound pods changed, and after `unschedulable_max_wait_s` in any case.
+
+Bounded: the queues hold at most one entry per pending pod of the store; batches and in-flight
+proposals are capped by config; waits have timeouts. Time comes from injectable clocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import msgspec
+
+from hacluster.config import ClusterConfig, SchedulerConfig
+from hacluster.controllers.events import NORMAL, WARNING, EventRecorder, rfc3339
+from hacluster.controllers.informer import StoreFollower
+from hacluster.controllers.leadership import LeaderLoops
+from hacluster.controllers.proposer import FencedProposer, NotLeading
+from hacluster.model.commands import AnyCommand, Batch, Bind, Replace
+from hacluster.model.errors import ApiError
+from hacluster.scheduler.nodeinfo import ClusterSnapshot, SnapshotError, counts_against_node
+from hacluster.scheduler.policy import Decision, explain, queue_key, schedule_one
+from hacluster.store.api import ReplicatedStore
+from hacluster.store.state import DELETED, Result, WatchEvent
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+
+SCHEDULER_NAME = "default-scheduler"
+EXPLANATION_ANNOTATION = "scheduler.hacluster.io/explanation"
+IDLE_WAIT_S = 1.0  # longest sleep without news (store changes and finished batches wake it earlier)
+YIELD_EVERY_PODS = 16  # let the API server and Raft callbacks run while placing a batch
+
+_json = msgspec.json.Encoder()
+
+
+def is_responsible_for(pod: Obj) -> bool:
+    """Whether the default scheduler should place this pod now (kube-scheduler's pod informer filter plus
+    the SchedulingGates PreEnqueue check)."""
+    spec = pod.get("spec") or {}
+    if spec.get("nodeName"):
+        return False
+    if (spec.get("schedulerName") or SCHEDULER_NAME) != SCHEDULER_NAME:
+        return False
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    if spec.get("schedulingGates"):
+        return False
+    return (pod.get("status") or {}).get("phase", "Pending") not in ("Succeeded", "Failed")
+
+
+def _uid(pod: Obj) -> str:
+    meta = pod.get("metadata") or {}
+    return str(meta.get("uid") or f"{meta.get('namespace', '')}/{meta.get('name', '')}")
+
+
+def _node_scheduling_fields(node: Obj | None) -> tuple[Any, ...]:
+    """What of a node the filters and scores read (heartbeats and conditions alone change nothing)."""
+    if node is None:
+        return ()
+    meta, spec, status = node.get("metadata") or {}, node.get("spec") or {}, node.get("status") or {}
+    return (meta.get("labels"), spec.get("taints"), spec.get("unschedulable"), status.get("allocatable"))
+
+
+@dataclass
+class _Unschedulable:
+    """A pod waiting after a failed attempt."""
+
+    attempts: int
+    not_before: float  # monotonic: end of its back-off
+    give_up_wait_at: float  # monotonic: tried again even without a cluster change
+    cluster_changed: bool = False
+
+
+@dataclass
+class _Planned:
+    """One command of an outgoing batch and what to do with its result."""
+
+    kind: str  # "bind" | "status"
+    uid: str
+    pod: Obj
+    node: str = ""
+
+
+class Scheduler:
+    """The scheduling loop of one leadership term (see the module docstring)."""
+
+    def __init__(self, store: ReplicatedStore, settings: SchedulerConfig, *, instance: str = "",
+                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.monotonic = monotonic
+        self.recorder = EventRecorder(component=SCHEDULER_NAME, instance=f"{SCHEDULER_NAME}-{instance or 'local'}",
+                                      clock=clock, queue_max=settings.events_queue_max)
+        self.follower = StoreFollower(store, ("pods", "nodes"))
+        self.snapshot = ClusterSnapshot()
+        self.pending: dict[str, Obj] = {}  # uid -> latest pod object the scheduler is responsible for
+        self.active: list[tuple[tuple[Any, ...], int, str]] = []  # heap of (queue_key, seq, uid)
+        self.in_active: set[str] = set()
+        self.unschedulable: dict[str, _Unschedulable] = {}
+        self.attempts: dict[str, int] = {}  # failed attempts of pods still pending (for back-off)
+        self.inflight: dict[str, str] = {}  # uid -> node of a binding proposed and not yet answered
+        self.start_index = 0
+        self.bound = 0
+        self.failed = 0
+        self._seq = 0
+        self._next_due = float("inf")
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(settings.inflight_batches_max)
+        self._batches: set[asyncio.Task[None]] = set()
+        self._stopped: NotLeading | None = None
+        self._proposer: FencedProposer | None = None
+
+    # ------------------------------------------------------------------------------------ running
+    async def run(self, term: int) -> None:
+        """Schedule until cancelled or no longer leading `term`."""
+        self._proposer = proposer = FencedProposer(self.store, term, component="scheduler",
+                                                   timeout_s=self.settings.proposal_timeout_s)
+        helpers = [asyncio.ensure_future(self.recorder.run(proposer)), asyncio.ensure_future(self._pump())]
+        log.info("scheduler starts in term %d", term)
+        try:
+            self._relist()
+            while True:
+                await self.step()
+        except NotLeading as exc:
+            log.info("scheduler stops: %s", exc)
+        finally:
+            for task in [*helpers, *self._batches]:
+                task.cancel()
+            await asyncio.gather(*helpers, *self._batches, return_exceptions=True)
+
+    async def step(self) -> bool:
+        """One round: take in store changes, promote due pods, place and propose one batch (or wait).
+        Returns True if it proposed something. Raises NotLeading when the term is over."""
+        if self._stopped is not None:
+            raise self._stopped
+        assert self._proposer is not None, "run() or start() first"
+        self._sync()
+        self._promote(self.monotonic())
+        if self.active and not self._slots.locked():
+            planned = await self._place_batch()
+            if planned:
+                await self._slots.acquire()
+                task = asyncio.ensure_future(self._propose_batch(planned))
+                self._batches.add(task)
+                task.add_done_callback(self._batches.discard)
+                return True
+            return False
+        await self._wait(self._wait_s())
+        return False
+
+    def start(self, term: int) -> None:
+        """Prepare for driving `step()` by hand (tests): proposer for `term` and an initial list."""
+        self._proposer = FencedProposer(self.store, term, component="scheduler",
+                                        timeout_s=self.settings.proposal_timeout_s)
+        self._relist()
+
+    async def drain(self) -> None:
+        """Wait for every proposed batch to be answered (tests)."""
+        while self._batches:
+            await asyncio.gather(*list(self._batches), return_exceptions=True)
+
+    def _wait_s(self) -> float:
+        if self.active and self._slots.locked():
+            return IDLE_WAIT_S  # a finishing batch wakes us
+        due = self._next_due - self.monotonic()
+        return max(0.0, min(IDLE_WAIT_S, due))
+
+    async def _wait(self, timeout_s: float) -> None:
+        if timeout_s <= 0 or self.follower.behind():
+            return
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _pump(self) -> None:
+        """Turn store changes into wake-ups of the loop."""
+        seen = self.follower.revision
+        while True:
+            seen = await self.store.wait_for_change(seen, IDLE_WAIT_S)
+            if seen > self.follower.revision:
+                self._wake.set()
+
+    # ------------------------------------------------------------------------- following the store
+    def _relist(self) -> None:
+        objs = self.follower.list()
+        self.snapshot = ClusterSnapshot(objs["nodes"], [p for p in objs["pods"] if counts_against_node(p)])
+        by_uid = {_uid(p): p for p in objs["pods"]}
+        for uid, node in list(self.inflight.items()):  # proposed, outcome not yet known: keep them counted
+            pod = by_uid.get(uid)
+            if pod is not None and not (pod.get("spec") or {}).get("nodeName") and self.snapshot.get(node):
+                try:
+                    self.snapshot.assume(pod, node)
+                except SnapshotError:
+                    pass
+        self.pending = {}
+        self.active, self.in_active = [], set()
+        for pod in objs["pods"]:
+            if is_responsible_for(pod):
+                uid = _uid(pod)
+                self.pending[uid] = pod
+                if uid not in self.inflight and uid not in self.unschedulable:
+                    self._push(uid, pod)
+        self.unschedulable = {u: e for u, e in self.unschedulable.items() if u in self.pending}
+        self.attempts = {u: n for u, n in self.attempts.items() if u in self.pending}
+        self._cluster_changed()
+        log.info("scheduler listed %d nodes, %d pending pods at revision %d", self.snapshot.num_nodes,
+                 len(self.pending), self.follower.revision)
+
+    def _sync(self) -> None:
+        events = self.follower.poll()
+        if events is None:
+            log.warning("scheduler fell behind the store's history: relisting")
+            self._relist()
+            return
+        changed = False
+        for ev in events:
+            if ev.resource == "pods":
+                changed = self._on_pod(ev) or changed
+            else:
+                changed = self._on_node(ev) or changed
+        if changed:
+            self._cluster_changed()
+
+    def _on_node(self, ev: WatchEvent) -> bool:
+        if ev.type == DELETED:
+            self.snapshot.remove_node(ev.obj)
+            return True
+        if ev.prev is not None and _node_scheduling_fields(ev.prev) == _node_scheduling_fields(ev.obj) \
+                and self.snapshot.get(ev.obj["metadata"]["name"]) is not None:
+            return False  # a heartbeat or condition change: nothing a filter reads
+        self.snapshot.update_node(ev.obj)
+        return True
+
+    def _on_pod(self, ev: WatchEvent) -> bool:
+        """Apply one pod change; True if it may make room for unschedulable pods."""
+        pod = ev.obj
+        uid = _uid(pod)
+        if ev.type == DELETED:
+            freed = self.snapshot.node_of(uid) is not None and not self.snapshot.is_assumed(uid)
+            self.snapshot.remove_pod(uid)
+            self._drop(uid)
+            return freed
+        if (pod.get("spec") or {}).get("nodeName"):
+            self._drop(uid)
+            where = counts_against_node(pod)
+            before = self.snapshot.node_of(uid)
+            if before != where or self.snapshot.is_assumed(uid):
+                self.snapshot.add_pod(pod)
+            return before is not None and where is None  # finished: its requests are free again
+        if not is_responsible_for(pod):
+            self._drop(uid)
+            return False
+        self.pending[uid] = pod
+        if uid in self.inflight:
+            return False
+        entry = self.unschedulable.get(uid)
+        if entry is not None:
+            prev_spec = (ev.prev or {}).get("spec")
+            prev_labels = ((ev.prev or {}).get("metadata") or {}).get("labels")
+            if prev_spec != pod.get("spec") or prev_labels != pod["metadata"].get("labels"):
+                entry.cluster_changed = True  # the pod itself changed (a toleration added...)
+                self._next_due = min(self._next_due, entry.not_before)
+            return False
+        if uid not in self.in_active:
+            self._push(uid, pod)
+        return False
+
+    def _drop(self, uid: str) -> None:
+        self.pending.pop(uid, None)
+        self.unschedulable.pop(uid, None)
+        self.attempts.pop(uid, None)
+        self.in_active.discard(uid)  # its heap entry is skipped when popped
+
+    def _push(self, uid: str, pod: Obj) -> None:
+        self._seq += 1
+        heapq.heappush(self.active, (queue_key(pod), self._seq, uid))
+        self.in_active.add(uid)
+
+    def _cluster_changed(self) -> None:
+        """Nodes or bound pods changed: unschedulable pods may fit now (after their back-off)."""
+        for entry in self.unschedulable.values():
+            entry.cluster_changed = True
+            self._next_due = min(self._next_due, entry.not_before)
+
+    def _promote(self, now: float) -> None:
+        """Move unschedulable pods whose time has come back to the active queue."""
+        if now < self._next_due:
+            return
+        next_due = float("inf")
+        for uid, entry in list(self.unschedulable.items()):
+            if (entry.cluster_changed and now >= entry.not_before) or now >= entry.give_up_wait_at:
+                del self.unschedulable[uid]
+                self._push(uid, self.pending[uid])
+            else:
+                next_due = min(next_due, entry.give_up_wait_at,
+                               entry.not_before if entry.cluster_changed else float("inf"))
+        self._next_due = next_due
+
+    # ----------------------------------------------------------------------------------- placing
+    async def _place_batch(self) -> list[tuple[_Planned, AnyCommand]]:
+        planned: list[tuple[_Planned, AnyCommand]] = []
+        now_text = rfc3339(self.clock())
+        tried = 0
+        s = self.settings
+        while self.active and tried < s.batch_max_pods:
+            _, _, uid = heapq.heappop(self.active)
+            if uid not in self.in_active:
+                continue  # stale entry: the pod left the queue
+            self.in_active.discard(uid)
+            pod = self.pending[uid]
+            tried += 1
+            decision, self.start_index = schedule_one(pod, self.snapshot, seed=s.seed, start_index=self.start_index,
+                                                      percentage_of_nodes_to_score=s.percentage_of_nodes_to_score)
+            if decision.node_name is not None:
+                command = self._plan_binding(uid, pod, decision, now_text)
+                if command is not None:
+                    planned.append((_Planned("bind", uid, pod, decision.node_name), command))
+            else:
+                status = self._plan_unschedulable(uid, pod, decision, now_text)
+                if status is not None:
+                    planned.append((_Planned("status", uid, pod), status))
+            if tried % YIELD_EVERY_PODS == 0:
+                await asyncio.sleep(0)  # a cooperative yield, not a wait: nothing else changes our state
+        return planned
+
+    def _plan_binding(self, uid: str, pod: Obj, decision: Decision, now_text: str) -> AnyCommand | None:
+        node = decision.node_name
+        assert node is not None
+        try:
+            self.snapshot.assume(pod, node)
+        except SnapshotError as exc:  # a bug if it happens; keep the pod out of the way rather than crash
+            log.error("scheduler cannot assume %s on %s: %s", _uid(pod), node, exc)
+            return None
+        self.inflight[uid] = node
+        meta = pod["metadata"]
+        note = _json.encode(explain(decision)).decode()
+        log.info("scheduler placed %s/%s on %s (%d/%d nodes feasible)", meta.get("namespace"), meta.get("name"),
+                 node, decision.feasible_nodes, decision.total_nodes)
+        return Bind(namespace=meta.get("namespace", ""), name=meta["name"], node_name=node, time=now_text,
+                    expected_uid=meta.get("uid", ""), annotations={EXPLANATION_ANNOTATION: note})
+
+    def _plan_unschedulable(self, uid: str, pod: Obj, decision: Decision, now_text: str) -> AnyCommand | None:
+        """Back-off, FailedScheduling event, and the PodScheduled=False status update if it changes."""
+        self.failed += 1
+        meta = pod["metadata"]
+        self._back_off(uid)
+        log.info("scheduler could not place %s/%s: %s", meta.get("namespace"), meta.get("name"), decision.message)
+        self.recorder.emit(pod, WARNING, "FailedScheduling", decision.message)
+        status = dict(pod.get("status") or {})
+        conditions = list(status.get("conditions") or [])
+        current = next((c for c in conditions if c.get("type") == "PodScheduled"), None)
+        if current is not None and current.get("status") == "False" and current.get("reason") == "Unschedulable" \
+                and current.get("message") == decision.message:
+            return None
+        condition = {"type": "PodScheduled", "status": "False", "lastProbeTime": None,
+                     "lastTransitionTime": now_text if current is None or current.get("status") != "False"
+                     else current.get("lastTransitionTime", now_text),
+                     "reason": "Unschedulable", "message": decision.message}
+        status["conditions"] = [c for c in conditions if c.get("type") != "PodScheduled"] + [condition]
+        return Replace(resource="pods", namespace=meta.get("namespace", ""), name=meta["name"],
+                       obj={"metadata": {"uid": meta.get("uid")}, "status": status},
+                       expected_rv=str(meta.get("resourceVersion", "")), subresource="status")
+
+    def _back_off(self, uid: str) -> None:
+        attempts = self.attempts.get(uid, 0) + 1
+        self.attempts[uid] = attempts
+        s = self.settings
+        backoff = min(s.backoff_initial_s * 2 ** (attempts - 1), s.backoff_max_s)
+        now = self.monotonic()
+        entry = _Unschedulable(attempts, now + backoff, now + max(s.unschedulable_max_wait_s, backoff))
+        self.unschedulable[uid] = entry
+        self._next_due = min(self._next_due, entry.give_up_wait_at)
+
+    # ---------------------------------------------------------------------------------- proposing
+    async def _propose_batch(self, planned: list[tuple[_Planned, AnyCommand]]) -> None:
+        assert self._proposer is not None
+        try:
+            try:
+                result = await self._proposer.propose(Batch(commands=[c for _, c in planned]))
+                results: Iterable[Result] = result.results if result.ok else [result] * len(planned)
+            except NotLeading as exc:
+                self._stopped = exc
+                return
+            except ApiError as exc:  # not a definite answer we can use: treat every command as refused
+                log.warning("scheduler batch failed: %s", exc)
+                results = [Result(ok=False)] * len(planned)
+            for (plan, _), r in zip(planned, results):
+                if plan.kind == "bind":
+                    self._binding_answered(plan, r)
+        finally:
+            self._slots.release()
+            self._wake.set()
+
+    def _binding_answered(self, plan: _Planned, result: Result) -> None:
+        self.inflight.pop(plan.uid, None)
+        meta = plan.pod["metadata"]
+        if result.ok:
+            self.bound += 1
+            self.attempts.pop(plan.uid, None)
+            self.recorder.emit(result.obj or plan.pod, NORMAL, "Scheduled",
+                               f"Successfully assigned {meta.get('namespace')}/{meta.get('name')} to {plan.node}",
+                               action="Binding")
+            return
+        if self.snapshot.is_assumed(plan.uid):
+            self.snapshot.forget(plan.uid)
+        why = result.error.message if result.error else "no answer"
+        log.info("scheduler binding of %s/%s to %s refused: %s", meta.get("namespace"), meta.get("name"),
+                 plan.node, why)
+        pod = self.pending.get(plan.uid)
+        if pod is not None and plan.uid not in self.unschedulable:
+            self._back_off(plan.uid)
+            self.unschedulable[plan.uid].cluster_changed = True
+
+
+def register(cfg: ClusterConfig, master_id: str, store: ReplicatedStore, leader_loops: LeaderLoops) -> None:
+    """Run the scheduler on this master whenever it leads (called by `hacluster.cluster.master`)."""
+
+    async def scheduler_loop(term: int) -> None:
+        await Scheduler(store, cfg.scheduler, instance=master_id).run(term)
+
+    leader_loops.register("scheduler", scheduler_loop)
