@@ -260,6 +260,9 @@ def prepare(cfg: ClusterConfig, state_dir: str | Path) -> ClusterHandle:
     for stale in ("pids", "data", "logs"):
         _rmtree(sd / stale)
     cfg = with_generated_secrets(resolve_ports(cfg))
+    from hacluster.kubelet.launch import with_node_users
+
+    cfg = with_node_users(cfg)  # a system:node:<name> user for every node the config defines
     handle = ClusterHandle(sd, cfg)
     dump_config(cfg, handle.config_path)
     os.chmod(handle.config_path, 0o600)
@@ -279,6 +282,10 @@ def up(cfg: ClusterConfig, state_dir: str | Path, *, ready_timeout_s: float = RE
     """Start every master (and `nodes` kubelets) and wait for them to be ready with one leader; with
     `chaos`, first start the Toxiproxy server and route every Raft and API link through it. On any
     failure, stop whatever started."""
+    if nodes:
+        from hacluster.kubelet.launch import with_nodes
+
+        cfg = with_nodes(cfg, nodes)
     handle = prepare(cfg, state_dir)
     try:
         if chaos:
@@ -288,7 +295,7 @@ def up(cfg: ClusterConfig, state_dir: str | Path, *, ready_timeout_s: float = RE
         for m in handle.cfg.masters:
             start_master(handle, m.id)
         wait_ready(handle, ready_timeout_s)
-        if nodes:
+        if nodes or handle.cfg.nodes:
             from hacluster.kubelet.launch import start_kubelets
 
             start_kubelets(handle, nodes, runtime=runtime, ready_timeout_s=ready_timeout_s)

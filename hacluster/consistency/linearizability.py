@@ -11,10 +11,18 @@ same situation twice. Keys are independent registers, so each key is checked on 
 
 Outcomes follow the history contract (see `history`): `fail` operations are dropped; `info` operations
 (and invokes never completed) may take effect at any instant after their invoke or never, so their return
-is +infinity; at their linearization point they apply if their precondition holds and are a no-op
-otherwise, which also covers "never happened" (linearized last, unobserved). Reads whose outcome is
-unknown constrain nothing and are dropped. Entries at equal times are ordered calls first, so operations
-that touch at one instant count as concurrent (the conservative choice: it never invents a violation).
+is +infinity; where placed they apply if their precondition holds and are a no-op otherwise. Reads whose
+outcome is unknown constrain nothing and are dropped. Entries at equal times are ordered calls first, so
+operations that touch at one instant count as concurrent (the conservative choice: it never invents a
+violation).
+
+Indefinite (`info`) operations are what make the search expensive, since each stays a candidate for
+ever. Beyond Porcupine, and all sound (a brute-force oracle in the tests agrees on random histories):
+they need not be placed for the search to succeed and are tried after the definite candidates; equal ones
+are interchangeable (only the earliest unplaced is tried) and are tried only in the state they can
+change; a situation is skipped when one with the same definite set and state and fewer indefinite
+operations placed was visited; values nobody reads are merged into one; and an ok read of a value nobody
+wrote fails the key at once.
 
 For an invalid key the checker finds the shortest failing prefix of that key's history (operations
 invoked up to the completion of the first operation that cannot be linearized; operations still running
@@ -329,6 +337,8 @@ class _SearchOutcome:
     verdict: Verdict
     longest_order: tuple[int, ...] = ()  # indexes into the placed list; filled when asked for
     state_after_longest_order: Hashable = None
+    # For "invalid": the operation whose return the deepest attempt could not pass (a hint, not a proof).
+    blocking: Operation | None = None
 
 
 def _place(items: Iterable[tuple[Operation, bool]], model: Model) -> list[_Placed]:
@@ -398,8 +408,10 @@ def _search(
             match[call_entry[i]] = entry
     if nxt[0] == tail:
         return _SearchOutcome("valid")
-    if not all(p.step.possible for p in placed if not p.indefinite):
-        return _SearchOutcome("invalid", (), initial_state)
+    impossible = [p.op for p in placed if not p.indefinite and not p.step.possible]
+    if impossible:
+        first = min(impossible, key=lambda op: (op.complete_time_ns or 0, op.index))
+        return _SearchOutcome("invalid", (), initial_state, first)
 
     # Classes of interchangeable indefinite operations; members in call order. Member j of class c is
     # placed only after members 0..j-1, so `class_placed[c]` says which member is next.
@@ -449,6 +461,7 @@ def _search(
     best_depth = -1
     best_order: tuple[int, ...] = ()
     best_state: Hashable = None
+    best_limit_rank = 0
     steps = 0
 
     def info_candidates(state: Hashable, after_info: bool) -> list[int]:
@@ -556,13 +569,14 @@ def _search(
             continue
         # Dead end: nothing fits at this point. Undo the most recent choice and try its next sibling.
         if not stack_item:
-            if record_longest:
-                return _SearchOutcome("invalid", best_order, best_state)
-            return _SearchOutcome("invalid")
-        if record_longest and len(stack_item) > best_depth:
+            blocking = placed[points[best_limit_rank][2]].op
+            return _SearchOutcome("invalid", best_order, best_state, blocking)
+        if len(stack_item) > best_depth:
             best_depth = len(stack_item)
-            best_order = _order_of(stack_item, op_at, class_ops, class_placed)
             best_state = state
+            best_limit_rank = limit_rank
+            if record_longest:
+                best_order = _order_of(stack_item, op_at, class_ops, class_placed)
         item = stack_item.pop()
         state = stack_state.pop()
         limit_rank = stack_limit_rank.pop()
@@ -810,21 +824,37 @@ def _find_violation(
     model: Model,
     origin_ns: int,
     deadline: float | None,
+    hint: Operation | None = None,
 ) -> Violation:
     """Explain an invalid key: find the shortest failing prefix and say why its last operation fails.
 
-    Cuts at each ok completion are monotone (see `_truncate`), so a binary search finds the first one
-    that fails. A cut whose search runs out of time counts as passing, so the prefix returned is always
-    proven to fail (at worst it is the whole history).
+    Cuts at each ok completion are monotone (see `_truncate`), so the first one that fails is found by
+    testing the cut at `hint`'s completion (where the full search got stuck) and the one before it, and
+    by a binary search when that does not settle it. A cut whose search runs out of time counts as
+    passing, so the prefix returned is always proven to fail (at worst it is the whole history).
     """
     candidates = [op for op in key_ops if op.status != "fail"]
     ends = sorted({op.complete_time_ns for op in candidates if op.status == "ok" and op.complete_time_ns is not None})
     assert ends, "a history without ok operations cannot be invalid"
+
+    def fails(index: int) -> bool:
+        cut = _place(_truncate(candidates, ends[index]), model)
+        return _search(cut, model.initial_state, deadline).verdict == "invalid"
+
     low, high = 0, len(ends) - 1
+    if hint is not None and hint.complete_time_ns in ends and hint.status == "ok":
+        guess = ends.index(hint.complete_time_ns)
+        if guess == high or fails(guess):
+            high = guess
+            if guess == 0 or not fails(guess - 1):
+                low = guess
+            else:
+                high = guess - 1
+        else:
+            low = guess + 1
     while low < high:
         middle = (low + high) // 2
-        outcome = _search(_place(_truncate(candidates, ends[middle]), model), model.initial_state, deadline)
-        if outcome.verdict == "invalid":
+        if fails(middle):
             high = middle
         else:
             low = middle + 1
@@ -891,7 +921,7 @@ def check_key(
     note = ""
     if outcome.verdict == "invalid" and explain:
         explain_deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
-        violation = _find_violation(key, key_ops, model, origin_ns, explain_deadline)
+        violation = _find_violation(key, key_ops, model, origin_ns, explain_deadline, outcome.blocking)
     elif outcome.verdict == "unknown":
         note = f"search exceeded the time limit of {time_limit_s} s"
     return KeyResult(

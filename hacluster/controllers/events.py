@@ -21,8 +21,9 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from hacluster.controllers.proposer import FencedProposer
 from hacluster.model.commands import AnyCommand, Batch, Create, Replace
@@ -186,6 +187,6 @@ class EventRecorder:
                 self._wake.clear()
                 try:
                     await asyncio.wait_for(self._wake.wait(), IDLE_WAIT_S)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     continue
             await self.flush(proposer)

@@ -1,7 +1,7 @@
 """Following the leader's local store: a consistent list of a few resources, then every change in order.
 
 Used by the scheduler and the controllers, which run on the Raft leader and therefore read its local
-state machine directly (no HTTP, no watch stream): `list()` takes the objects and the revision in one
+state machine directly (no HTTP, no watch stream): `list_all()` takes the objects and the revision in one
 read, `poll()` returns the changes since, and `wait()` blocks until something new was applied. When the
 store's bounded watch history no longer reaches back to the last revision seen, `poll()` returns None and
 the caller relists — the same contract as a Kubernetes informer that receives 410 Gone.
@@ -26,9 +26,9 @@ class StoreFollower:
         self.store = store
         self.resources = frozenset(resources)
         self.revision = 0
-        """The revision up to which the caller has seen everything (set by list() and poll())."""
+        """The revision up to which the caller has seen everything (set by list_all() and poll())."""
 
-    def list(self) -> dict[str, list[Obj]]:
+    def list_all(self) -> dict[str, list[Obj]]:
         """Every object of the followed resources, read atomically; following resumes after it."""
         names = sorted(self.resources)
 
@@ -39,8 +39,8 @@ class StoreFollower:
         return objs
 
     def poll(self) -> list[WatchEvent] | None:
-        """Changes of the followed resources since the last list()/poll(), in order; None when some of
-        them have left the store's history (call list() again)."""
+        """Changes of the followed resources since the last list_all()/poll(), in order; None when some of
+        them have left the store's history (call list_all() again)."""
         since = self.revision
         events = self.store.read(lambda s: s.events_since(since))
         if events is None:

@@ -76,7 +76,7 @@ def stamp(command: C, term: int) -> C:
     """`command` with `fence_term=term` (inside a Batch too) and a request id if it has none."""
     if isinstance(command, Batch):
         inner = [msgspec.structs.replace(c, fence_term=term) for c in command.commands]
-        return msgspec.structs.replace(command, commands=inner, fence_term=term,  # type: ignore[return-value]
+        return msgspec.structs.replace(command, commands=inner, fence_term=term,
                                        request_id=command.request_id or uuid.uuid4().hex)
     return msgspec.structs.replace(command, fence_term=term, request_id=command.request_id or uuid.uuid4().hex)
 

@@ -13,7 +13,8 @@ ReplicaSet that changed, whose pods changed, or that an orphan pod's labels matc
   (`generateName`), the template's labels and annotations, `ownerReferences` with `controller: true` and
   `blockOwnerDeletion: true`, the API server's defaults — and extra ones deleted, chosen as Kubernetes
   ranks them (unassigned before assigned, Pending before Unknown before Running, not ready before ready,
-  more replicas on the same node first, more recently ready first, more restarts first, newer first).
+  lower `controller.kubernetes.io/pod-deletion-cost` first, more replicas on the same node first, more
+  recently ready first, more restarts first, newer first).
   At most `replicaset_burst_replicas` per sync. `SuccessfulCreate` / `SuccessfulDelete` events
   ("Created pod: web-x7k2p"), `FailedCreate` when a pod cannot be created.
 - **Status.** replicas, fullyLabeledReplicas, readyReplicas, availableReplicas (ready for
@@ -35,7 +36,8 @@ import math
 import random
 import time
 import uuid
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from hacluster.config import ControllersConfig
 from hacluster.controllers.events import NORMAL, WARNING, EventRecorder, rfc3339
@@ -59,6 +61,7 @@ GENERATED_SUFFIX_LEN = 5
 MAX_NAME_LEN = 63
 TERMINAL = ("Succeeded", "Failed")
 PHASE_ORDER = {"Pending": 0, "Unknown": 1, "Running": 2}
+DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
 
 
 def controller_ref(obj: Obj) -> Obj | None:
@@ -78,6 +81,16 @@ def is_active(pod: Obj) -> bool:
 def is_ready(pod: Obj) -> bool:
     c = condition(pod, "Ready")
     return c is not None and c.get("status") == "True"
+
+
+def _deletion_cost(meta: Obj) -> int:
+    """The `controller.kubernetes.io/pod-deletion-cost` annotation (0 when absent or not an int32)."""
+    text = (meta.get("annotations") or {}).get(DELETION_COST_ANNOTATION)
+    try:
+        value = int(str(text)) if text is not None else 0
+    except ValueError:
+        return 0
+    return value if -(2**31) <= value < 2**31 else 0
 
 
 def deletion_order(pods: list[Obj]) -> list[Obj]:
@@ -100,6 +113,7 @@ def deletion_order(pods: list[Obj]) -> list[Obj]:
             1 if node else 0,                                   # unassigned first
             PHASE_ORDER.get(status.get("phase", "Pending"), 3),  # Pending < Unknown < Running
             1 if ready else 0,                                  # not ready first
+            _deletion_cost(meta),                               # lower pod-deletion-cost first
             -on_node.get(node, 0) if node else 0,               # more co-located replicas first
             -(ready_since or 0.0),                              # more recently ready first
             -restarts,                                          # more restarts first
@@ -156,7 +170,7 @@ class ReplicaSetController:
 
     # ------------------------------------------------------------------------- following the store
     def _relist(self) -> None:
-        objs = self.follower.list()
+        objs = self.follower.list_all()
         self.by_uid = {rs["metadata"]["uid"]: _key(rs) for rs in objs["replicasets"]}
         self.dirty = set(self.by_uid.values())
         for pod in objs["pods"]:

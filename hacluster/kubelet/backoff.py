@@ -6,7 +6,7 @@ with a fake clock. Durations are already time-scaled by the caller; `nominal_s` 
 unscaled seconds Kubernetes would print ("back-off 20s").
 
 Semantics, as in Kubernetes:
-- `next(key, now)` records one more failure: the first failure (or the first after the entry expired) sets
+- `next(key, now, event_time)` records one more failure: the first failure (or the first after the entry expired) sets
   the delay to `initial_s`, each further one doubles it, capped at `max_s`.
 - an entry expires when `event_time - last_update > 2 * max_s`: for restarts that means a container that ran
   10 minutes (twice the 5-minute cap) starts over at 10 s.
@@ -48,10 +48,11 @@ class BackOff:
         e = self._entries.get(key)
         return e.delay_s if e else 0.0
 
-    def next(self, key: str, now: float) -> float:
-        """Record a failure of `key` at `now`; return the new delay."""
+    def next(self, key: str, now: float, event_time: float | None = None) -> float:
+        """Record a failure of `key` at `now` (for restarts `event_time` is the container's finishedAt: the
+        entry expires when it is more than 2 × max_s after the last failure); return the new delay."""
         e = self._entries.get(key)
-        if e is None or self._expired(now, e):
+        if e is None or self._expired(now if event_time is None else event_time, e):
             e = _Entry(self.initial_s, now)
         else:
             e = _Entry(min(e.delay_s * 2, self.max_s), now)

@@ -23,7 +23,6 @@ Obj = dict[str, Any]
 
 KUBELET_VERSION = "v1.30.0-hacluster"
 LEASE_NAMESPACE = "kube-node-lease"
-MEMORY_PRESSURE_TAINT = {"key": "node.kubernetes.io/memory-pressure", "effect": "NoSchedule"}
 
 _CONDITION_TEXT = {
     ("MemoryPressure", False): ("KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
@@ -187,11 +186,3 @@ def lease_object(node: str, node_uid: str, duration_s: int, now: float, resource
         meta["resourceVersion"] = resource_version
     return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta,
             "spec": {"holderIdentity": node, "leaseDurationSeconds": duration_s, "renewTime": micro_time(now)}}
-
-
-def with_taint(taints: list[Obj], taint: Obj, present: bool, now: float) -> list[Obj]:
-    """`taints` with `taint` (matched by key and effect) added or removed."""
-    rest = [t for t in taints if not (t.get("key") == taint["key"] and t.get("effect") == taint["effect"])]
-    if present:
-        rest.append(dict(taint, timeAdded=rfc3339(now)))
-    return rest

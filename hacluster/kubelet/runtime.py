@@ -106,6 +106,10 @@ class Runtime(Protocol):
         """Every known attempt of the pod's containers (at most the last two per name), oldest first."""
         ...
 
+    def memory_by_container(self, pod_uid: str) -> dict[str, int]:
+        """Resident memory (bytes) of the pod's running containers, by container name."""
+        ...
+
     def remove_pod(self, pod_uid: str) -> None:
         """Forget a pod whose containers have all exited (its records and logs)."""
         ...

@@ -174,8 +174,10 @@ class SimRuntime:
         except BehaviourError as exc:
             return PullResult(ok=False, message=str(exc))
         t0 = self.clock()
-        if b.pull_s > 0:
-            await asyncio.sleep(b.pull_s)
+        # A pull of an image already on the node only checks the registry: a tenth of the full time.
+        pull_s = b.pull_s * (0.1 if image in self._images else 1.0)
+        if pull_s > 0:
+            await asyncio.sleep(pull_s)
         if not b.exists:
             ref = _qualified(image)
             return PullResult(ok=False, duration_s=self.clock() - t0, message=(

@@ -311,10 +311,15 @@ def _with_transition_times(conditions: list[Obj], old: list[Obj], now_s: str) ->
 
 
 # ---------------------------------------------------------------------------------- the pod
-def pod_status(pod: Mapping[str, Any], facts: PodFacts, now: float) -> Obj:
-    """The status the kubelet writes for `pod` (its `status` field), given what it knows and `now`."""
+def pod_status(pod: Mapping[str, Any], facts: PodFacts, now: float, previous: Mapping[str, Any] | None = None) -> Obj:
+    """The status the kubelet writes for `pod` (its `status` field), given what it knows and `now`.
+
+    Conditions the kubelet does not own are kept from the pod's status; transition times, the start time
+    and a terminal phase are kept from `previous` (the kubelet's own last computed status, which may be
+    newer than the pod it was given) or else from the pod's status."""
     spec = pod.get("spec") or {}
-    old = pod.get("status") or {}
+    api = pod.get("status") or {}
+    old = previous if previous is not None else api
     policy = spec.get("restartPolicy") or "Always"
     has_init = bool(spec.get("initContainers"))
     default_reason = POD_INITIALIZING if has_init else CONTAINER_CREATING
@@ -328,47 +333,50 @@ def pod_status(pod: Mapping[str, Any], facts: PodFacts, now: float) -> Obj:
     reason = message = ""
     if facts.terminal is not None:
         phase, reason, message = facts.terminal
-    if old.get("phase") in TERMINAL_PHASES:
-        phase = old["phase"]  # the kubelet never moves a pod out of a terminal phase
-        if facts.terminal is None:
-            reason, message = old.get("reason", ""), old.get("message", "")
+    for earlier in (old, api):
+        if earlier.get("phase") in TERMINAL_PHASES:
+            phase = earlier["phase"]  # the kubelet never moves a pod out of a terminal phase
+            if facts.terminal is None:
+                reason, message = earlier.get("reason", ""), earlier.get("message", "")
+            break
     now_s = rfc3339(now) or ""
     old_conditions = [c for c in old.get("conditions") or [] if isinstance(c, dict)]
-    foreign = [c for c in old_conditions if c.get("type") not in KUBELET_CONDITIONS
+    api_conditions = [c for c in api.get("conditions") or [] if isinstance(c, dict)]
+    foreign = [c for c in api_conditions if c.get("type") not in KUBELET_CONDITIONS
                and not (facts.disruption and c.get("type") == "DisruptionTarget")]
     if facts.disruption:
         foreign.append(dict(facts.disruption))
     ready_to_start = facts.sandbox_ready and phase not in TERMINAL_PHASES
-    scheduled = next((c for c in old_conditions if c.get("type") == "PodScheduled"), None)
+    scheduled = next((c for c in api_conditions if c.get("type") == "PodScheduled"), None)
     ours = [
         _condition("PodReadyToStartContainers", ready_to_start),
         initialized_condition(spec, init_statuses, statuses, phase),
-        ready_condition(spec, statuses, phase, old_conditions),
+        ready_condition(spec, statuses, phase, api_conditions),
         containers_ready_condition(spec, statuses, phase),
     ]
     ours.append({k: v for k, v in scheduled.items()} if scheduled and scheduled.get("status") == "True"
                 else _condition("PodScheduled", True))
-    conditions = _with_transition_times(foreign + ours, old_conditions, now_s)
+    conditions = _with_transition_times(foreign + ours, old_conditions + api_conditions, now_s)
     status: Obj = {"phase": phase, "conditions": conditions}
     if reason:
         status["reason"] = reason
     if message:
         status["message"] = message
-    if old.get("nominatedNodeName"):
-        status["nominatedNodeName"] = old["nominatedNodeName"]
+    if api.get("nominatedNodeName"):
+        status["nominatedNodeName"] = api["nominatedNodeName"]
     status["hostIP"] = facts.host_ip
     status["hostIPs"] = [{"ip": facts.host_ip}]
-    pod_ip = facts.pod_ip or old.get("podIP") or ""
+    pod_ip = facts.pod_ip or old.get("podIP") or api.get("podIP") or ""
     if pod_ip:
         status["podIP"] = pod_ip
         status["podIPs"] = [{"ip": pod_ip}]
-    start = facts.start_time or old.get("startTime")
+    start = facts.start_time or old.get("startTime") or api.get("startTime")
     if start:
         status["startTime"] = start
     if init_statuses:
         status["initContainerStatuses"] = init_statuses
     status["containerStatuses"] = statuses
-    status["qosClass"] = old.get("qosClass") or qos_class(dict(spec))
+    status["qosClass"] = api.get("qosClass") or old.get("qosClass") or qos_class(dict(spec))
     return status
 
 

@@ -34,8 +34,9 @@ import asyncio
 import heapq
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import msgspec
 
@@ -201,7 +202,7 @@ class Scheduler:
         self._wake.clear()
         try:
             await asyncio.wait_for(self._wake.wait(), timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def _pump(self) -> None:
@@ -214,7 +215,7 @@ class Scheduler:
 
     # ------------------------------------------------------------------------- following the store
     def _relist(self) -> None:
-        objs = self.follower.list()
+        objs = self.follower.list_all()
         self.snapshot = ClusterSnapshot(objs["nodes"], [p for p in objs["pods"] if counts_against_node(p)])
         by_uid = {_uid(p): p for p in objs["pods"]}
         for uid, node in list(self.inflight.items()):  # proposed, outcome not yet known: keep them counted

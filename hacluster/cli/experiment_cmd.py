@@ -1,0 +1,64 @@
+"""`hacluster experiment quorum`: the measured answer to "why three masters, never two or four"."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+
+class _Fail(click.ClickException):
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+@click.group()
+def experiment() -> None:
+    """Experiments that run many chaos scenarios and write a report."""
+
+
+@experiment.command("quorum")
+@click.option("--quick", is_flag=True, help="One repeat, three faults, shorter fault windows (≈ 2 min).")
+@click.option("--repeats", type=click.IntRange(1, 10), default=None, help="Runs per cell (default 2; quick 1).")
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--masters", "masters_", default="1,2,3,4,5", show_default=True, help="Cluster sizes to run.")
+@click.option("--faults", "faults_", default=None, help="Comma-separated faults (default: the whole matrix).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/quorum", show_default=True)
+def quorum_cmd(quick: bool, repeats: int | None, seed: int, masters_: str, faults_: str | None, out_dir: str) -> None:
+    """Masters 1–5 × faults, each from a fresh cluster: report.md, report.html, results.json, plots."""
+    from chaos.quorum import ALL_FAULTS, run_experiment
+    from chaos.report import console_table, write_report
+    from chaos.toxiproxy import ToxiproxyError
+    from hacluster.cluster.launcher import LauncherError
+
+    console = Console()
+    try:
+        masters = tuple(int(x) for x in masters_.split(","))
+    except ValueError as exc:
+        raise _Fail(f"--masters must be a comma-separated list of numbers, not {masters_!r}") from exc
+    if any(not 1 <= n <= 9 for n in masters):
+        raise _Fail("--masters: each size must be between 1 and 9")
+    faults = tuple(faults_.split(",")) if faults_ else None
+    if faults and any(f not in ALL_FAULTS for f in faults):
+        raise _Fail(f"--faults: choose from {', '.join(ALL_FAULTS)}")
+    out = Path(out_dir)
+    try:
+        results = run_experiment(out, quick=quick, repeats=repeats, seed=seed, masters=masters, faults=faults,
+                                 say=lambda s: console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {s}"))
+    except (LauncherError, ToxiproxyError) as exc:
+        raise _Fail(str(exc)) from exc
+    paths = write_report(out, results)
+    console.rule("[bold]fault tolerance by cluster size")
+    console.print(console_table(results))
+    console.print(f"\nreport: {paths['md']}  (and {paths['html']}, results.json, plots/) — "
+                  f"{results['elapsed_s']} s")
+    bad = [c for c in results["cells"] if c["lost_acknowledged_writes"] or c["two_leaders_in_one_term"]]
+    sys.exit(1 if bad else 0)
+
+
+def register(main: click.Group) -> None:
+    main.add_command(experiment)

@@ -1,0 +1,146 @@
+"""Many simulated nodes in one process: `hacluster kubelet-fleet --nodes N`, for scale (kwok's niche).
+
+Each node is a full `Kubelet` with the simulated runtime: its own identity (token of
+`system:node:<prefix><i>`), Node, Lease, pod watch, pod workers and status writes. What they share: one
+aiohttp connection pool (each node has its own session over it, carrying its own token), one image
+catalogue and one log server (every node advertises its port). Node i prefers master i mod M for its
+requests and watch, spreading the load the way a load balancer in front of the API servers would, and
+fails over like any kubelet. `report()` gives the figures the benchmark prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import resource
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from hacluster.client import ApiClient
+from hacluster.config import KubeletConfig
+from hacluster.kubelet.agent import Kubelet, PodEntry
+from hacluster.kubelet.behaviour import ImageCatalogue, NodeProfile
+from hacluster.kubelet.logs import LogServer
+from hacluster.kubelet.sim import SimRuntime
+
+log = logging.getLogger(__name__)
+
+
+class PooledClient(ApiClient):
+    """An ApiClient whose session runs over a connection pool shared with other clients."""
+
+    def __init__(self, endpoints: list[str], token: str, connector: aiohttp.BaseConnector, *, prefer: int = 0,
+                 **kw: Any) -> None:
+        super().__init__(endpoints, token, **kw)
+        self._connector = connector
+        self.current = prefer % len(self.endpoints)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {self.token}"},
+                                                  connector=self._connector, connector_owner=False)
+        return self._session
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise this process's open-file limit towards `wanted` (bounded by the hard limit); return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = min(max(soft, wanted), hard) if hard != resource.RLIM_INFINITY else max(soft, wanted)
+    if target > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return target
+
+
+@dataclass
+class FleetNode:
+    name: str
+    token: str
+
+
+class Fleet:
+    """N simulated kubelets sharing a process. Build, `await start()`, then `await run(stop)`."""
+
+    def __init__(self, nodes: list[FleetNode], endpoints: list[str], cfg: KubeletConfig, profile: NodeProfile,
+                 *, catalogue: ImageCatalogue | None = None, connection_limit: int = 0) -> None:
+        self.nodes = nodes
+        self.endpoints = endpoints
+        self.cfg = cfg
+        self.profile = profile
+        self.catalogue = catalogue or ImageCatalogue.load(cfg.images_file or None, seed=cfg.seed,
+                                                          time_scale=cfg.time_scale)
+        self.connection_limit = connection_limit or (2 * len(nodes) + 100)
+        self.kubelets: list[Kubelet] = []
+        self.logs = LogServer(find=self.find)
+        self._connector: aiohttp.TCPConnector | None = None
+        self._clients: list[PooledClient] = []
+
+    def find(self, namespace: str, name: str) -> PodEntry | None:
+        for k in self.kubelets:
+            e = k.find(namespace, name)
+            if e is not None:
+                return e
+        return None
+
+    async def start(self) -> None:
+        raise_fd_limit(self.connection_limit + 256)
+        port = await self.logs.start()
+        self._connector = aiohttp.TCPConnector(limit=self.connection_limit, limit_per_host=self.connection_limit)
+        for i, n in enumerate(self.nodes):
+            api = PooledClient(self.endpoints, n.token, self._connector, prefer=i, request_timeout_s=5.0,
+                               deadline_s=15.0)
+            self._clients.append(api)
+            runtime = SimRuntime(self.catalogue, node=n.name)
+            self.kubelets.append(Kubelet(node=n.name, api=api, runtime=runtime, cfg=self.cfg, profile=self.profile,
+                                         log_port=port, jitter_start=len(self.nodes) > 20))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await asyncio.gather(*(k.run(stop) for k in self.kubelets))
+        finally:
+            for c in self._clients:
+                await c.close()
+            if self._connector is not None:
+                await self._connector.close()
+            await self.logs.stop()
+
+    def report(self) -> dict[str, Any]:
+        ks = self.kubelets
+        pods = sum(len(k.pods) for k in ks)
+        running = 0
+        for k in ks:
+            for e in k.pods.values():
+                d = k.status.desired(e.uid) or {}
+                if d.get("phase") == "Running":
+                    running += 1
+        return {
+            "nodes": len(ks), "registered": sum(k.registered.is_set() for k in ks), "pods": pods,
+            "running": running, "lease_renewals": sum(k.lease_renewals for k in ks),
+            "lease_failures": sum(k.lease_failures for k in ks),
+            "status_writes": sum(k.status.writes for k in ks),
+            "status_failures": sum(k.status.failures for k in ks),
+            "watch_restarts": sum(k.watch_restarts for k in ks), "relists": sum(k.relists for k in ks),
+            "events_written": sum(k.events.written for k in ks), "events_dropped": sum(k.events.dropped for k in ks),
+        }
+
+
+async def report_loop(fleet: Fleet, period_s: float, stop: asyncio.Event) -> None:
+    """Print one line of figures every `period_s` until `stop`."""
+    last = fleet.report()
+    t_last = time.monotonic()
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), period_s)
+        except asyncio.TimeoutError:
+            pass
+        now = fleet.report()
+        dt = max(1e-6, time.monotonic() - t_last)
+        rate = (now["lease_renewals"] - last["lease_renewals"]) / dt
+        writes = (now["status_writes"] - last["status_writes"]) / dt
+        print(f"fleet: {now['registered']}/{now['nodes']} nodes, {now['pods']} pods ({now['running']} Running), "
+              f"{rate:.0f} lease renewals/s ({now['lease_failures']} failed), {writes:.0f} status writes/s "
+              f"({now['status_failures']} failed), {now['watch_restarts']} watch restarts", flush=True)
+        last, t_last = now, time.monotonic()
