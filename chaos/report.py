@@ -307,8 +307,9 @@ def write_report(out: Path, results: dict[str, Any]) -> dict[str, Path]:
                                   f"(repeat {c['repeat']}): {_avail_word(c['measured_available'])}", png)
         if png.exists():
             cell_pngs.append((c, png))
-    plot_availability(results, plots / "availability.png")
-    plot_latency(results, plots / "latency.png")
+    # The two summary charts sit beside report.md, the per-run timelines in plots/.
+    plot_availability(results, out / "availability.png")
+    plot_latency(results, out / "latency.png")
     concl = conclusions(results)
     tol = tolerance_table(results)
     md = ["# Why three masters: the quorum experiment", "",
@@ -322,7 +323,7 @@ def write_report(out: Path, results: dict[str, Any]) -> dict[str, Path]:
           "A run counts as *available* when writes were answered again before the fault ended and at least "
           "80% of the writes started in the fault's last second were answered (acknowledged, or refused by the "
           "state itself such as AlreadyExists) rather than refused with 503 or left without an outcome.", "",
-          "## Plots", "", "![availability](plots/availability.png)", "", "![latency](plots/latency.png)", ""]
+          "## Plots", "", "![availability](availability.png)", "", "![latency](latency.png)", ""]
     md += [f"![{Path(p).stem}](plots/{p.name})" for _, p in cell_pngs]
     (out / "report.md").write_text("\n".join(md) + "\n")
 
@@ -333,7 +334,7 @@ def write_report(out: Path, results: dict[str, Any]) -> dict[str, Path]:
             "<h2>Conclusions (from the measured numbers)</h2><ul>" +
             "".join(f"<li>{html.escape(c)}</li>" for c in concl) + "</ul>",
             "<h2>Fault tolerance by cluster size</h2>" + _html_table(TOL_HEADER, tol),
-            "<h2>Availability and latency</h2>" + img(plots / "availability.png") + img(plots / "latency.png"),
+            "<h2>Availability and latency</h2>" + img(out / "availability.png") + img(out / "latency.png"),
             "<h2>Every run</h2>" + _html_table(CELL_HEADER, cell_rows(results)),
             "<h2>Timelines</h2>" + "".join(img(p) for _, p in cell_pngs)]
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>hacluster quorum experiment</title><style>"

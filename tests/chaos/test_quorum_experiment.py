@@ -36,5 +36,6 @@ def test_reduced_sweep_matches_theory(tmp_path):
     text = paths["md"].read_text()
     assert "disagrees with theory" not in text
     assert "a 2/2 split stalled every write" in text
-    assert (tmp_path / "plots" / "availability.png").stat().st_size > 1000
+    assert (tmp_path / "availability.png").stat().st_size > 1000
+    assert list((tmp_path / "plots").glob("cell-*.png"))
     assert json.loads((tmp_path / "results.json").read_text())["cells"][0]["masters"] == 2
