@@ -55,8 +55,6 @@ class RaftConfig(_Frozen):
     tick_ms: int = Field(default=10, gt=0, le=100)
     """Longest the Raft thread sleeps between ticks. Election timeouts fire on tick boundaries, so a coarse
     tick (pysyncobj's default is 50 ms) makes candidates' random timeouts collide and split votes."""
-    batch_appends: bool = False
-    """Batch log entries per heartbeat (pysyncobj's appendEntriesUseBatch); off, each write goes out at once."""
     log_compaction_min_entries: int = Field(default=50_000, ge=2)
     """Compact the Raft log (snapshot the store) once it holds this many entries…"""
     log_compaction_min_time_s: int = Field(default=600, gt=0)
@@ -189,6 +187,8 @@ class NodeConfig(_Frozen):
     """Labels added to the profile's (and to kubernetes.io/hostname, os, arch)."""
     taints: tuple[TaintConfig, ...] = ()
     """Taints added to the profile's at registration."""
+    runtime: Literal["sim", "process"] | None = None
+    """Container runtime of this node's kubelet; unset: the one `hacluster up --runtime` names."""
 
 
 class KubeletConfig(_Frozen):

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hacluster.controllers.proposer import FencedProposer
+from hacluster.controllers.proposer import BATCH_OVERHEAD_BYTES, MAX_ENTRY_BYTES, FencedProposer, encoded_size
 from hacluster.model.commands import AnyCommand, Batch, Create, Replace
 
 log = logging.getLogger(__name__)
@@ -146,15 +146,23 @@ class EventRecorder:
         if not self._pending:
             return 0
         taken: list[tuple[AggregateKey, _Pending]] = []
-        while self._pending and len(taken) < self.batch_max:
-            taken.append(self._pending.popitem(last=False))
         commands: list[AnyCommand] = []
-        for _, p in taken:
+        size = BATCH_OVERHEAD_BYTES
+        while self._pending and len(taken) < self.batch_max:
+            key, p = next(iter(self._pending.items()))
             meta = p.obj["metadata"]
+            command: AnyCommand
             if p.replace:
-                commands.append(Replace(resource="events", namespace=meta["namespace"], name=meta["name"], obj=p.obj))
+                command = Replace(resource="events", namespace=meta["namespace"], name=meta["name"], obj=p.obj)
             else:
-                commands.append(Create(resource="events", namespace=meta["namespace"], obj=p.obj))
+                command = Create(resource="events", namespace=meta["namespace"], obj=p.obj)
+            n = encoded_size(command)
+            if taken and size + n > MAX_ENTRY_BYTES:
+                break
+            del self._pending[key]
+            taken.append((key, p))
+            commands.append(command)
+            size += n
         result = await proposer.propose(Batch(commands=commands))
         results = result.results if result.ok else tuple(result for _ in taken)
         for (key, p), r in zip(taken, results):

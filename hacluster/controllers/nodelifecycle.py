@@ -44,8 +44,8 @@ from typing import Any
 
 from hacluster.config import ControllersConfig
 from hacluster.controllers.events import NORMAL, WARNING, EventRecorder, rfc3339
-from hacluster.controllers.proposer import FencedProposer, NotLeading
-from hacluster.model.commands import AnyCommand, Batch, Delete, Replace
+from hacluster.controllers.proposer import FencedProposer, NotLeading, batches
+from hacluster.model.commands import AnyCommand, Delete, Replace
 from hacluster.scheduler.nodeinfo import Taint
 from hacluster.scheduler.plugins import Toleration, toleration_tolerates
 from hacluster.store.api import ReplicatedStore
@@ -316,9 +316,9 @@ class NodeLifecycleController:
         """Propose in Batches of at most BATCH_MAX_COMMANDS; pair each command with its result."""
         assert self.proposer is not None
         out: list[tuple[AnyCommand, Result]] = []
-        for i in range(0, len(commands), BATCH_MAX_COMMANDS):
-            chunk = commands[i:i + BATCH_MAX_COMMANDS]
-            result = await self.proposer.propose(Batch(commands=chunk))
+        for batch in batches(commands, max_count=BATCH_MAX_COMMANDS):
+            chunk = batch.commands
+            result = await self.proposer.propose(batch)
             results = result.results if result.ok else tuple(result for _ in chunk)
             for c, r in zip(chunk, results):
                 out.append((c, r))

@@ -26,7 +26,7 @@ from typing import TypeVar
 
 import msgspec
 
-from hacluster.model.commands import AnyCommand, Batch
+from hacluster.model.commands import AnyCommand, Batch, encode
 from hacluster.model.errors import Timeout, Unavailable
 from hacluster.store.api import ReplicatedStore
 from hacluster.store.state import Result
@@ -34,6 +34,11 @@ from hacluster.store.state import Result
 log = logging.getLogger(__name__)
 
 FENCED_PREFIX = "fenced:"
+MAX_ENTRY_BYTES = 48 * 1024
+"""Largest encoded command (a Batch included) the loops propose. pysyncobj sends a log entry of 64 KiB or
+more (its appendEntriesBatchSizeBytes) in chunks, one per heartbeat round, which stalled replication for
+tens of seconds when a follower had to catch up on many of them; everything stays below that."""
+BATCH_OVERHEAD_BYTES = 64
 RETRY_WAIT_S_MIN = 0.05
 RETRY_WAIT_S_MAX = 1.0
 
@@ -70,6 +75,29 @@ def is_fenced(result: Result) -> bool:
     """True if the state machine refused the command because its fence term is stale."""
     return (not result.ok and result.error is not None and result.error.reason == "Conflict"
             and result.error.message.startswith(FENCED_PREFIX))
+
+
+def encoded_size(command: AnyCommand) -> int:
+    """Bytes of `command` in a log entry (as `commands.encode` writes it)."""
+    return len(encode(command))
+
+
+def batches(commands: list[AnyCommand], *, max_count: int, max_bytes: int = MAX_ENTRY_BYTES) -> list[Batch]:
+    """Group commands, in order, into Batches of at most `max_count` commands and about `max_bytes`
+    encoded (a single larger command gets a Batch of its own)."""
+    out: list[Batch] = []
+    current: list[AnyCommand] = []
+    size = BATCH_OVERHEAD_BYTES
+    for command in commands:
+        n = encoded_size(command)
+        if current and (len(current) >= max_count or size + n > max_bytes):
+            out.append(Batch(commands=current))
+            current, size = [], BATCH_OVERHEAD_BYTES
+        current.append(command)
+        size += n
+    if current:
+        out.append(Batch(commands=current))
+    return out
 
 
 def stamp(command: C, term: int) -> C:

@@ -43,9 +43,9 @@ from hacluster.config import ControllersConfig
 from hacluster.controllers.events import NORMAL, WARNING, EventRecorder, rfc3339
 from hacluster.controllers.informer import StoreFollower
 from hacluster.controllers.nodelifecycle import condition, parse_time
-from hacluster.controllers.proposer import FencedProposer, NotLeading
+from hacluster.controllers.proposer import FencedProposer, NotLeading, batches
 from hacluster.model import validation
-from hacluster.model.commands import AnyCommand, Batch, Create, Delete, Replace
+from hacluster.model.commands import AnyCommand, Create, Delete, Replace
 from hacluster.model.selectors import LabelSelector, label_selector_from_object
 from hacluster.store.api import ReplicatedStore
 from hacluster.store.state import DELETED, Result, StoreState
@@ -396,9 +396,9 @@ class ReplicaSetController:
     async def _propose_all(self, commands: list[AnyCommand]) -> list[tuple[AnyCommand, Result]]:
         assert self.proposer is not None
         out: list[tuple[AnyCommand, Result]] = []
-        for i in range(0, len(commands), BATCH_MAX_COMMANDS):
-            chunk = commands[i:i + BATCH_MAX_COMMANDS]
-            result = await self.proposer.propose(Batch(commands=chunk))
+        for batch in batches(commands, max_count=BATCH_MAX_COMMANDS):
+            chunk = batch.commands
+            result = await self.proposer.propose(batch)
             results = result.results if result.ok else tuple(result for _ in chunk)
             for c, r in zip(chunk, results):
                 out.append((c, r))

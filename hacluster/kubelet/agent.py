@@ -47,8 +47,10 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 ApiErrors = (ClientError, Indeterminate, Unreachable)
 
-POD_RESYNC_S = 30.0
-"""Longest a pod worker sleeps without a reason (the kubelet's periodic resync)."""
+POD_RESYNC_S = 60.0
+"""Longest a pod worker sleeps without a reason (the kubelet's periodic resync: 1 min)."""
+POD_WORKER_BACKOFF_S = 10.0
+"""Delay before a pod whose sync failed is synced again (Kubernetes' pod worker backOffPeriod; scaled)."""
 WATCH_TIMEOUT_S = (240, 360)
 """A watch asks the server to close it after a random time in this range, then resumes."""
 RETRY_S = (0.1, 2.0)
@@ -242,10 +244,23 @@ class PodEntry:
     confirmed: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     next_wake: float | None = None
+    timer: asyncio.TimerHandle | None = None
     task: asyncio.Task[None] | None = None
+    clock: Callable[[], float] = time.time
 
     def wake_at(self, t: float) -> None:
-        self.next_wake = t if self.next_wake is None else min(self.next_wake, t)
+        """Make the pod's worker sync again at `t` (wall-clock seconds) at the latest."""
+        if self.next_wake is not None and self.next_wake <= t and self.timer is not None:
+            return
+        if self.timer is not None:
+            self.timer.cancel()
+        self.next_wake = t
+        self.timer = asyncio.get_running_loop().call_later(max(0.0, t - self.clock()), self._fire)
+
+    def _fire(self) -> None:
+        self.timer = None
+        self.next_wake = None
+        self.wake.set()
 
     def waiting_reason(self, container: str) -> str:
         return self.waiting.get(container, ("", ""))[0]
@@ -493,11 +508,13 @@ class Kubelet:
                 stream = self.api.watch("/api/v1/pods", resource_version=self.resource_version,
                                         timeout_s=timeout, params=selector)
                 try:
-                    await self._consume(stream)
+                    expired = await self._consume(stream)
                 finally:
                     await stream.aclose()
                 self.watch_restarts += 1
                 delay = RETRY_S[0]
+                if expired:
+                    await asyncio.sleep(RETRY_S[0])
             except ClientError as exc:
                 self.watch_restarts += 1
                 if exc.code == 410:
@@ -518,14 +535,15 @@ class Kubelet:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_S[1])
 
-    async def _consume(self, stream: Any) -> None:
+    async def _consume(self, stream: Any) -> bool:
+        """Apply watch events until the stream ends; True if it ended with an error (410: relist)."""
         async for event in stream:
             etype = event.get("type")
             obj = event.get("object") or {}
             if etype == "ERROR":
                 if obj.get("code") == 410:
                     self.resource_version = ""  # too old: relist
-                return
+                return True
             rv = (obj.get("metadata") or {}).get("resourceVersion", "")
             if etype == "BOOKMARK":
                 self.resource_version = rv or self.resource_version
@@ -536,6 +554,7 @@ class Kubelet:
                 self._upsert(obj)
             if rv:
                 self.resource_version = rv
+        return False
 
     async def _relist(self, selector: dict[str, str]) -> None:
         listing = await self.api.get("/api/v1/pods", params=selector)
@@ -561,15 +580,18 @@ class Kubelet:
         e = self.pods.get(uid)
         if e is None:
             e = PodEntry(uid=uid, namespace=meta.get("namespace", ""), name=meta.get("name", ""), pod=obj,
-                         runtime=self.runtime, rv=rv)
+                         runtime=self.runtime, rv=rv, clock=self.clock)
             self._adopt(e)
             self.pods[uid] = e
             self.by_name[(e.namespace, e.name)] = uid
             e.task = asyncio.ensure_future(self._pod_worker(e))
+            e.wake.set()
         elif rv >= e.rv:
+            changed = _spec_changed(e.pod, obj)
             e.pod, e.rv = obj, rv
+            if changed:
+                e.wake.set()
         self.status.observe(uid, meta.get("resourceVersion", ""), obj.get("status"))
-        e.wake.set()
 
     def _adopt(self, e: PodEntry) -> None:
         """A pod the API says we run but we have no record of (a new pod, or one from before a restart of
@@ -599,25 +621,30 @@ class Kubelet:
 
     # ---------------------------------------------------------------------------- pod workers
     async def _pod_worker(self, e: PodEntry) -> None:
-        while True:
-            timeout = POD_RESYNC_S * random.uniform(0.8, 1.2)
-            if e.next_wake is not None:
-                timeout = min(timeout, max(0.0, e.next_wake - self.clock()))
-            if not e.wake.is_set() and timeout > 0:
+        try:
+            while True:
+                if not e.wake.is_set():
+                    try:
+                        await asyncio.wait_for(e.wake.wait(), POD_RESYNC_S * random.uniform(0.8, 1.2))
+                    except asyncio.TimeoutError:
+                        pass
+                e.wake.clear()
                 try:
-                    await asyncio.wait_for(e.wake.wait(), timeout)
-                except asyncio.TimeoutError:
-                    pass
-            e.wake.clear()
-            e.next_wake = None
-            try:
-                if await self._sync(e):
-                    return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("sync of pod %s/%s failed", e.namespace, e.name)
-                e.wake_at(self.clock() + 1.0)
+                    if await self._sync(e):
+                        return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("sync of pod %s/%s failed", e.namespace, e.name)
+                    e.wake_at(self.clock() + 1.0)
+        finally:
+            if e.timer is not None:
+                e.timer.cancel()
+
+    def _requeue_after_error(self, e: PodEntry) -> None:
+        """A sync that ended in an error (a failed pull, a container in back-off) is retried after the pod
+        worker's back-off period, 10 s jittered by up to 50 % (scaled), as Kubernetes' pod workers do."""
+        e.wake_at(self.clock() + POD_WORKER_BACKOFF_S * self.scale * random.uniform(1.0, 1.5))
 
     def _publish(self, e: PodEntry) -> None:
         if e.admitted is False and e.terminal is not None:
@@ -757,7 +784,7 @@ class Kubelet:
             msg = f'Container image "{image}" is not present with pull policy of Never'
             e.waiting[name] = ("ErrImageNeverPull", msg)
             self.events.pod_event(e.pod, "Warning", "ErrImageNeverPull", msg, name, init)
-            e.wake_at(now + self.pull_backoff.initial_s)
+            self._requeue_after_error(e)
             return
         need_pull = policy == "Always" or (policy == "IfNotPresent" and not present)
         if need_pull and (name, attempt) not in e.pulled:
@@ -766,7 +793,7 @@ class Kubelet:
                 e.waiting[name] = ("ImagePullBackOff", f'Back-off pulling image "{image}"')
                 self.events.pod_event(e.pod, "Normal", "BackOff", f'Back-off pulling image "{image}"', name, init)
                 self.events.pod_event(e.pod, "Warning", "Failed", "Error: ImagePullBackOff", name, init)
-                e.wake_at(self.pull_backoff.ends_at_since_update(key))
+                self._requeue_after_error(e)
                 return
             self.events.pod_event(e.pod, "Normal", "Pulling", f'Pulling image "{image}"', name, init)
             e.pulling[name] = asyncio.ensure_future(self._pull(e, c, attempt, key, init))
@@ -780,7 +807,7 @@ class Kubelet:
         except StartError as err:
             e.waiting[name] = (err.reason, err.message)
             self.events.pod_event(e.pod, "Warning", "Failed", f"Error: {err.message}", name, init)
-            e.wake_at(now + self.pull_backoff.initial_s)
+            self._requeue_after_error(e)
             return
         e.waiting.pop(name, None)
         self.events.pod_event(e.pod, "Normal", "Created", f"Created container {name}", name, init)
@@ -806,9 +833,12 @@ class Kubelet:
                 self.events.pod_event(e.pod, "Warning", "Failed", f'Failed to pull image "{image}": {result.message}',
                                       name, init)
                 self.events.pod_event(e.pod, "Warning", "Failed", "Error: ErrImagePull", name, init)
-                e.wake_at(self.pull_backoff.ends_at_since_update(key))
         finally:
             e.pulling.pop(name, None)
+        if e.waiting.get(name, ("",))[0] == "ErrImagePull" and (name, attempt) not in e.pulled:
+            self._publish(e)
+            self._requeue_after_error(e)
+        else:
             e.wake.set()
 
     async def _restart(self, e: PodEntry, c: Obj, latest: ContainerRecord, *, init: bool) -> None:
@@ -828,7 +858,7 @@ class Kubelet:
                                                    f"({e.uid})")
             self.events.pod_event(e.pod, "Warning", "BackOff", f"Back-off restarting failed container {name} in pod "
                                   f"{e.name}_{e.namespace}({e.uid})", name, init)
-            e.wake_at(finished + delay)
+            e.wake_at(finished + delay + 0.001)  # restart as soon as the back-off ends (Kubernetes: on a later resync)
             return
         self.crash_backoff.next(key, now, finished)
         await self._start(e, c, latest.attempt + 1, init=init)
@@ -959,6 +989,18 @@ class Kubelet:
                 self.check_pressure()
             except Exception:
                 log.exception("eviction check of %s failed", self.node)
+
+
+_VOLATILE_META = ("resourceVersion", "managedFields", "generation")
+
+
+def _spec_changed(old: Obj, new: Obj) -> bool:
+    """Whether anything but the status (and bookkeeping metadata) differs: only such changes make the kubelet
+    sync a pod (a status-only change is a "reconcile", as in Kubernetes' pod config)."""
+    if old.get("spec") != new.get("spec"):
+        return True
+    a, b = old.get("metadata") or {}, new.get("metadata") or {}
+    return any(a.get(k) != b.get(k) for k in set(a) | set(b) if k not in _VOLATILE_META)
 
 
 def _is_transport_error(exc: BaseException) -> bool:

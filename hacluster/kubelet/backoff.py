@@ -22,6 +22,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 
+_EPSILON_S = 1e-6
+"""Times closer than this count as equal (a timer set for the end of a back-off may fire a hair early)."""
+
+
 @dataclass
 class _Entry:
     delay_s: float
@@ -67,14 +71,14 @@ class BackOff:
         e = self._entries.get(key)
         if e is None or self._expired(event_time, e):
             return False
-        return now - event_time < e.delay_s
+        return now - event_time + _EPSILON_S < e.delay_s
 
     def in_backoff_since_update(self, key: str, now: float) -> bool:
         """True while `now` is within `key`'s delay counted from its last failure."""
         e = self._entries.get(key)
         if e is None or self._expired(now, e):
             return False
-        return now - e.last_update < e.delay_s
+        return now - e.last_update + _EPSILON_S < e.delay_s
 
     def ends_at(self, key: str, event_time: float) -> float:
         """When the back-off counted from `event_time` ends."""

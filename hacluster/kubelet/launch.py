@@ -60,17 +60,20 @@ def start_kubelets(handle: Any, nodes: int = 0, *, runtime: str = "sim", ready_t
     names = node_names(handle.cfg)
     if nodes and len(names) < nodes:
         raise launcher.LauncherError(f"the cluster config defines {len(names)} nodes, {nodes} were asked for")
-    for name in names:
-        launcher.spawn(handle.state_dir, f"kubelet-{name}", kubelet_argv(handle.config_path, name, runtime))
+    for n in handle.cfg.nodes:
+        launcher.spawn(handle.state_dir, f"kubelet-{n.name}", kubelet_argv(handle.config_path, n.name,
+                                                                          n.runtime or runtime))
     wait_nodes_ready(handle, names, ready_timeout_s)
     return names
 
 
-def start_kubelet(handle: Any, name: str, runtime: str = "sim") -> int:
-    """(Re)start one node's kubelet; return its pid."""
+def start_kubelet(handle: Any, name: str, runtime: str | None = None) -> int:
+    """(Re)start one node's kubelet (with its configured runtime unless one is given); return its pid."""
     from hacluster.cluster import launcher
 
-    return launcher.spawn(handle.state_dir, f"kubelet-{name}", kubelet_argv(handle.config_path, name, runtime)).pid
+    node = next((n for n in handle.cfg.nodes if n.name == name), None)
+    chosen = runtime or (node.runtime if node is not None else None) or handle.cfg.kubelet.runtime
+    return launcher.spawn(handle.state_dir, f"kubelet-{name}", kubelet_argv(handle.config_path, name, chosen)).pid
 
 
 def nodes_ready(handle: Any) -> dict[str, bool]:

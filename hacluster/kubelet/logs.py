@@ -37,6 +37,10 @@ def _status(code: int, reason: str, message: str) -> web.Response:
                               "message": message, "reason": reason, "code": code}, status=code)
 
 
+async def _healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
 def _bool(v: str | None) -> bool:
     return (v or "").lower() in ("true", "1")
 
@@ -71,7 +75,7 @@ class LogServer:
     async def start(self) -> int:
         app = web.Application()
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
-        app.router.add_get("/healthz", lambda r: web.Response(text="ok"))
+        app.router.add_get("/healthz", _healthz)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)

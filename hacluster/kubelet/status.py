@@ -104,8 +104,11 @@ def terminated_state(r: ContainerRecord) -> Obj:
 
 
 def container_status(spec: Mapping[str, Any], attempts: list[ContainerRecord], facts: PodFacts,
-                     restart_policy: str, default_reason: str, *, init: bool) -> Obj:
-    """One entry of status.containerStatuses (or initContainerStatuses)."""
+                     restart_policy: str, default_reason: str, *, init: bool,
+                     old: Mapping[str, Any] | None = None) -> Obj:
+    """One entry of status.containerStatuses (or initContainerStatuses). `old` is the container's entry in
+    the previous status: a container the runtime no longer knows keeps its old terminated state, or at least
+    its restart count and last state (as Kubernetes' convertToAPIContainerStatuses does)."""
     name = str(spec.get("name", ""))
     image = str(spec.get("image", ""))
     latest = attempts[-1] if attempts else None
@@ -113,6 +116,11 @@ def container_status(spec: Mapping[str, Any], attempts: list[ContainerRecord], f
     cs: Obj = {"name": name, "state": {}, "lastState": {}, "ready": False, "restartCount": 0, "image": image,
                "imageID": ""}
     if latest is None:
+        if old and "terminated" in (old.get("state") or {}) and name not in facts.waiting:
+            return dict(old, ready=False)
+        if old:
+            cs["restartCount"] = int(old.get("restartCount") or 0)
+            cs["lastState"] = old.get("lastState") or {}
         reason, message = facts.waiting.get(name, (default_reason, ""))
         waiting: Obj = {"reason": reason}
         if message:
@@ -325,9 +333,13 @@ def pod_status(pod: Mapping[str, Any], facts: PodFacts, now: float, previous: Ma
     default_reason = POD_INITIALIZING if has_init else CONTAINER_CREATING
     init_attempts = latest_records(facts.records, True)
     attempts = latest_records(facts.records, False)
+    old_init = {c.get("name"): c for c in old.get("initContainerStatuses") or [] if isinstance(c, dict)}
+    old_main = {c.get("name"): c for c in old.get("containerStatuses") or [] if isinstance(c, dict)}
     init_statuses = [container_status(c, init_attempts.get(c.get("name", ""), []), facts, policy, default_reason,
-                                      init=True) for c in spec.get("initContainers") or []]
-    statuses = [container_status(c, attempts.get(c.get("name", ""), []), facts, policy, default_reason, init=False)
+                                      init=True, old=old_init.get(c.get("name")))
+                     for c in spec.get("initContainers") or []]
+    statuses = [container_status(c, attempts.get(c.get("name", ""), []), facts, policy, default_reason, init=False,
+                                 old=old_main.get(c.get("name")))
                 for c in spec.get("containers") or []]
     phase = pod_phase(spec, init_statuses, statuses, facts.pod_is_terminal)
     reason = message = ""

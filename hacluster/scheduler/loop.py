@@ -11,7 +11,8 @@ What it does, as kube-scheduler does it:
   `policy.queue_key` order (priority, then age);
 - places them one at a time with the pure `policy.schedule_one` (ties broken by `scheduler.seed`) and
   `assume`s each placement in the snapshot, so the next decision sees it before the binding commits;
-- proposes the bindings `Bind` in `Batch`es of up to `batch_max_pods`, with up to `inflight_batches_max`
+- proposes the bindings `Bind` in `Batch`es of up to `batch_max_pods` (and below the log entry size limit
+  `proposer.MAX_ENTRY_BYTES`), with up to `inflight_batches_max`
   batches committing while the next pods are placed; every command carries `fence_term=term`, so a
   deposed leader's bindings are refused by the state machine. Each binding carries the decision's
   explanation (`policy.explain`, compact JSON) in the annotation `scheduler.hacluster.io/explanation`;
@@ -44,7 +45,13 @@ from hacluster.config import ClusterConfig, SchedulerConfig
 from hacluster.controllers.events import NORMAL, WARNING, EventRecorder, rfc3339
 from hacluster.controllers.informer import StoreFollower
 from hacluster.controllers.leadership import LeaderLoops
-from hacluster.controllers.proposer import FencedProposer, NotLeading
+from hacluster.controllers.proposer import (
+    BATCH_OVERHEAD_BYTES,
+    MAX_ENTRY_BYTES,
+    FencedProposer,
+    NotLeading,
+    encoded_size,
+)
 from hacluster.model.commands import AnyCommand, Batch, Bind, Replace
 from hacluster.model.errors import ApiError
 from hacluster.scheduler.nodeinfo import ClusterSnapshot, SnapshotError, counts_against_node
@@ -59,6 +66,7 @@ SCHEDULER_NAME = "default-scheduler"
 EXPLANATION_ANNOTATION = "scheduler.hacluster.io/explanation"
 IDLE_WAIT_S = 1.0  # longest sleep without news (store changes and finished batches wake it earlier)
 YIELD_EVERY_PODS = 16  # let the API server and Raft callbacks run while placing a batch
+ROOM_PER_POD_BYTES = 4 * 1024  # a batch stops growing when the next command might not fit in MAX_ENTRY_BYTES
 
 _json = msgspec.json.Encoder()
 
@@ -334,8 +342,9 @@ class Scheduler:
         planned: list[tuple[_Planned, AnyCommand]] = []
         now_text = rfc3339(self.clock())
         tried = 0
+        size = BATCH_OVERHEAD_BYTES
         s = self.settings
-        while self.active and tried < s.batch_max_pods:
+        while self.active and tried < s.batch_max_pods and size < MAX_ENTRY_BYTES - ROOM_PER_POD_BYTES:
             _, _, uid = heapq.heappop(self.active)
             if uid not in self.in_active:
                 continue  # stale entry: the pod left the queue
@@ -348,10 +357,12 @@ class Scheduler:
                 command = self._plan_binding(uid, pod, decision, now_text)
                 if command is not None:
                     planned.append((_Planned("bind", uid, pod, decision.node_name), command))
+                    size += encoded_size(command)
             else:
                 status = self._plan_unschedulable(uid, pod, decision, now_text)
                 if status is not None:
                     planned.append((_Planned("status", uid, pod), status))
+                    size += encoded_size(status)
             if tried % YIELD_EVERY_PODS == 0:
                 await asyncio.sleep(0)  # a cooperative yield, not a wait: nothing else changes our state
         return planned
