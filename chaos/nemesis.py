@@ -27,9 +27,10 @@ import os
 import random
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from chaos.network import ChaosNetwork, Undo
 from chaos.scenario import FaultSpec
@@ -46,7 +47,8 @@ def isolate_pairs(ids: list[str], target: str) -> list[tuple[str, str]]:
     return pairs_between([target], [i for i in ids if i != target])
 
 
-def minority_split(ids: list[str], minority_size: int, include: str | None, rng: random.Random) -> tuple[list[str], list[str]]:
+def minority_split(ids: list[str], minority_size: int, include: str | None,
+                   rng: random.Random) -> tuple[list[str], list[str]]:
     """(minority, majority): the minority holds `include` (e.g. the leader) when given."""
     pool = sorted(ids)
     minority = [include] if include else []
@@ -186,22 +188,22 @@ class Nemesis:
                 launcher.stop_pid(pid)
             launcher.start_master(self.handle, spec.target)
         elif kind in ("pause", "pause-leader"):
-            mid = spec.target if kind == "pause" else self.leader()
-            if mid:
-                pid = self.handle.pid(mid)
+            victim = spec.target if kind == "pause" else self.leader()
+            if victim:
+                pid = self.handle.pid(victim)
                 if pid:
                     os.kill(pid, signal.SIGSTOP)
                     fault.paused.append(pid)
-                fault.targets = [mid]
+                fault.targets = [victim]
         elif kind in ("isolate", "isolate-leader"):
             net = self._need_net()
-            mid = spec.target if kind == "isolate" else self.leader()
-            if mid:
-                fault.targets = [mid]
-                fault.undo += net.cut_pairs(isolate_pairs(self.ids, mid), kind=spec.partition,
+            cut_off = spec.target if kind == "isolate" else self.leader()
+            if cut_off:
+                fault.targets = [cut_off]
+                fault.undo += net.cut_pairs(isolate_pairs(self.ids, cut_off), kind=spec.partition,
                                             direction=spec.direction, tag=tag)
                 if spec.clients_too:
-                    fault.undo += net.cut_api(mid, tag=tag)
+                    fault.undo += net.cut_api(cut_off, tag=tag)
         elif kind == "split":
             net = self._need_net()
             include = self.leader() if spec.target in ("", "leader") else (spec.target or None)
@@ -230,9 +232,9 @@ class Nemesis:
                 "slicer": {"average_size": 64, "size_variation": 32, "delay": 200},
             }[kind]
             pairs = self._links_of(spec)
-            fault.targets = [f"{a}-{b}" for a, b in pairs]
-            for a, b in pairs:
-                fault.undo += net.shape(a, b, kind, attrs, tag=tag)
+            fault.targets = [f"{x}-{y}" for x, y in pairs]
+            for x, y in pairs:
+                fault.undo += net.shape(x, y, kind, attrs, tag=tag)
         elif kind == "kill-kubelet":
             pid = launcher.read_pid(self.handle.state_dir, spec.target)
             if pid and launcher.pid_alive(pid):
@@ -324,7 +326,7 @@ async def run_schedule(nemesis: Nemesis, faults: tuple[FaultSpec, ...], t0: floa
             try:
                 await asyncio.wait_for(stop.wait(), delay)
                 return  # stopped early: the caller heals everything
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         action, idx = what.split(":")
         i = int(idx)

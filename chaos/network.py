@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -65,7 +65,7 @@ def plan_raft_links(handle: ClusterHandle, taken: set[int]) -> list[RaftLink]:
     return links
 
 
-def start_network(handle: ClusterHandle) -> "ChaosNetwork":
+def start_network(handle: ClusterHandle) -> ChaosNetwork:
     """Plan the Raft proxies, write the masters' dial table, start Toxiproxy (before the masters start)."""
     find_server_binary()  # fail early, with the fix, if Toxiproxy is not installed
     sd = handle.state_dir
@@ -78,15 +78,15 @@ def start_network(handle: ClusterHandle) -> "ChaosNetwork":
         dial.setdefault(link.dialer, {})[link.upstream] = link.listen
     (sd / "raft-links.yaml").write_text(yaml.safe_dump(dial))
     server = ToxiproxyServer(tp_port, sd / "chaos" / "toxiproxy.json", sd / "logs" / "toxiproxy.log")
-    server.write_config([Link(l.proxy, l.listen, l.upstream) for l in links])
+    server.write_config([Link(rl.proxy, rl.listen, rl.upstream) for rl in links])
     launcher.spawn(sd, "toxiproxy", server.argv())
     client = server.wait_ready(len(links))
-    state = {"toxiproxy_port": tp_port, "raft": [l.__dict__ for l in links], "api": {}}
+    state = {"toxiproxy_port": tp_port, "raft": [rl.__dict__ for rl in links], "api": {}}
     (sd / "chaos" / NETWORK_FILE).write_text(json.dumps(state, indent=1))
     return ChaosNetwork(handle, client, state)
 
 
-def load_network(handle: ClusterHandle) -> "ChaosNetwork":
+def load_network(handle: ClusterHandle) -> ChaosNetwork:
     path = handle.state_dir / "chaos" / NETWORK_FILE
     if not path.exists():
         raise ToxiproxyError(f"the cluster in {handle.state_dir} was not started with --chaos (no {path})")
@@ -101,7 +101,7 @@ class ChaosNetwork:
         self.handle = handle
         self.client = client
         self.state = state
-        self.raft = [RaftLink(**l) for l in state["raft"]]
+        self.raft = [RaftLink(**rl) for rl in state["raft"]]
 
     def _save(self) -> None:
         (self.handle.state_dir / "chaos" / NETWORK_FILE).write_text(json.dumps(self.state, indent=1))
@@ -114,7 +114,7 @@ class ChaosNetwork:
         known = self.state["api"].get(key)
         if known:
             return dict(known)
-        taken = {int(l.listen.rsplit(":", 1)[1]) for l in self.raft}
+        taken = {int(rl.listen.rsplit(":", 1)[1]) for rl in self.raft}
         urls = {}
         for m in self.handle.cfg.masters:
             port = launcher.free_port(taken)
@@ -131,9 +131,9 @@ class ChaosNetwork:
 
     # --------------------------------------------------------------------------------- Raft links
     def link(self, a: str, b: str) -> RaftLink:
-        for l in self.raft:
-            if {l.dialer, l.acceptor} == {a, b}:
-                return l
+        for rl in self.raft:
+            if {rl.dialer, rl.acceptor} == {a, b}:
+                return rl
         raise ToxiproxyError(f"no Raft link between {a} and {b}")
 
     def _stream(self, link: RaftLink, sender: str) -> str:
@@ -141,7 +141,7 @@ class ChaosNetwork:
         return "upstream" if sender == link.dialer else "downstream"
 
     def cut(self, a: str, b: str, *, kind: str = "blackhole", direction: str = "both",
-            tag: str = "cut") -> list["Undo"]:
+            tag: str = "cut") -> list[Undo]:
         """Cut the Raft link a–b. direction "to": a's messages to b are lost; "from": b's to a.
         Returns what undoes it (see `undo`)."""
         if kind not in PARTITION_KINDS:
@@ -160,13 +160,13 @@ class ChaosNetwork:
         return undo
 
     def cut_pairs(self, pairs: Iterable[tuple[str, str]], *, kind: str = "blackhole", direction: str = "both",
-                  tag: str = "cut") -> list["Undo"]:
+                  tag: str = "cut") -> list[Undo]:
         undo: list[Undo] = []
         for a, b in pairs:
             undo += self.cut(a, b, kind=kind, direction=direction, tag=tag)
         return undo
 
-    def cut_api(self, master: str, *, tag: str = "cut") -> list["Undo"]:
+    def cut_api(self, master: str, *, tag: str = "cut") -> list[Undo]:
         """Refuse every client's API connections to `master` (its API proxies disabled)."""
         undo = []
         for proxy in self.api_proxies_of(master):
@@ -175,7 +175,7 @@ class ChaosNetwork:
         return undo
 
     def shape(self, a: str, b: str, toxic: str, attributes: dict[str, Any], *, direction: str = "both",
-              toxicity: float = 1.0, tag: str = "shape") -> list["Undo"]:
+              toxicity: float = 1.0, tag: str = "shape") -> list[Undo]:
         """Add a latency / bandwidth / slicer / … toxic to the Raft link a–b."""
         link = self.link(a, b)
         senders = {"both": (a, b), "to": (a,), "from": (b,)}[direction]
@@ -187,7 +187,7 @@ class ChaosNetwork:
             undo.append(Undo(link.proxy, name))
         return undo
 
-    def undo(self, records: Iterable["Undo"]) -> None:
+    def undo(self, records: Iterable[Undo]) -> None:
         """Remove the toxics / re-enable the proxies a fault added, leaving other faults in place."""
         for r in records:
             try:

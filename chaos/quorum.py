@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from chaos.runner import run_scenario
 from chaos.scenario import Scenario
@@ -147,7 +148,7 @@ def run_cell(n: int, fault: str, repeat: int, seed: int, timing: Timing, out: Pa
     history = cell_dir / "history.jsonl"
     first = json.loads(history.read_text().splitlines()[0])["time"] if history.stat().st_size else 0
     fault_rec = s["faults"][0] if s["faults"] else None
-    faults_file = [json.loads(l) for l in (cell_dir / "faults.jsonl").read_text().splitlines()] \
+    faults_file = [json.loads(line) for line in (cell_dir / "faults.jsonl").read_text().splitlines()] \
         if (cell_dir / "faults.jsonl").exists() else []
     start_ev = next((f for f in faults_file if f["event"] == "start"), None)
     end_ev = next((f for f in faults_file if f["event"] == "end"), None)

@@ -20,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from chaos.quorum import FAULT_LABEL, expected_available, masters_lost, quorum, tolerated  # noqa: E402
+from chaos.quorum import FAULT_LABEL, masters_lost, quorum, tolerated  # noqa: E402
 
 ROLE_COLOR = {"leader": "#2ca02c", "follower": "#1f77b4", "candidate": "#ff7f0e", "unreachable": "#bbbbbb"}
 MARK_DISAGREES = "disagrees with theory"
@@ -59,7 +59,7 @@ def plot_cell(cell_dir: Path, title: str, out_png: Path) -> None:
         ax1.bar(xs, series[k], width=0.25, bottom=bottom, color=colors[k], align="edge",
                 label={"ok": "ok", "refused": "fail (state refused)", "unavailable": "fail (503/refused)",
                        "info": "info (unknown)"}[k])
-        bottom = [b + v for b, v in zip(bottom, series[k])]
+        bottom = [b + v for b, v in zip(bottom, series[k], strict=True)]
     starts = {f["fault"]: f for f in faults if f["event"] == "start"}
     ends = {f["fault"]: f for f in faults if f["event"] == "end"}
     for i, s in starts.items():
@@ -229,12 +229,13 @@ def conclusions(results: dict[str, Any]) -> list[str]:
         if split:
             avail = any(c["measured_available"] for c in split)
             terms = [(c["max_term"], c["elections"]) for c in split]
-            parts.append(("; a 2/2 split stalled every write for the whole fault while terms kept rising "
+            parts.append("; a 2/2 split stalled every write for the whole fault while terms kept rising "
                           f"({', '.join(f'{e} elections, term {t}' for t, e in terms)}): no side can elect a "
                           "leader, so nothing progresses — and nothing splits." if not avail else
-                          f"; a 2/2 split kept writes going, which {MARK_DISAGREES}."))
+                          f"; a 2/2 split kept writes going, which {MARK_DISAGREES}.")
         if parts:
-            out.append(", ".join(p for p in parts if not p.startswith(";")) + "".join(p for p in parts if p.startswith(";")))
+            clauses = ", ".join(p for p in parts if not p.startswith(";"))
+            out.append(clauses + "".join(p for p in parts if p.startswith(";")))
     if 5 in ns:
         a2 = all_avail(5, ("kill-two",))
         if a2 is not None:

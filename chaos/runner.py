@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from chaos.network import load_network
 from chaos.nemesis import FaultLog, Nemesis, run_schedule
+from chaos.network import load_network
 from chaos.scenario import Scenario
 from chaos.summary import summarize
 from chaos.workload import HistoryRecorder, Workload, final_reads
@@ -81,7 +82,7 @@ class RaftSampler:
                 self._file.flush()
             try:
                 await asyncio.wait_for(stop.wait(), self.period_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def close(self) -> None:
@@ -131,7 +132,7 @@ async def _run(scenario: Scenario, handle: launcher.ClusterHandle, out_dir: Path
     ticker = asyncio.ensure_future(_progress(say, workload, nemesis, t0, scenario.duration_s, stop))
     try:
         await asyncio.wait_for(asyncio.shield(work), scenario.duration_s + scenario.workload.request_timeout_s + 5)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         say("workload did not finish in time: cancelling it (open operations are recorded as info)")
     finally:
         stop.set()
@@ -199,7 +200,7 @@ async def _progress(say: Callable[[str], None], workload: Workload, nemesis: Nem
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), 1.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         c = workload.stats.completed
         active = ", ".join(f"{f.spec.kind}→{'/'.join(f.targets)}" for f in nemesis.active.values()) or "none"

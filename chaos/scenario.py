@@ -27,6 +27,10 @@ FaultKind = Literal[
 ]
 
 
+OpName = Literal["create", "read", "write", "cas", "delete", "list"]
+DEFAULT_MIX: dict[OpName, float] = {"read": 3.0, "write": 3.0, "cas": 2.0, "create": 1.0, "delete": 1.0, "list": 0.2}
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
@@ -38,8 +42,7 @@ class WorkloadSpec(_Frozen):
     """Client processes running one operation at a time each."""
     keys: int = Field(default=16, ge=1, le=10_000)
     """Pods the clients operate on (`chaos-0` …): fewer keys, more contention."""
-    mix: dict[Literal["create", "read", "write", "cas", "delete", "list"], float] = Field(
-        default_factory=lambda: {"read": 3.0, "write": 3.0, "cas": 2.0, "create": 1.0, "delete": 1.0, "list": 0.2})
+    mix: dict[OpName, float] = Field(default_factory=lambda: dict(DEFAULT_MIX))
     """Relative weights of the operations."""
     local_read_fraction: float = Field(default=0.0, ge=0, le=1)
     """Share of reads sent with resourceVersion=0 (possibly stale local reads; the checker catches them)."""
@@ -90,7 +93,7 @@ class Scenario(_Frozen):
     """Overrides of the cluster config (e.g. {"raft": {"leader_fallback_ms": 1500}})."""
 
     @model_validator(mode="after")
-    def _faults_fit(self) -> "Scenario":
+    def _faults_fit(self) -> Scenario:
         for i, f in enumerate(self.faults):
             if f.at_s + f.duration_s > self.duration_s:
                 raise ValueError(f"faults.{i}: ends at {f.at_s + f.duration_s:g} s, after the run "
@@ -122,5 +125,7 @@ def load_scenario(name_or_path: str) -> Scenario:
         for err in exc.errors():
             loc = ".".join(str(x) for x in err["loc"])
             msg = err["msg"].removeprefix("Value error, ")
-            lines.append(f"{path}: {loc + ': ' if loc else ''}{'unknown key' if err['type'] == 'extra_forbidden' else msg}")
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            lines.append(f"{path}: {loc + ': ' if loc else ''}{msg}")
         raise ConfigError("\n".join(lines)) from exc

@@ -7,7 +7,8 @@ at live state. Times in the summary are seconds relative to the start of the wor
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from hacluster.consistency.history import Event
 
@@ -17,7 +18,7 @@ MUTATIONS = ("create", "write", "cas", "delete")
 def _ops(events: Sequence[Event]) -> list[dict[str, Any]]:
     """Pair invokes with completions (process-ordered), skipping the final verification reads."""
     open_: dict[int, Event] = {}
-    ops = []
+    ops: list[dict[str, Any]] = []
     for ev in events:
         if ev.extra.get("final"):
             continue
@@ -127,7 +128,7 @@ def longest_unavailability(ops: list[dict[str, Any]], start_ns: int, end_ns: int
     """Longest time without an answered mutation (counting from the start and to the end of the run)."""
     oks = sorted(o["end"] for o in _writes(ops) if o["answered"] and o["end"] is not None)
     points = [start_ns] + [t for t in oks if start_ns <= t <= end_ns] + [end_ns]
-    return max((b - a) for a, b in zip(points, points[1:])) / 1e9 if len(points) > 1 else 0.0
+    return max((b - a) for a, b in zip(points, points[1:], strict=False)) / 1e9 if len(points) > 1 else 0.0
 
 
 def summarize(events: Sequence[Event], faults: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]],

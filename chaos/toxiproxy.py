@@ -124,8 +124,8 @@ class ToxiproxyServer:
                 str(self.config_path.resolve())]
 
     def write_config(self, links: list[Link]) -> None:
-        self.config_path.write_text(json.dumps([{"name": l.name, "listen": l.listen, "upstream": l.upstream,
-                                                 "enabled": True} for l in links], indent=1))
+        self.config_path.write_text(json.dumps([{"name": link.name, "listen": link.listen, "upstream": link.upstream,
+                                                 "enabled": True} for link in links], indent=1))
 
     def wait_ready(self, expected_proxies: int, timeout_s: float = START_TIMEOUT_S) -> Toxiproxy:
         client = Toxiproxy("127.0.0.1", self.port)

@@ -141,7 +141,7 @@ class Workload:
                 if delay > 0:
                     try:
                         await asyncio.wait_for(stop.wait(), delay)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         pass
                 return not stop.is_set() and time.monotonic() < deadline
 
@@ -167,7 +167,7 @@ class Workload:
                                    params={"labelSelector": "app=chaos"}) as r:
                 await r.read()
                 self.stats.lists[str(r.status)] += 1
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             self.stats.lists[type(exc).__name__] += 1
 
     async def _one(self, session: aiohttp.ClientSession, process: int, master: str, f: str,
@@ -230,7 +230,7 @@ class Workload:
                 status = r.status
         except aiohttp.ClientConnectorError as exc:
             raise Outcome("fail", f"connect: {exc}") from exc  # never reached the server
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             if f == "read":
                 raise Outcome("fail", f"{type(exc).__name__}: {exc}") from exc  # a read changes nothing
             raise Outcome("info", f"{type(exc).__name__}: {exc}") from exc
@@ -276,7 +276,7 @@ async def final_reads(endpoints: dict[str, str], token: str, keys: int, recorder
                             raise Outcome("fail", f"{r.status}")
                     recorder.record(process, "ok", "read", full, v, node=mid, final=True)
                     values[full] = v
-                except (Outcome, aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, Outcome, aiohttp.ClientError) as exc:
                     recorder.record(process, "fail", "read", full, None, node=mid, final=True, error=str(exc))
                 process += 1
             out[mid] = values

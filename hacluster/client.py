@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 import msgspec
@@ -122,7 +123,7 @@ class ApiClient:
                 self._rotate(endpoint)
                 await asyncio.sleep(min(0.05 * attempt, 0.5))  # back-off between masters, bounded
                 continue
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, aiohttp.ClientError) as exc:
                 last = f"{endpoint}: {type(exc).__name__} {exc}"
                 self._rotate(endpoint)
                 if sent and not idempotent:
@@ -184,6 +185,6 @@ class ApiClient:
                         line, buf = buf.split(b"\n", 1)
                         if line.strip():
                             yield _decoder.decode(line)
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             self._rotate(endpoint)
             raise

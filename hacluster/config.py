@@ -63,7 +63,7 @@ class RaftConfig(_Frozen):
     """Shared secret that authenticates and encrypts Raft traffic; `hacluster up` generates one if empty."""
 
     @model_validator(mode="after")
-    def _check_timing(self) -> "RaftConfig":
+    def _check_timing(self) -> RaftConfig:
         problems = []
         if self.election_timeout_ms_min <= 3 * self.heartbeat_ms:
             problems.append(f"election_timeout_ms_min: must be > 3 × heartbeat_ms (got "
@@ -137,7 +137,7 @@ class SchedulerConfig(_Frozen):
     """Events (Scheduled, FailedScheduling) waiting to be written; beyond it new ones are dropped."""
 
     @model_validator(mode="after")
-    def _check_backoff(self) -> "SchedulerConfig":
+    def _check_backoff(self) -> SchedulerConfig:
         if self.backoff_max_s < self.backoff_initial_s:
             raise ValueError(f"backoff_max_s: must be >= backoff_initial_s (got {self.backoff_max_s} "
                              f"< {self.backoff_initial_s})")
@@ -162,7 +162,7 @@ class ControllersConfig(_Frozen):
     """Events waiting to be written per controller; beyond it new ones are dropped."""
 
     @model_validator(mode="after")
-    def _check_periods(self) -> "ControllersConfig":
+    def _check_periods(self) -> ControllersConfig:
         if self.node_monitor_grace_period_s <= self.node_monitor_period_s:
             raise ValueError("node_monitor_grace_period_s: must be > node_monitor_period_s (got "
                              f"{self.node_monitor_grace_period_s} <= {self.node_monitor_period_s})")
@@ -244,7 +244,7 @@ class KubeletConfig(_Frozen):
     """Identities `system:node:fleet-1` … `fleet-N` that `hacluster up` creates for `hacluster kubelet-fleet`."""
 
     @model_validator(mode="after")
-    def _check_backoff(self) -> "KubeletConfig":
+    def _check_backoff(self) -> KubeletConfig:
         problems = []
         if self.crashloop_backoff_max_s < self.crashloop_backoff_initial_s:
             problems.append("crashloop_backoff_max_s: must be >= crashloop_backoff_initial_s")
@@ -276,7 +276,7 @@ class ClusterConfig(_Frozen):
     """Where masters keep their Raft journal and snapshots, relative to this file (one sub-directory per master)."""
 
     @model_validator(mode="after")
-    def _unique(self) -> "ClusterConfig":
+    def _unique(self) -> ClusterConfig:
         ids = [m.id for m in self.masters]
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
@@ -288,7 +288,7 @@ class ClusterConfig(_Frozen):
         return self
 
     @model_validator(mode="after")
-    def _unique_nodes(self) -> "ClusterConfig":
+    def _unique_nodes(self) -> ClusterConfig:
         names = [n.name for n in self.nodes]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:

@@ -14,17 +14,19 @@ import base64
 import json
 import logging
 import random
-import string
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from datetime import UTC
+from typing import Any
 
 import msgspec
 import yaml
 from aiohttp import web
 
-from hacluster.apiserver import discovery, patch as patching
+from hacluster.apiserver import discovery
+from hacluster.apiserver import patch as patching
 from hacluster.apiserver.auth import Authenticator, User, authorize
 from hacluster.apiserver.metrics import MasterMetrics
 from hacluster.config import ClusterConfig
@@ -32,10 +34,15 @@ from hacluster.model import commands as cmds
 from hacluster.model import errors as E
 from hacluster.model import resources, schema, validation
 from hacluster.model.resources import Resource
-from hacluster.model.selectors import (FieldSelector, LabelSelector, SelectorError, parse_field_selector,
-                                       parse_label_selector)
+from hacluster.model.selectors import (
+    FieldSelector,
+    LabelSelector,
+    SelectorError,
+    parse_field_selector,
+    parse_label_selector,
+)
 from hacluster.store.api import ReplicatedStore
-from hacluster.store.state import DELETED, MODIFIED, ADDED, Result, StoreState, WatchEvent
+from hacluster.store.state import ADDED, DELETED, MODIFIED, Result, StoreState, WatchEvent
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -146,7 +153,7 @@ class ApiServer:
                 resp = status_response(E.NotFound("the server could not find the requested resource"))
             elif exc.status == 405:
                 resp = status_response(E.MethodNotAllowed(
-                    f"the server does not allow this method on the requested resource"))
+                    "the server does not allow this method on the requested resource"))
             else:
                 raise
         except asyncio.CancelledError:
@@ -442,7 +449,8 @@ class ApiServer:
 
         include = request.query.get("includeObject", "Metadata")
         builder = printers.TABLE_BUILDERS.get(plural, printers.default_table)
-        return builder(objs, _now_dt(self.clock), include_object=include, resource_version=rv)  # type: ignore[no-any-return]
+        table: Obj = builder(objs, _now_dt(self.clock), include_object=include, resource_version=rv)
+        return table
 
     # ------------------------------------------------------------------------------------ watch
     async def _watch(self, request: web.Request, user: User, t: Target) -> web.StreamResponse:
@@ -504,7 +512,8 @@ class ApiServer:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                events = self.store.read(lambda s: s.events_since(last_rev))
+                since = last_rev
+                events = self.store.read(lambda s: s.events_since(since))  # noqa: B023 (called at once)
                 if events is None:
                     await resp.write(encode_json({"type": "ERROR", "object": E.Expired(
                         f"too old resource version: {last_rev} ({self._floor()})").to_status()}) + b"\n")
@@ -858,7 +867,7 @@ class ApiServer:
                         await resp.write(chunk)
                     await resp.write_eof()
                     return resp
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise E.InternalError(f'Get "{url}": {exc}') from exc
 
 
@@ -973,5 +982,5 @@ def _scale_of(rs: Obj) -> Obj:
 
 
 def _now_dt(clock: Callable[[], float]) -> Any:
-    from datetime import datetime, timezone
-    return datetime.fromtimestamp(clock(), tz=timezone.utc)
+    from datetime import datetime
+    return datetime.fromtimestamp(clock(), tz=UTC)

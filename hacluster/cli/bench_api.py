@@ -62,7 +62,7 @@ async def _load(apis: list[str], token: str, clients: int, seconds: float, kind:
                         codes[str(r.status)] += 1
                         if r.status in (200, 201):
                             lat.append(time.monotonic() - t0)
-                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, aiohttp.ClientError) as exc:
                     codes[type(exc).__name__] += 1
         await asyncio.gather(*(worker(w) for w in range(clients)))
     return {"ok": len(lat), "rate": len(lat) / seconds, "p50": _pct(lat, 0.5), "p99": _pct(lat, 0.99),
@@ -84,7 +84,7 @@ async def _first_ack_after(apis: list[str], token: str, tag: str, timeout_s: flo
                         await r.read()
                         if r.status == 201:
                             return time.monotonic() - t0
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     pass
             await asyncio.sleep(0.01)  # pacing of the probe, not synchronisation
     return float("nan")

@@ -147,7 +147,7 @@ def _tour(console: Console, handle: launcher.ClusterHandle, quick_experiment: bo
     code, body = _req("GET", handle.api(leader["id"]) + PODS, token)
     count = len(body["items"]) if code == 200 else "?"
     console.print(f"   {leader['id']} now serves {count} pods, including those written while it was dead.")
-    console.print(f"\nTry it yourself: [bold]hacluster up[/], then kubectl --kubeconfig .hacluster/kubeconfig get pods")
+    console.print("\nTry it yourself: [bold]hacluster up[/], then kubectl --kubeconfig .hacluster/kubeconfig get pods")
     if quick_experiment:
         return _experiment(console)
     return 0

@@ -11,8 +11,8 @@ import logging
 import signal
 import ssl
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from aiohttp import web
 
@@ -129,7 +129,7 @@ def _dial_addresses(state_dir: Path, master_id: str) -> dict[str, str]:
     import yaml
 
     data = yaml.safe_load(path.read_text()) or {}
-    return dict((data.get(master_id) or {}))
+    return dict(data.get(master_id) or {})
 
 
 def run(config_path: str, master_id: str) -> None:

@@ -38,7 +38,7 @@ def ensure_pki(state_dir: Path) -> dict[str, Path]:
     if p["cert"].exists() and p["key"].exists() and p["ca_cert"].exists():
         return p
     p["dir"].mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hacluster-ca")])
     ca_cert = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)

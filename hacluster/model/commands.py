@@ -93,7 +93,7 @@ class Barrier(_Command, frozen=True, tag="barrier", kw_only=True):
 class Batch(_Command, frozen=True, tag="batch", kw_only=True):
     """Several commands applied in order in one log entry (each with its own result)."""
 
-    commands: list["AnyCommand"]
+    commands: list[AnyCommand]
 
 
 AnyCommand = Union[Create, Replace, Delete, Bind, LeaderElected, Barrier, Batch]
@@ -109,4 +109,5 @@ def encode(command: AnyCommand) -> bytes:
 
 def decode(payload: bytes) -> AnyCommand:
     """Inverse of `encode`; raises msgspec.ValidationError / DecodeError on foreign bytes."""
-    return _decoder.decode(payload)
+    command: AnyCommand = _decoder.decode(payload)
+    return command

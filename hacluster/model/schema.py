@@ -36,20 +36,20 @@ class Scalar:
 
 @dataclass(frozen=True)
 class ListOf:
-    item: "Shape"
+    item: Shape
 
 
 @dataclass(frozen=True)
 class MapOf:
     """A JSON object with arbitrary keys whose values all have one shape (labels, resource lists)."""
 
-    value: "Shape"
+    value: Shape
 
 
 @dataclass(frozen=True)
 class Struct:
     go_name: str
-    fields: dict[str, "Shape"]
+    fields: dict[str, Shape]
 
 
 class _Any:

@@ -7,8 +7,9 @@ CLI (`-l`). Parsing errors raise `SelectorError` with Kubernetes' wording; the A
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 Obj = dict[str, Any]
 
@@ -108,8 +109,8 @@ def parse_label_selector(text: str | None) -> LabelSelector:
                 reqs.append(Requirement(key, "!=" if nxt == "!=" else "=", (value,)))
             elif nxt in ("in", "notin"):
                 if i + 1 >= len(toks) or toks[i + 1] != "(":
-                    raise SelectorError(f"unable to parse requirement: found '{toks[i + 1] if i + 1 < len(toks) else ''}'"
-                                        ", expected: '('")
+                    found = toks[i + 1] if i + 1 < len(toks) else ""
+                    raise SelectorError(f"unable to parse requirement: found '{found}', expected: '('")
                 i += 2
                 values: list[str] = []
                 while i < len(toks) and toks[i] != ")":

@@ -9,7 +9,8 @@ answered with all of its problems in one 422 `Invalid` Status, worded as Kuberne
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from hacluster.model import errors as E
 from hacluster.model.errors import Cause

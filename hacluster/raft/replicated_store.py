@@ -23,8 +23,9 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 import msgspec
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
@@ -47,7 +48,7 @@ _RETRYABLE = {FAIL_REASON.DISCARDED, FAIL_REASON.LEADER_CHANGED, FAIL_REASON.NOT
 _RETRY_WAIT_S = 0.05  # how long to wait for a new leader between attempts (bounded by the deadline)
 
 
-class DialNode(TCPNode):
+class DialNode(TCPNode):  # type: ignore[misc]
     """A peer whose identity is its real Raft address but which is dialled at another address (a proxy)."""
 
     def __init__(self, address: str, dial_address: str | None = None) -> None:
@@ -112,7 +113,7 @@ class _RaftStateMachine(SyncObj):  # type: ignore[misc]
             self._sent_last_index, self._sent_commit_index = last, commit
             self._SyncObj__sendAppendEntries()
 
-    @replicated  # type: ignore[misc]
+    @replicated  # type: ignore[untyped-decorator]
     def apply_command(self, payload: bytes) -> Result:
         return self._apply_payload(payload)
 
@@ -342,7 +343,7 @@ class RaftStore:
             ev = self._change_event
             try:
                 await asyncio.wait_for(ev.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
         return self._state.revision
 
@@ -352,7 +353,7 @@ class RaftStore:
         if ev is not None:
             try:
                 await asyncio.wait_for(ev.wait(), timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return self._view
 
@@ -388,7 +389,8 @@ class RaftStore:
             fut: asyncio.Future[tuple[Any, int]] = self._loop.create_future()
             loop = self._loop
 
-            def on_result(res: Any, err: int, fut: asyncio.Future[tuple[Any, int]] = fut) -> None:
+            def on_result(res: Any, err: int, fut: asyncio.Future[tuple[Any, int]] = fut,
+                          loop: asyncio.AbstractEventLoop = loop) -> None:
                 loop.call_soon_threadsafe(_settle, fut, res, err)
 
             self._sync.apply_command(payload, callback=on_result)
@@ -396,7 +398,7 @@ class RaftStore:
             proposed = True
             try:
                 res, err = await asyncio.wait_for(asyncio.shield(fut), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 last_reason = "no commit before the deadline"
                 break
             if err == FAIL_REASON.SUCCESS:

@@ -11,8 +11,9 @@ Failure contract:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from hacluster.model.commands import AnyCommand
 from hacluster.store.state import Result, StoreState

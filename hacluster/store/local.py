@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from hacluster.model.commands import AnyCommand
 from hacluster.model.errors import Unavailable
@@ -55,7 +56,7 @@ class LocalStore:
                 break
             try:
                 await asyncio.wait_for(self._event.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
         return self.state.revision
 

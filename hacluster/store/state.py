@@ -18,13 +18,13 @@ import copy
 import hashlib
 import itertools
 from collections import OrderedDict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from hacluster.model import resources
-from hacluster.model.commands import (AnyCommand, Barrier, Batch, Bind, Create, Delete, LeaderElected,
-                                      Replace)
+from hacluster.model.commands import AnyCommand, Barrier, Batch, Bind, Create, Delete, LeaderElected, Replace
 from hacluster.model.errors import ErrorInfo
 
 Obj = dict[str, Any]
@@ -64,7 +64,7 @@ class Result:
     obj: Obj | None = None
     error: ErrorInfo | None = None
     revision: int = 0
-    results: tuple["Result", ...] = field(default_factory=tuple)
+    results: tuple[Result, ...] = field(default_factory=tuple)
 
 
 def _fail(reason: str, message: str, kind: str = "", name: str = "") -> Result:
@@ -86,7 +86,7 @@ def _conflict(plural: str, name: str) -> Result:
 
 
 def _add_seconds(rfc3339: str, seconds: int) -> str:
-    t = datetime.strptime(rfc3339, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    t = datetime.strptime(rfc3339, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     return (t + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -401,7 +401,7 @@ class StoreState:
         }
 
     @classmethod
-    def restore(cls, data: dict[str, Any], limits: StoreLimits | None = None) -> "StoreState":
+    def restore(cls, data: dict[str, Any], limits: StoreLimits | None = None) -> StoreState:
         s = cls(limits)
         s.revision = int(data["revision"])
         for plural, objs in data["objects"].items():
