@@ -143,6 +143,8 @@ class ApiServer:
         verb = request.get(VERB, request.method.lower())
         try:
             resp = await handler(request)
+        except E.Unavailable as err:
+            resp = status_response(self._unavailable(err))
         except E.ApiError as err:
             resp = status_response(err)
         except web.HTTPRequestEntityTooLarge:
@@ -169,6 +171,19 @@ class ApiServer:
         if verb != "watch":
             self.metrics.latency.labels(verb, resource).observe(time.monotonic() - start)
         return resp
+
+    def _unavailable(self, err: E.Unavailable) -> E.Unavailable:
+        """Keep `Retry-After` only while this master reaches a majority of the masters (an election can end
+        here, and client-go's 10 retries one second apart will succeed on it). A master cut off from the
+        majority answers without it, so kubectl pointed at it fails at once with the 503 instead of retrying
+        the same master for ten seconds."""
+        view = self.store.view()
+        total = len(self.cfg.masters)
+        reachable = 1 + sum(1 for p in view.peers if p.connected)
+        if reachable * 2 > total:
+            return err
+        return E.Unavailable(f"{err.message}; this master reaches {reachable} of {total} masters: use another "
+                             "master", kind=err.kind, name=err.name, group=err.group, causes=err.causes)
 
     # -------------------------------------------------------------------------------- discovery
     async def _version(self, request: web.Request) -> web.Response:
@@ -321,9 +336,19 @@ class ApiServer:
         limit = self.cfg.api.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise E.TooLarge(f"Request entity too large: limit is {limit}")
-        raw = await request.content.read(limit + 1)
-        if len(raw) > limit:
-            raise E.TooLarge(f"Request entity too large: limit is {limit}")
+        # StreamReader.read(n) returns what has arrived so far, not n bytes: a body that comes in several TCP
+        # segments or TLS records (kubectl's PUT of a whole pod) must be read until EOF.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            chunk = await request.content.read(limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise E.TooLarge(f"Request entity too large: limit is {limit}")
+        raw = b"".join(chunks)
         if not raw.strip():
             if allow_empty:
                 return None
@@ -379,10 +404,17 @@ class ApiServer:
 
     # ------------------------------------------------------------------------------------ reads
     async def _consistent(self, request: web.Request) -> None:
-        """Linearizable unless the client asked for resourceVersion=0 (any, possibly stale, state)."""
+        """Linearizable unless the client asked for resourceVersion=0 (any, possibly stale, state). The
+        barrier is a write under the hood: its refusal is reworded for the read it guards."""
         if request.query.get("resourceVersion", "") == "0":
             return
-        await self.store.linearizable_barrier()
+        try:
+            await self.store.linearizable_barrier()
+        except (E.Unavailable, E.Timeout) as err:
+            message = err.message.removesuffix("; the write was not made")
+            message = message.replace("; the write may or may not have been committed", "")
+            raise type(err)(f"{message}; cannot serve a consistent read",
+                            retry_after_s=err.retry_after_s) from err
 
     async def _get(self, request: web.Request, user: User, t: Target) -> web.Response:
         authorize(user, "get", t.res, t.namespace, t.name, t.subresource)
@@ -477,7 +509,7 @@ class ApiServer:
         initial: list[Obj] = []
         if rv_param in ("", "0"):
             if rv_param == "":
-                await self.store.linearizable_barrier()
+                await self._consistent(request)
 
             def snap(s: StoreState) -> tuple[int, list[Obj]]:
                 bucket = s.objects.get(plural) or {}
@@ -587,8 +619,8 @@ class ApiServer:
             meta["name"] = self._new_name(str(meta["generateName"]))
         authorize(user, "create", t.res, t.namespace, meta.get("name", ""))
         obj["apiVersion"], obj["kind"] = t.res.api_version, t.res.kind
-        if t.res.plural == "pods":
-            obj.pop("status", None)
+        if t.res.plural in ("pods", "replicasets", "namespaces"):
+            obj.pop("status", None)  # PrepareForCreate: their status is the system's (`kubectl create ns` sends {})
         validation.default_object(t.res.plural, obj)
         causes = validation.VALIDATORS[t.res.plural](obj)
         if causes:
@@ -733,7 +765,7 @@ class ApiServer:
         result = await self._propose(cmds.Delete(
             resource=t.res.plural, namespace=t.namespace, name=t.name, time=rfc3339(self.clock()),
             grace_period_s=grace, expected_uid=pre.get("uid") or "", expected_rv=pre.get("resourceVersion") or ""))
-        return json_response(result.obj)
+        return json_response(_delete_answer(t.res, result.obj))
 
     async def _delete_collection(self, request: web.Request, user: User, t: Target) -> web.Response:
         authorize(user, "deletecollection", t.res, t.namespace, "")
@@ -966,6 +998,20 @@ def _filtered_event(ev: WatchEvent, matches: Callable[[Obj | None], bool]) -> tu
     if before:
         return DELETED, ev.obj
     return None
+
+
+def _delete_answer(res: Resource, obj: Obj | None) -> Obj | None:
+    """What DELETE answers, as Kubernetes' registry does: pods and namespaces (`ReturnDeletedObject`, or
+    still finalizing) give the object; any other object that is gone gives a success `Status` naming it."""
+    if obj is None or res.plural in ("pods", "namespaces") or (obj.get("metadata") or {}).get("deletionTimestamp"):
+        return obj
+    meta = obj.get("metadata") or {}
+    details: Obj = {"name": meta.get("name", "")}
+    if res.group:
+        details["group"] = res.group
+    details["kind"] = res.plural
+    details["uid"] = meta.get("uid", "")
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
 
 
 def _scale_of(rs: Obj) -> Obj:

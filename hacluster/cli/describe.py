@@ -1,0 +1,780 @@
+"""`hacluster describe`: kubectl's describers for pods, nodes, ReplicaSets and namespaces (and its generic
+describer for anything else), rendered exactly as kubectl 1.20 renders them, events included.
+
+`describe(client, res, namespace, name)` fetches what kubectl fetches (the object, its events, a node's
+pods and lease, a ReplicaSet's pods) and returns the text. The layout comes from Go's tabwriter
+(`hacluster.cli.kube.tabbed`): lines with tabs form column blocks, a line without one ends a block, the
+events table is flushed on its own. Ages are computed here, at the time of the call, as kubectl does.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from fractions import Fraction
+from typing import Any
+
+from hacluster.apiserver.printers import translate_timestamp_since
+from hacluster.cli.kube import LAST_APPLIED, KubeClient, KubeError, TabWriter, collection_path, object_path
+from hacluster.model import resources
+from hacluster.model.quantity import QuantityError, format_quantity, parse_quantity
+from hacluster.model.resources import Resource
+
+Obj = Mapping[str, Any]
+MAX_ANNOTATION_LEN = 140
+
+
+def _m(v: object) -> Mapping[str, Any]:
+    return v if isinstance(v, Mapping) else {}
+
+
+def _l(v: object) -> list[Any]:
+    return list(v) if isinstance(v, list) else []
+
+
+def _s(v: object) -> str:
+    return "" if v is None else v if isinstance(v, str) else str(v)
+
+
+def _go_bool(v: object) -> str:
+    return "true" if v is True else "false"
+
+
+def rfc1123z(ts: object) -> str:
+    """Go's `time.RFC1123Z` in the local zone ("Mon, 02 Jan 2006 15:04:05 -0700"), as kubectl prints a
+    `metav1.Time` (decoded into local time); Go's zero time when unset."""
+    if not isinstance(ts, str) or not ts:
+        return "Mon, 01 Jan 0001 00:00:00 +0000"
+    try:
+        t = datetime.fromisoformat(ts.replace("Z", "+00:00"))
+    except ValueError:
+        return ts
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone().strftime("%a, %d %b %Y %H:%M:%S %z")
+
+
+class _Out:
+    """kubectl's PrefixWriter over a tabwriter: `write(level, text)` indents by two spaces per level."""
+
+    def __init__(self) -> None:
+        self.tw = TabWriter(minwidth=0, padding=2)
+        self.parts: list[str] = []
+
+    def write(self, level: int, text: str) -> None:
+        self.tw.write("  " * level + text)
+
+    def flush(self) -> None:
+        self.parts.append(self.tw.flush())
+
+    def text(self) -> str:
+        self.flush()
+        return "".join(self.parts)
+
+
+# --------------------------------------------------------------------------------------- shared bits
+def _labels(w: _Out, title: str, labels: object, initial_indent: str = "") -> None:
+    w.write(0, f"{initial_indent}{title}:\t")
+    items = _m(labels)
+    if not items:
+        w.write(0, "<none>\n")
+        return
+    for i, key in enumerate(sorted(items)):
+        if i:
+            w.write(0, f"{initial_indent}\t")
+        w.write(0, f"{key}={_s(items[key])}\n")
+
+
+def _annotations(w: _Out, title: str, annotations: object) -> None:
+    w.write(0, f"{title}:\t")
+    items = {k: v for k, v in _m(annotations).items() if k != LAST_APPLIED}
+    if not items:
+        w.write(0, "<none>\n")
+        return
+    for i, key in enumerate(sorted(items)):
+        if i:
+            w.write(0, "\t")
+        value = _s(items[key]).removesuffix("\n")
+        if len(value) + len(key) + 2 > MAX_ANNOTATION_LEN or "\n" in value:
+            w.write(0, f"{key}:\n")
+            for line in value.split("\n"):
+                short = line if len(line) <= MAX_ANNOTATION_LEN - 2 else line[:MAX_ANNOTATION_LEN - 2] + "..."
+                w.write(0, f"\t  {short}\n")
+        else:
+            w.write(0, f"{key}: {value}\n")
+
+
+def _tolerations(w: _Out, title: str, tolerations: object) -> None:
+    w.write(0, f"{title}:\t")
+    items = [_m(t) for t in _l(tolerations)]
+    if not items:
+        w.write(0, "<none>\n")
+        return
+    for i, t in enumerate(sorted(items, key=lambda t: _s(t.get("key")))):
+        if i:
+            w.write(0, "\t")
+        text = _s(t.get("key"))
+        if t.get("value"):
+            text += f"={_s(t.get('value'))}"
+        if t.get("effect"):
+            text += f":{_s(t.get('effect'))}"
+        if t.get("operator") == "Exists" and not t.get("value"):
+            text += " op=Exists" if t.get("key") or t.get("effect") else "op=Exists"
+        if t.get("tolerationSeconds") is not None:
+            text += f" for {t.get('tolerationSeconds')}s"
+        w.write(0, text + "\n")
+
+
+def _taints(w: _Out, title: str, taints: object) -> None:
+    w.write(0, f"{title}:\t")
+    items = [_m(t) for t in _l(taints)]
+    if not items:
+        w.write(0, "<none>\n")
+        return
+    for i, t in enumerate(sorted(items, key=lambda t: f"{_s(t.get('effect'))},{_s(t.get('key'))}")):
+        if i:
+            w.write(0, "\t")
+        value = f"={_s(t.get('value'))}" if t.get("value") else ""
+        w.write(0, f"{_s(t.get('key'))}{value}:{_s(t.get('effect'))}\n")
+
+
+def _quantity(v: object) -> str:
+    try:
+        return parse_quantity(v).canonical()
+    except QuantityError:
+        return _s(v)
+
+
+def _controller(obj: Obj) -> str:
+    for ref in _l(_m(obj.get("metadata")).get("ownerReferences")):
+        ref = _m(ref)
+        if ref.get("controller") is True:
+            return f"{_s(ref.get('kind'))}/{_s(ref.get('name'))}"
+    return ""
+
+
+def _events(w: _Out, events: list[Obj] | None, now: datetime) -> None:
+    if events is None:
+        return
+    if not events:
+        w.write(0, "Events:\t<none>\n")
+        return
+    w.flush()
+    ordered = sorted(events, key=lambda e: _s(e.get("lastTimestamp")) or "")
+    w.write(0, "Events:\n  Type\tReason\tAge\tFrom\tMessage\n")
+    w.write(1, "----\t------\t----\t----\t-------\n")
+    for e in ordered:
+        first = translate_timestamp_since(_s(e.get("firstTimestamp")) or None, now)
+        if not e.get("firstTimestamp"):
+            first = translate_timestamp_since(_s(e.get("eventTime")) or None, now)
+        series = e.get("series")
+        count = e.get("count") or 0
+        if isinstance(series, Mapping):
+            interval = (f"{translate_timestamp_since(_s(series.get('lastObservedTime')) or None, now)} "
+                        f"(x{series.get('count', 0)} over {first})")
+        elif isinstance(count, int) and count > 1:
+            interval = (f"{translate_timestamp_since(_s(e.get('lastTimestamp')) or None, now)} "
+                        f"(x{count} over {first})")
+        else:
+            interval = first
+        source = _s(_m(e.get("source")).get("component")) or _s(e.get("reportingComponent"))
+        w.write(1, f"{_s(e.get('type'))}\t{_s(e.get('reason'))}\t{interval}\t{source}\t"
+                   f"{_s(e.get('message')).strip()}\n")
+
+
+def search_events(client: KubeClient, namespace: str, name: str, uid: str, kind: str = "") -> list[Obj]:
+    """Events about one object, found the way kubectl finds them (field selector on involvedObject)."""
+    terms = [f"involvedObject.name={name}", f"involvedObject.namespace={namespace}"]
+    if kind:
+        terms.append(f"involvedObject.kind={kind}")
+    if uid:
+        terms.append(f"involvedObject.uid={uid}")
+    events_res = resources.EVENTS
+    data = client.get_json(collection_path(events_res, namespace or None), query={"fieldSelector": ",".join(terms)})
+    return [_m(e) for e in _l(_m(data).get("items"))]
+
+
+# --------------------------------------------------------------------------------------------- pods
+def _probe(p: Obj) -> str:
+    attrs = (f"delay={p.get('initialDelaySeconds', 0)}s timeout={p.get('timeoutSeconds', 0)}s "
+             f"period={p.get('periodSeconds', 0)}s #success={p.get('successThreshold', 0)} "
+             f"#failure={p.get('failureThreshold', 0)}")
+    if isinstance(p.get("exec"), Mapping):
+        return f"exec [{' '.join(_s(c) for c in _l(_m(p['exec']).get('command')))}] {attrs}"
+    if isinstance(p.get("httpGet"), Mapping):
+        h = _m(p["httpGet"])
+        scheme = _s(h.get("scheme")).lower()
+        port = _s(h.get("port"))
+        host = f"{_s(h.get('host'))}:{port}" if port else _s(h.get("host"))
+        return f"http-get {scheme + '://' if scheme else '//'}{host}{_s(h.get('path'))} {attrs}"
+    if isinstance(p.get("tcpSocket"), Mapping):
+        t = _m(p["tcpSocket"])
+        return f"tcp-socket {_s(t.get('host'))}:{_s(t.get('port'))} {attrs}"
+    if isinstance(p.get("grpc"), Mapping):
+        g = _m(p["grpc"])
+        return f"grpc <pod>:{g.get('port', 0)} {_s(g.get('service'))} {attrs}"
+    return f"unknown {attrs}"
+
+
+_FIELD_REF = re.compile(r"^metadata\.(labels|annotations)\['(.*)'\]$")
+
+
+def _field_ref(pod: Obj, path: str) -> str:
+    """kubectl 1.20's `fieldpath.ExtractFieldPathAsString`: only metadata fields resolve; spec.* and status.*
+    print empty."""
+    meta = _m(pod.get("metadata"))
+    m = _FIELD_REF.match(path)
+    if m:
+        return _s(_m(meta.get(m.group(1))).get(m.group(2)))
+    if path in ("metadata.name", "metadata.namespace", "metadata.uid"):
+        return _s(meta.get(path.split(".", 1)[1]))
+    return ""
+
+
+def _containers(w: _Out, label: str, containers: list[Any], statuses: list[Any], pod: Obj | None,
+                space: str = "") -> None:
+    by_name = {_s(_m(s).get("name")): _m(s) for s in statuses}
+    w.write(0, f"{space}{label}:{' <none>' if not containers else ''}\n")
+    for c in (_m(c) for c in containers):
+        status = by_name.get(_s(c.get("name")))
+        w.write(1, f"{' ' if space else ''}{_s(c.get('name'))}:\n")
+        if status is not None:
+            w.write(2, f"Container ID:\t{_s(status.get('containerID'))}\n")
+        w.write(2, f"Image:\t{_s(c.get('image'))}\n")
+        if status is not None:
+            w.write(2, f"Image ID:\t{_s(status.get('imageID'))}\n")
+        ports = [_m(p) for p in _l(c.get("ports"))]
+        cp, hp = _port_list(ports, "containerPort"), _port_list(ports, "hostPort")
+        w.write(2, f"Ports:\t{cp}\n" if "," in cp else f"Port:\t{cp or '<none>'}\n")
+        w.write(2, f"Host Ports:\t{hp}\n" if "," in hp else f"Host Port:\t{hp or '<none>'}\n")
+        for title, field in (("Command", "command"), ("Args", "args")):
+            if _l(c.get(field)):
+                w.write(2, f"{title}:\n")
+                for part in _l(c.get(field)):
+                    for line in _s(part).split("\n"):
+                        w.write(3, f"{line}\n")
+        if status is not None:
+            _state(w, "State", _m(status.get("state")))
+            if isinstance(_m(status.get("lastState")).get("terminated"), Mapping):
+                _state(w, "Last State", _m(status.get("lastState")))
+            w.write(2, f"Ready:\t{'True' if status.get('ready') is True else 'False'}\n")
+            w.write(2, f"Restart Count:\t{status.get('restartCount', 0)}\n")
+        res = _m(c.get("resources"))
+        for title, part in (("Limits", "limits"), ("Requests", "requests")):
+            values = _m(res.get(part))
+            if values:
+                w.write(2, f"{title}:\n")
+            for name in sorted(values):
+                w.write(3, f"{name}:\t{_quantity(values[name])}\n")
+        for title, field in (("Liveness", "livenessProbe"), ("Readiness", "readinessProbe"),
+                             ("Startup", "startupProbe")):
+            if isinstance(c.get(field), Mapping):
+                w.write(2, f"{title}:\t{_probe(_m(c.get(field)))}\n")
+        env_from = [_m(e) for e in _l(c.get("envFrom"))]
+        if env_from:
+            w.write(2, "Environment Variables from:\n")
+            for e in env_from:
+                ref = _m(e.get("configMapRef")) or _m(e.get("secretRef"))
+                source = "ConfigMap" if e.get("configMapRef") else "Secret"
+                optional = "true" if ref.get("optional") is True else "false"
+                prefix = f" with prefix '{_s(e.get('prefix'))}'" if e.get("prefix") else ""
+                w.write(3, f"{_s(ref.get('name'))}\t{source}{prefix}\tOptional: {optional}\n")
+        env = [_m(e) for e in _l(c.get("env"))]
+        w.write(2, f"Environment:{'' if env else chr(9) + '<none>'}\n")
+        for e in env:
+            vf = _m(e.get("valueFrom"))
+            if not vf:
+                for i, line in enumerate(_s(e.get("value")).split("\n")):
+                    w.write(3, f"{_s(e.get('name'))}:\t{line}\n" if i == 0 else f"\t{line}\n")
+            elif vf.get("fieldRef"):
+                fr = _m(vf.get("fieldRef"))
+                value = _field_ref(pod, _s(fr.get("fieldPath"))) if pod is not None else ""
+                w.write(3, f"{_s(e.get('name'))}:\t{value} ({_s(fr.get('apiVersion'))}:{_s(fr.get('fieldPath'))})\n")
+            elif vf.get("resourceFieldRef"):
+                w.write(3, f"{_s(e.get('name'))}:\t ({_s(_m(vf['resourceFieldRef']).get('resource'))})\n")
+            elif vf.get("secretKeyRef"):
+                r = _m(vf["secretKeyRef"])
+                w.write(3, f"{_s(e.get('name'))}:\t<set to the key '{_s(r.get('key'))}' in secret "
+                           f"'{_s(r.get('name'))}'>\tOptional: {_go_bool(r.get('optional'))}\n")
+            elif vf.get("configMapKeyRef"):
+                r = _m(vf["configMapKeyRef"])
+                w.write(3, f"{_s(e.get('name'))}:\t<set to the key '{_s(r.get('key'))}' of config map "
+                           f"'{_s(r.get('name'))}'>\tOptional: {_go_bool(r.get('optional'))}\n")
+        mounts = sorted((_m(v) for v in _l(c.get("volumeMounts"))), key=lambda v: _s(v.get("mountPath")))
+        w.write(2, f"Mounts:{'' if mounts else chr(9) + '<none>'}\n")
+        for v in mounts:
+            flags = ["ro" if v.get("readOnly") is True else "rw"]
+            if v.get("subPath"):
+                flags.append(f'path="{_s(v.get("subPath"))}"')
+            w.write(3, f"{_s(v.get('mountPath'))} from {_s(v.get('name'))} ({','.join(flags)})\n")
+
+
+def _port_list(ports: list[Mapping[str, Any]], field: str) -> str:
+    """"80/TCP, 53/UDP" (kubectl 1.20 leaves the port names out)."""
+    return ", ".join(f"{p.get(field, 0)}/{_s(p.get('protocol')) or 'TCP'}" for p in ports)
+
+
+def _state(w: _Out, title: str, state: Mapping[str, Any]) -> None:
+    if isinstance(state.get("running"), Mapping):
+        w.write(2, f"{title}:\tRunning\n")
+        w.write(3, f"Started:\t{rfc1123z(_m(state['running']).get('startedAt'))}\n")
+    elif isinstance(state.get("waiting"), Mapping):
+        w.write(2, f"{title}:\tWaiting\n")
+        if _m(state["waiting"]).get("reason"):
+            w.write(3, f"Reason:\t{_s(_m(state['waiting']).get('reason'))}\n")
+    elif isinstance(state.get("terminated"), Mapping):
+        t = _m(state["terminated"])
+        w.write(2, f"{title}:\tTerminated\n")
+        if t.get("reason"):
+            w.write(3, f"Reason:\t{_s(t.get('reason'))}\n")
+        if t.get("message"):
+            w.write(3, f"Message:\t{_s(t.get('message'))}\n")
+        w.write(3, f"Exit Code:\t{t.get('exitCode', 0)}\n")
+        if (t.get("signal") or 0) > 0:
+            w.write(3, f"Signal:\t{t.get('signal')}\n")
+        w.write(3, f"Started:\t{rfc1123z(t.get('startedAt'))}\n")
+        w.write(3, f"Finished:\t{rfc1123z(t.get('finishedAt'))}\n")
+    else:
+        w.write(2, f"{title}:\tWaiting\n")
+
+
+def _volumes(w: _Out, volumes: list[Any], space: str = "") -> None:
+    if not volumes:
+        w.write(0, f"{space}Volumes:\t<none>\n")
+        return
+    w.write(0, f"{space}Volumes:\n")
+    for v in (_m(v) for v in volumes):
+        w.write(1, f"{' ' if space else ''}{_s(v.get('name'))}:\n")
+        if isinstance(v.get("emptyDir"), Mapping):
+            e = _m(v["emptyDir"])
+            limit = _quantity(e["sizeLimit"]) if e.get("sizeLimit") else "<unset>"
+            w.write(2, "Type:\tEmptyDir (a temporary directory that shares a pod's lifetime)\n"
+                       f"    Medium:\t{_s(e.get('medium'))}\n    SizeLimit:\t{limit}\n")
+        elif isinstance(v.get("hostPath"), Mapping):
+            h = _m(v["hostPath"])
+            w.write(2, f"Type:\tHostPath (bare host directory volume)\n    Path:\t{_s(h.get('path'))}\n"
+                       f"    HostPathType:\t{_s(h.get('type')) or '<none>'}\n")
+        elif isinstance(v.get("configMap"), Mapping):
+            c = _m(v["configMap"])
+            w.write(2, f"Type:\tConfigMap (a volume populated by a ConfigMap)\n    Name:\t{_s(c.get('name'))}\n"
+                       f"    Optional:\t{_go_bool(c.get('optional'))}\n")
+        elif isinstance(v.get("secret"), Mapping):
+            c = _m(v["secret"])
+            w.write(2, f"Type:\tSecret (a volume populated by a Secret)\n    SecretName:\t{_s(c.get('secretName'))}\n"
+                       f"    Optional:\t{_go_bool(c.get('optional'))}\n")
+        else:
+            w.write(2, "<unknown>\n")
+
+
+def qos_class(pod: Obj) -> str:
+    """`qos.GetPodQOS`: Guaranteed, Burstable or BestEffort from the containers' requests and limits."""
+    spec = _m(pod.get("spec"))
+    requests: dict[str, Fraction] = {}
+    limits: dict[str, Fraction] = {}
+    guaranteed = True
+    any_set = False
+    for c in _l(spec.get("containers")) + _l(spec.get("initContainers")):
+        res = _m(_m(c).get("resources"))
+        c_limits = set()
+        for part, into in (("requests", requests), ("limits", limits)):
+            for name, value in _m(res.get(part)).items():
+                if name not in ("cpu", "memory"):
+                    continue
+                try:
+                    q = parse_quantity(value).value
+                except QuantityError:
+                    continue
+                if q != 0:
+                    any_set = True
+                    into[name] = into.get(name, Fraction(0)) + q
+                    if part == "limits":
+                        c_limits.add(name)
+        if c_limits != {"cpu", "memory"}:
+            guaranteed = False
+    if not any_set:
+        return "BestEffort"
+    if guaranteed and all(requests.get(k, limits[k]) == limits[k] for k in limits):
+        return "Guaranteed"
+    return "Burstable"
+
+
+def describe_pod(pod: Obj, events: list[Obj] | None, now: datetime) -> str:
+    meta, spec, status = _m(pod.get("metadata")), _m(pod.get("spec")), _m(pod.get("status"))
+    w = _Out()
+    w.write(0, f"Name:\t{_s(meta.get('name'))}\n")
+    w.write(0, f"Namespace:\t{_s(meta.get('namespace'))}\n")
+    if spec.get("priority") is not None:
+        w.write(0, f"Priority:\t{spec.get('priority')}\n")
+    if spec.get("priorityClassName"):
+        w.write(0, f"Priority Class Name:\t{_s(spec.get('priorityClassName'))}\n")
+    node = _s(spec.get("nodeName"))
+    w.write(0, f"Node:\t{node + '/' + _s(status.get('hostIP')) if node else '<none>'}\n")
+    if status.get("startTime"):
+        w.write(0, f"Start Time:\t{rfc1123z(status.get('startTime'))}\n")
+    _labels(w, "Labels", meta.get("labels"))
+    _annotations(w, "Annotations", meta.get("annotations"))
+    if meta.get("deletionTimestamp"):
+        lasts = translate_timestamp_since(_s(meta.get("deletionTimestamp")), now)
+        w.write(0, f"Status:\tTerminating (lasts {lasts})\n")
+        w.write(0, f"Termination Grace Period:\t{meta.get('deletionGracePeriodSeconds', 0)}s\n")
+    else:
+        w.write(0, f"Status:\t{_s(status.get('phase'))}\n")
+    if status.get("reason"):
+        w.write(0, f"Reason:\t{_s(status.get('reason'))}\n")
+    if status.get("message"):
+        w.write(0, f"Message:\t{_s(status.get('message'))}\n")
+    w.write(0, f"IP:\t{_s(status.get('podIP'))}\n")
+    ips = [_m(i) for i in _l(status.get("podIPs"))]
+    if not ips:
+        w.write(0, "IPs:\t<none>\n")
+    else:
+        w.write(0, "IPs:\n")
+        for ip in ips:
+            w.write(1, f"IP:\t{_s(ip.get('ip'))}\n")
+    if _controller(pod):
+        w.write(0, f"Controlled By:\t{_controller(pod)}\n")
+    if status.get("nominatedNodeName"):
+        w.write(0, f"NominatedNodeName:\t{_s(status.get('nominatedNodeName'))}\n")
+    if _l(spec.get("initContainers")):
+        _containers(w, "Init Containers", _l(spec.get("initContainers")), _l(status.get("initContainerStatuses")), pod)
+    _containers(w, "Containers", _l(spec.get("containers")), _l(status.get("containerStatuses")), pod)
+    gates = [_m(g) for g in _l(spec.get("readinessGates"))]
+    conditions = [_m(c) for c in _l(status.get("conditions"))]
+    if gates:
+        w.write(0, "Readiness Gates:\n  Type\tStatus\n")
+        for g in gates:
+            found = next((c for c in conditions if c.get("type") == g.get("conditionType")), None)
+            w.write(1, f"{_s(g.get('conditionType'))} \t{_s(found.get('status')) if found else '<none>'} \n")
+    if conditions:
+        w.write(0, "Conditions:\n  Type\tStatus\n")
+        for c in conditions:
+            w.write(1, f"{_s(c.get('type'))} \t{_s(c.get('status'))} \n")
+    _volumes(w, _l(spec.get("volumes")))
+    w.write(0, f"QoS Class:\t{_s(status.get('qosClass')) or qos_class(pod)}\n")
+    _labels(w, "Node-Selectors", spec.get("nodeSelector"))
+    _tolerations(w, "Tolerations", spec.get("tolerations"))
+    _events(w, events, now)
+    return w.text()
+
+
+# --------------------------------------------------------------------------------------------- nodes
+def _sum(values: list[object]) -> tuple[Fraction, str]:
+    total, notation = Fraction(0), ""
+    for v in values:
+        try:
+            q = parse_quantity(v)
+        except QuantityError:
+            continue
+        total += q.value
+        notation = notation or q.notation
+    return total, notation or "decimal"
+
+
+def _pod_requests_limits(pod: Obj) -> tuple[dict[str, tuple[Fraction, str]], dict[str, tuple[Fraction, str]]]:
+    """`PodRequestsAndLimits`: the containers' sum, at least any one init container's value, plus overhead."""
+    spec = _m(pod.get("spec"))
+    out: list[dict[str, tuple[Fraction, str]]] = []
+    for part in ("requests", "limits"):
+        acc: dict[str, tuple[Fraction, str]] = {}
+        for c in _l(spec.get("containers")):
+            for name, value in _m(_m(_m(c).get("resources")).get(part)).items():
+                have = acc.get(name, (Fraction(0), ""))
+                add, notation = _sum([value])
+                acc[name] = (have[0] + add, have[1] or notation)
+        for c in _l(spec.get("initContainers")):
+            for name, value in _m(_m(_m(c).get("resources")).get(part)).items():
+                v, notation = _sum([value])
+                if v > acc.get(name, (Fraction(0), ""))[0]:
+                    acc[name] = (v, notation)
+        for name, value in _m(spec.get("overhead")).items():
+            if name in acc:
+                add, _ = _sum([value])
+                acc[name] = (acc[name][0] + add, acc[name][1])
+        out.append(acc)
+    return out[0], out[1]
+
+
+def _fmt(q: tuple[Fraction, str] | None) -> str:
+    return "0" if q is None else format_quantity(q[0], q[1])
+
+
+def _percent(part: tuple[Fraction, str] | None, whole: object, millis: bool) -> int:
+    """kubectl's `int64(float64(used) / float64(allocatable) * 100)` on milli-values (CPU) or whole values."""
+    try:
+        total = parse_quantity(whole).value
+    except QuantityError:
+        return 0
+    if part is None:
+        return 0
+    scale = 1000 if millis else 1
+    used_units, total_units = math.ceil(part[0] * scale), math.ceil(total * scale)
+    if total_units == 0:
+        return 0
+    return int(float(used_units) / float(total_units) * 100)
+
+
+def describe_node(node: Obj, pods: list[Obj] | None, lease: Obj | None, events: list[Obj] | None,
+                  now: datetime) -> str:
+    meta, spec, status = _m(node.get("metadata")), _m(node.get("spec")), _m(node.get("status"))
+    w = _Out()
+    w.write(0, f"Name:\t{_s(meta.get('name'))}\n")
+    roles = sorted({k[len("node-role.kubernetes.io/"):] for k in _m(meta.get("labels"))
+                    if k.startswith("node-role.kubernetes.io/") and len(k) > len("node-role.kubernetes.io/")}
+                   | {_s(v) for k, v in _m(meta.get("labels")).items() if k == "kubernetes.io/role" and v})
+    w.write(0, f"Roles:\t{','.join(roles) if roles else '<none>'}\n")
+    _labels(w, "Labels", meta.get("labels"))
+    _annotations(w, "Annotations", meta.get("annotations"))
+    w.write(0, f"CreationTimestamp:\t{rfc1123z(meta.get('creationTimestamp'))}\n")
+    _taints(w, "Taints", spec.get("taints"))
+    w.write(0, f"Unschedulable:\t{_go_bool(spec.get('unschedulable'))}\n")
+    lspec = _m(_m(lease).get("spec"))
+    w.write(0, "Lease:\n")
+    w.write(1, f"HolderIdentity:\t{_s(lspec.get('holderIdentity')) or '<unset>'}\n")
+    w.write(1, f"AcquireTime:\t{rfc1123z(lspec['acquireTime']) if lspec.get('acquireTime') else '<unset>'}\n")
+    w.write(1, f"RenewTime:\t{rfc1123z(lspec['renewTime']) if lspec.get('renewTime') else '<unset>'}\n")
+    conditions = [_m(c) for c in _l(status.get("conditions"))]
+    if conditions:
+        w.write(0, "Conditions:\n  Type\tStatus\tLastHeartbeatTime\tLastTransitionTime\tReason\tMessage\n")
+        w.write(1, "----\t------\t-----------------\t------------------\t------\t-------\n")
+        for c in conditions:
+            w.write(1, f"{_s(c.get('type'))} \t{_s(c.get('status'))} \t{rfc1123z(c.get('lastHeartbeatTime'))} \t"
+                       f"{rfc1123z(c.get('lastTransitionTime'))} \t{_s(c.get('reason'))} \t{_s(c.get('message'))}\n")
+    w.write(0, "Addresses:\n")
+    for a in (_m(a) for a in _l(status.get("addresses"))):
+        w.write(1, f"{_s(a.get('type'))}:\t{_s(a.get('address'))}\n")
+    for title in ("capacity", "allocatable"):
+        values = _m(status.get(title))
+        if values:
+            w.write(0, f"{title.capitalize()}:\n")
+            for name in sorted(values):
+                w.write(0, f"  {name}:\t{_quantity(values[name])}\n")
+    info = _m(status.get("nodeInfo"))
+    w.write(0, "System Info:\n")
+    for label, key in (("Machine ID", "machineID"), ("System UUID", "systemUUID"), ("Boot ID", "bootID"),
+                       ("Kernel Version", "kernelVersion"), ("OS Image", "osImage"),
+                       ("Operating System", "operatingSystem"), ("Architecture", "architecture"),
+                       ("Container Runtime Version", "containerRuntimeVersion"),
+                       ("Kubelet Version", "kubeletVersion"), ("Kube-Proxy Version", "kubeProxyVersion")):
+        w.write(0, f"  {label}:\t{_s(info.get(key))}\n")
+    if spec.get("podCIDR"):
+        w.write(0, f"PodCIDR:\t{_s(spec.get('podCIDR'))}\n")
+    if _l(spec.get("podCIDRs")):
+        w.write(0, f"PodCIDRs:\t{','.join(_s(c) for c in _l(spec.get('podCIDRs')))}\n")
+    if spec.get("providerID"):
+        w.write(0, f"ProviderID:\t{_s(spec.get('providerID'))}\n")
+    if pods is None:
+        w.write(0, "Pods:\tnot authorized")
+    else:
+        _node_resources(w, node, pods, now)
+    _events(w, events, now)
+    return w.text()
+
+
+def _node_resources(w: _Out, node: Obj, pods: list[Obj], now: datetime) -> None:
+    status = _m(node.get("status"))
+    alloc = _m(status.get("allocatable")) or _m(status.get("capacity"))
+    w.write(0, f"Non-terminated Pods:\t({len(pods)} in total)\n")
+    w.write(1, "Namespace\tName\t\tCPU Requests\tCPU Limits\tMemory Requests\tMemory Limits\tAGE\n")
+    w.write(1, "---------\t----\t\t------------\t----------\t---------------\t-------------\t---\n")
+    total_req: dict[str, tuple[Fraction, str]] = {}
+    total_lim: dict[str, tuple[Fraction, str]] = {}
+    for pod in pods:
+        req, lim = _pod_requests_limits(pod)
+        for src, into in ((req, total_req), (lim, total_lim)):
+            for name, (v, notation) in src.items():
+                have = into.get(name, (Fraction(0), ""))
+                into[name] = (have[0] + v, have[1] or notation)
+        meta = _m(pod.get("metadata"))
+        cells = [f"{_fmt(req.get('cpu'))} ({_percent(req.get('cpu'), alloc.get('cpu'), True)}%)",
+                 f"{_fmt(lim.get('cpu'))} ({_percent(lim.get('cpu'), alloc.get('cpu'), True)}%)",
+                 f"{_fmt(req.get('memory'))} ({_percent(req.get('memory'), alloc.get('memory'), False)}%)",
+                 f"{_fmt(lim.get('memory'))} ({_percent(lim.get('memory'), alloc.get('memory'), False)}%)"]
+        w.write(1, f"{_s(meta.get('namespace'))}\t{_s(meta.get('name'))}\t\t" + "\t".join(cells) +
+                f"\t{translate_timestamp_since(_s(meta.get('creationTimestamp')) or None, now)}\n")
+    w.write(0, "Allocated resources:\n  (Total limits may be over 100 percent, i.e., overcommitted.)\n")
+    w.write(1, "Resource\tRequests\tLimits\n")
+    w.write(1, "--------\t--------\t------\n")
+    for name, millis in (("cpu", True), ("memory", False), ("ephemeral-storage", False)):
+        w.write(1, f"{name}\t{_fmt(total_req.get(name))} ({_percent(total_req.get(name), alloc.get(name), millis)}%)"
+                   f"\t{_fmt(total_lim.get(name))} ({_percent(total_lim.get(name), alloc.get(name), millis)}%)\n")
+    standard = {"cpu", "memory", "ephemeral-storage", "pods"}
+    for name in sorted(n for n in alloc if n.startswith("hugepages-")):
+        w.write(1, f"{name}\t{_fmt(total_req.get(name))} ({_percent(total_req.get(name), alloc.get(name), False)}%)"
+                   f"\t{_fmt(total_lim.get(name))} ({_percent(total_req.get(name), alloc.get(name), False)}%)\n")
+    for name in sorted(n for n in alloc if n not in standard and not n.startswith("hugepages-")):
+        w.write(1, f"{name}\t{_fmt(total_req.get(name))}\t{_fmt(total_lim.get(name))}\n")
+
+
+# ----------------------------------------------------------------------------------------- ReplicaSets
+def _pod_template(w: _Out, template: Obj) -> None:
+    meta, spec = _m(template.get("metadata")), _m(template.get("spec"))
+    w.write(0, "Pod Template:\n")
+    _labels(w, "  Labels", meta.get("labels"))
+    if _m(meta.get("annotations")):
+        _annotations(w, "  Annotations", meta.get("annotations"))
+    if spec.get("serviceAccountName"):
+        w.write(1, f"Service Account:\t{_s(spec.get('serviceAccountName'))}\n")
+    if _l(spec.get("initContainers")):
+        _containers(w, "Init Containers", _l(spec.get("initContainers")), [], None, "  ")
+    _containers(w, "Containers", _l(spec.get("containers")), [], None, "  ")
+    _volumes(w, _l(spec.get("volumes")), "  ")
+    if spec.get("priorityClassName"):
+        w.write(1, f"Priority Class Name:\t{_s(spec.get('priorityClassName'))}\n")
+
+
+def describe_replicaset(rs: Obj, pods: list[Obj] | None, events: list[Obj] | None, now: datetime) -> str:
+    from hacluster.apiserver.printers import format_label_selector
+
+    meta, spec, status = _m(rs.get("metadata")), _m(rs.get("spec")), _m(rs.get("status"))
+    w = _Out()
+    w.write(0, f"Name:\t{_s(meta.get('name'))}\n")
+    w.write(0, f"Namespace:\t{_s(meta.get('namespace'))}\n")
+    selector = spec.get("selector")
+    w.write(0, f"Selector:\t{format_label_selector(_m(selector) if selector is not None else None)}\n")
+    _labels(w, "Labels", meta.get("labels"))
+    _annotations(w, "Annotations", meta.get("annotations"))
+    if _controller(rs):
+        w.write(0, f"Controlled By:\t{_controller(rs)}\n")
+    w.write(0, f"Replicas:\t{status.get('replicas', 0)} current / {spec.get('replicas', 1)} desired\n")
+    w.write(0, "Pods Status:\t")
+    if pods is None:
+        w.write(0, "error in fetching pods\n")
+    else:
+        phases = [_s(_m(p.get("status")).get("phase")) for p in pods]
+        w.write(0, f"{phases.count('Running')} Running / {phases.count('Pending')} Waiting / "
+                   f"{phases.count('Succeeded')} Succeeded / {phases.count('Failed')} Failed\n")
+    _pod_template(w, _m(spec.get("template")))
+    conditions = [_m(c) for c in _l(status.get("conditions"))]
+    if conditions:
+        w.write(0, "Conditions:\n  Type\tStatus\tReason\n")
+        w.write(1, "----\t------\t------\n")
+        for c in conditions:
+            w.write(1, f"{_s(c.get('type'))} \t{_s(c.get('status'))}\t{_s(c.get('reason'))}\n")
+    _events(w, events, now)
+    return w.text()
+
+
+# ------------------------------------------------------------------------------------ other resources
+def describe_namespace(ns: Obj) -> str:
+    meta = _m(ns.get("metadata"))
+    w = _Out()
+    w.write(0, f"Name:\t{_s(meta.get('name'))}\n")
+    _labels(w, "Labels", meta.get("labels"))
+    _annotations(w, "Annotations", meta.get("annotations"))
+    w.write(0, f"Status:\t{_s(_m(ns.get('status')).get('phase'))}\n")
+    # kubectl adds quota and limit-range sections when the server serves those resources; hacluster does not.
+    return w.text()
+
+
+_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+
+
+def _smart_label(field: str) -> str:
+    if re.search(r"[^A-Za-z-]", field):
+        return field
+    words = []
+    for part in _CAMEL.findall(field) or [field]:
+        if part.upper() in ("API", "URL", "UID", "GUID"):
+            words.append(part.upper())
+        elif part.lower() == part:
+            words.append(part.capitalize())
+        else:
+            words.append(part)
+    return " ".join(words)
+
+
+def _unstructured(w: _Out, level: int, content: Mapping[str, Any], prefix: str, skip: set[str]) -> None:
+    for field in sorted(content):
+        value = content[field]
+        path = f"{prefix}.{field}"
+        if path in skip:
+            continue
+        if isinstance(value, Mapping):
+            w.write(level, f"{_smart_label(field)}:\n")
+            _unstructured(w, level + 1, value, path, skip)
+        elif isinstance(value, list):
+            w.write(level, f"{_smart_label(field)}:\n")
+            for child in value:
+                if isinstance(child, Mapping):
+                    _unstructured(w, level + 1, child, path, skip)
+                else:
+                    w.write(level + 1, f"{_go_value(child)}\n")
+        else:
+            w.write(level, f"{_smart_label(field)}:\t{_go_value(value)}\n")
+
+
+def _go_value(v: object) -> str:
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if v is None:
+        return "<nil>"
+    return str(v)
+
+
+def describe_generic(obj: Obj, events: list[Obj] | None, now: datetime) -> str:
+    meta = _m(obj.get("metadata"))
+    w = _Out()
+    w.write(0, f"Name:\t{_s(meta.get('name'))}\n")
+    w.write(0, f"Namespace:\t{_s(meta.get('namespace'))}\n")
+    _labels(w, "Labels", meta.get("labels"))
+    _annotations(w, "Annotations", meta.get("annotations"))
+    _unstructured(w, 0, obj, "", {".metadata.managedFields", ".metadata.name", ".metadata.namespace",
+                                  ".metadata.labels", ".metadata.annotations"})
+    _events(w, events, now)
+    return w.text()
+
+
+# ----------------------------------------------------------------------------------------------- fetch
+def describe(client: KubeClient, res: Resource, namespace: str, name: str, *, show_events: bool = True) -> str:
+    """Fetch what kubectl's describer for `res` fetches and render it; raises KubeError (NotFound …)."""
+    ns = namespace if res.namespaced else ""
+    obj = client.get_json(object_path(res, ns or None, name))
+    if not isinstance(obj, Mapping):
+        raise KubeError(f"error: the server sent no {res.kind} for {name}")
+    now = datetime.now(UTC)
+    meta = _m(obj.get("metadata"))
+    uid = _s(meta.get("uid"))
+    if res.plural == "pods":
+        events = search_events(client, ns, name, uid) if show_events else None
+        return describe_pod(obj, events, now)
+    if res.plural == "nodes":
+        try:
+            pods_data = client.get_json(collection_path(resources.PODS, None), query={
+                "fieldSelector": f"spec.nodeName={name},status.phase!=Failed,status.phase!=Succeeded"})
+            pods: list[Obj] | None = [_m(p) for p in _l(_m(pods_data).get("items"))]
+        except KubeError as exc:
+            if exc.code != 403:
+                raise
+            pods = None
+        try:
+            lease = client.get_json(object_path(resources.LEASES, "kube-node-lease", name))
+        except KubeError as exc:
+            if exc.code not in (403, 404):
+                raise
+            lease = None
+        events = None
+        if show_events:
+            events = search_events(client, "", name, uid, "Node") + search_events(client, "", name, name, "Node")
+        return describe_node(obj, pods, _m(lease) if lease else None, events, now)
+    if res.plural == "replicasets":
+        from hacluster.model.selectors import selector_to_string
+
+        sel = selector_to_string(_m(obj.get("spec")).get("selector"))
+        try:
+            data = client.get_json(collection_path(resources.PODS, ns), query={"labelSelector": sel} if sel else None)
+            pods_rs: list[Obj] | None = [
+                _m(p) for p in _l(_m(data).get("items"))
+                if any(_m(r).get("controller") is True and _m(r).get("uid") == uid
+                       for r in _l(_m(_m(p).get("metadata")).get("ownerReferences")))]
+        except KubeError:
+            pods_rs = None
+        events = search_events(client, ns, name, uid, "ReplicaSet") if show_events else None
+        return describe_replicaset(obj, pods_rs, events, now)
+    if res.plural == "namespaces":
+        return describe_namespace(obj)
+    events = search_events(client, ns, name, uid, res.kind) if show_events else None
+    return describe_generic(obj, events, now)
