@@ -117,6 +117,20 @@ class _RaftStateMachine(SyncObj):  # type: ignore[misc]
     def apply_command(self, payload: bytes) -> Result:
         return self._apply_payload(payload)
 
+    def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:
+        """Keep the leader's nextIndex from moving backwards. pysyncobj advances nextIndex when it sends
+        entries, but on each successful acknowledgement sets it to the acknowledged index + 1 — which, with
+        several AppendEntries in flight, is below what was already sent. The next send then repeats entries
+        the follower has applied, and the follower truncates and re-appends them ("truncating
+        already-applied log entries"). Acknowledgements arrive in order on one connection, so a success
+        never needs to lower nextIndex; a rejection (reset) still does, to repair a diverged follower."""
+        guard = (isinstance(message, dict) and message.get("type") == "next_node_idx"
+                 and message.get("success") and not message.get("reset") and self._SyncObj__raftState == 2)
+        before = self._SyncObj__raftNextIndex.get(node) if guard else None
+        SyncObj._SyncObj__onMessageReceived(self, node, message)
+        if before is not None and self._SyncObj__raftNextIndex.get(node, before) < before:
+            self._SyncObj__raftNextIndex[node] = before
+
     def _SyncObj__sendNextNodeIdx(self, node: Any, reset: bool = False, nextNodeIdx: int | None = None,
                                   success: bool = False) -> None:
         """Faster log repair. On a term mismatch at prevLogIdx, pysyncobj answers "try prevLogIdx", so a
