@@ -82,9 +82,10 @@ def register(main: click.Group) -> None:
                 if not api or not token:
                     raise _Fail("give --config FILE, --state-dir DIR, or --api URL,… with --token T")
                 cfg = _kubelet_config(KubeletConfig(), overrides)
-                setup = daemon.NodeSetup(node=node, endpoints=[u.strip().rstrip("/") for u in api.split(",") if u.strip()],
-                                         token=token, cfg=cfg, runtime=runtime or cfg.runtime,
-                                         root_dir=Path(root_dir or f".hacluster-kubelet/{node}").resolve(),
+                endpoints = [u.strip().rstrip("/") for u in api.split(",") if u.strip()]
+                root = Path(root_dir or f".hacluster-kubelet/{node}").resolve()
+                setup = daemon.NodeSetup(node=node, endpoints=endpoints, token=token, cfg=cfg,
+                                         runtime=runtime or cfg.runtime, root_dir=root,
                                          profile_name=profile)
             daemon.profile_of(setup)
         except (ConfigError, daemon.KubeletSetupError) as exc:
@@ -110,9 +111,16 @@ def register(main: click.Group) -> None:
     @click.option("--seed", type=int, default=None, help="Override kubelet.seed.")
     @click.option("--lease-renew-s", type=float, default=None, help="Override kubelet.node_lease_renew_s.")
     @click.option("--report-every-s", type=float, default=10.0, show_default=True, help="Print figures this often.")
+    @click.option("--watch", "watch_mode", type=click.Choice(["per-node", "shared"]), default="per-node",
+                  show_default=True, help="One pod watch per node (as kubelets do), or one for the whole fleet.")
+    @click.option("--status-writes-in-flight", type=click.IntRange(1, 4096), default=64, show_default=True,
+                  help="Pod status writes the whole fleet keeps in flight at once.")
+    @click.option("--event-writes-per-s", type=float, default=100.0, show_default=True,
+                  help="Event writes per second for the whole fleet (beyond: dropped).")
     def kubelet_fleet(nodes: int, prefix: str, config_path: str | None, state_dir: str | None, api: str | None,
                       token: str | None, profile: str, time_scale: float | None, seed: int | None,
-                      lease_renew_s: float | None, report_every_s: float) -> None:
+                      lease_renew_s: float | None, report_every_s: float, watch_mode: str,
+                      status_writes_in_flight: int, event_writes_per_s: float) -> None:
         """Run many simulated nodes in one process (each its own identity, Lease and pod watch)."""
         from hacluster.kubelet import fleet as fleet_mod
         from hacluster.kubelet.behaviour import BehaviourError, load_profiles
@@ -144,10 +152,12 @@ def register(main: click.Group) -> None:
                 raise _Fail(f"no node profile {profile!r} (have {', '.join(sorted(profiles))})")
         except (ConfigError, BehaviourError) as exc:
             raise _Fail(str(exc)) from exc
-        sys.exit(_run_fleet(members, endpoints, cfg, profiles[profile], report_every_s))
+        sys.exit(_run_fleet(members, endpoints, cfg, profiles[profile], report_every_s, watch_mode == "shared",
+                            status_writes_in_flight, event_writes_per_s))
 
 
-def _run_fleet(members: Any, endpoints: list[str], cfg: KubeletConfig, profile: Any, report_every_s: float) -> int:
+def _run_fleet(members: Any, endpoints: list[str], cfg: KubeletConfig, profile: Any, report_every_s: float,
+               shared_watch: bool, status_writes_in_flight: int, event_writes_per_s: float) -> int:
     import logging
     import signal
 
@@ -158,13 +168,16 @@ def _run_fleet(members: Any, endpoints: list[str], cfg: KubeletConfig, profile: 
                         format="%(asctime)s kubelet-fleet %(levelname)s %(name)s: %(message)s")
 
     async def main() -> int:
-        fleet = fleet_mod.Fleet(members, endpoints, cfg, profile)
+        fleet = fleet_mod.Fleet(members, endpoints, cfg, profile, shared_watch=shared_watch,
+                                status_writes_in_flight_max=status_writes_in_flight,
+                                event_writes_per_s_max=event_writes_per_s)
         await fleet.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        print(f"kubelet-fleet: {len(members)} nodes, logs on 127.0.0.1:{fleet.logs.port}", flush=True)
+        print(f"kubelet-fleet: {len(members)} nodes, {'one shared pod watch' if shared_watch else 'a pod watch each'},"
+              f" logs on 127.0.0.1:{fleet.logs.port}", flush=True)
         reporter = asyncio.ensure_future(fleet_mod.report_loop(fleet, report_every_s, stop))
         await fleet.run(stop)
         await reporter

@@ -1,0 +1,15 @@
+"""The kubelet: node agents that run the pods bound to their node and report every state from its cause.
+
+Layout (pure modules first):
+- `behaviour`  — simulated images and node profiles, as data (configs/kubelet/*.yaml);
+- `backoff`    — CrashLoopBackOff / ImagePullBackOff timing (10 s doubling to 300 s, reset after 10 min);
+- `status`     — the pod status the kubelet writes, computed from what the runtime reports;
+- `eviction`   — node-pressure signals, the kubelet's ranking of pods, Kubernetes' eviction message;
+- `nodestatus` — the Node and Lease objects;
+- `runtime`    — the container runtime interface; `sim` and `process` implement it;
+- `agent`      — one node's kubelet (registration, heartbeats, watch, pod workers, status, eviction);
+- `logs`       — the log endpoint the API server's pods/log proxies to;
+- `events`     — bounded event recording;
+- `fleet`      — many simulated nodes in one process; `daemon` — one kubelet process;
+- `launch`     — kubelets of `hacluster up`; `bench` — scripts/bench-kubelet.
+"""

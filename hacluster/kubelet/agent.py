@@ -28,8 +28,9 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, cast
 
 from hacluster.client import ApiClient, ClientError, Indeterminate, Unreachable
 from hacluster.config import KubeletConfig
@@ -37,10 +38,9 @@ from hacluster.kubelet import eviction as ev
 from hacluster.kubelet import nodestatus as ns
 from hacluster.kubelet.backoff import BackOff, go_duration
 from hacluster.kubelet.behaviour import NodeProfile
-from hacluster.kubelet.events import EventRecorder
-from hacluster.kubelet.runtime import EXITED, ContainerRecord, Runtime, StartError
-from hacluster.kubelet.status import (TERMINAL_PHASES, PodFacts, freeze_for_eviction, pod_status, rfc3339,
-                                      should_restart)
+from hacluster.kubelet.events import EventRecorder, TokenBucket
+from hacluster.kubelet.runtime import EXITED, ContainerRecord, Runtime, StartError, wait_event
+from hacluster.kubelet.status import TERMINAL_PHASES, PodFacts, freeze_for_eviction, pod_status, rfc3339, should_restart
 from hacluster.model.quantity import QuantityError, parse_quantity
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,37 @@ def _pods_path(namespace: str, name: str = "") -> str:
     return f"/api/v1/namespaces/{namespace}/pods" + (f"/{name}" if name else "")
 
 
+FAST_WRITE = {"resourceVersion": "0"}
+"""On an update, lets the API server read the object from its local state instead of first waiting for a Raft
+read barrier: the write itself is a compare-and-set on the resourceVersion it read, so a stale read only
+costs a retry (which does wait for the barrier)."""
+LIST_PAGE_SIZE = 500
+"""Items per page when the kubelet lists pods (Kubernetes' reflectors list in pages of 500)."""
+LIST_PAGES_MAX = 1000
+"""Most pages one list may take (500,000 objects) before it is given up as malformed."""
+
+
+async def list_all(api: ApiClient, path: str, params: dict[str, str]) -> tuple[list[Obj], str]:
+    """Every object a list returns, following `continue` tokens page by page; and the list's resourceVersion.
+    (A list without a limit is cut at the server's list_limit_max: reading only its first page would make
+    the rest look deleted.)"""
+    items: list[Obj] = []
+    cont = ""
+    rv = ""
+    for _ in range(LIST_PAGES_MAX):
+        q = dict(params, limit=str(LIST_PAGE_SIZE))
+        if cont:
+            q["continue"] = cont
+        page = await api.get(path, params=q)
+        items.extend(page.get("items") or [])
+        meta = page.get("metadata") or {}
+        rv = rv or str(meta.get("resourceVersion", ""))
+        cont = str(meta.get("continue") or "")
+        if not cont:
+            return items, rv
+    raise ValueError(f"list of {path} did not end after {LIST_PAGES_MAX} pages")
+
+
 def go_ms_duration(seconds: float) -> str:
     """Go's Duration.String() of a duration truncated to milliseconds: 523ms, 1.163s, 1m1.2s."""
     ms = int(seconds * 1000)
@@ -86,10 +117,11 @@ class StatusManager:
     observed, unless our own acknowledged write is newer). Writes are PUTs of pods/{name}/status with the pod
     UID as precondition, at most `concurrency` at once, retried after failures with a bounded back-off."""
 
-    def __init__(self, api: ApiClient, *, concurrency: int = 8, deadline_s: float = 10.0) -> None:
+    def __init__(self, api: ApiClient, *, concurrency: int = 8, deadline_s: float = 10.0,
+                 semaphore: asyncio.Semaphore | None = None) -> None:
         self.api = api
         self.deadline_s = deadline_s
-        self._sem = asyncio.Semaphore(concurrency)
+        self._sem = semaphore or asyncio.Semaphore(concurrency)
         self._desired: dict[str, tuple[str, str, Obj]] = {}
         self._acked: dict[str, tuple[int, Obj]] = {}
         self._seen: dict[str, tuple[int, Obj]] = {}
@@ -153,10 +185,7 @@ class StatusManager:
                 return False
             ev = self._settled.setdefault(uid, asyncio.Event())
             ev.clear()
-            try:
-                await asyncio.wait_for(ev.wait(), min(remaining, 0.5))
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(ev, min(remaining, 0.5))
         return uid in self._desired
 
     async def run(self) -> None:
@@ -180,7 +209,7 @@ class StatusManager:
                 body = {"apiVersion": "v1", "kind": "Pod",
                         "metadata": {"name": name, "namespace": namespace, "uid": uid}, "status": status}
                 try:
-                    resp = await self.api.put(_pods_path(namespace, name) + "/status", body,
+                    resp = await self.api.put(_pods_path(namespace, name) + "/status", body, params=FAST_WRITE,
                                               deadline_s=self.deadline_s)
                 except ClientError as exc:
                     if exc.code in (404, 409) and "UID" in str(exc.status.get("message", "")) or exc.code == 404:
@@ -298,7 +327,8 @@ class Kubelet:
     def __init__(self, *, node: str, api: ApiClient, runtime: Runtime, cfg: KubeletConfig, profile: NodeProfile,
                  labels: dict[str, str] | None = None, taints: list[Obj] | None = None,
                  log_port: int = 0, clock: Callable[[], float] = time.time, index: int | None = None,
-                 manage_runtime: bool = True, jitter_start: bool = False) -> None:
+                 manage_runtime: bool = True, jitter_start: bool = False, own_watch: bool = True,
+                 status_semaphore: asyncio.Semaphore | None = None, event_bucket: TokenBucket | None = None) -> None:
         self.node = node
         self.api = api
         self.runtime = runtime
@@ -310,13 +340,14 @@ class Kubelet:
         self.clock = clock
         self.manage_runtime = manage_runtime
         self.jitter_start = jitter_start
+        self.own_watch = own_watch
         self.scale = cfg.time_scale
         self.identity = ns.NodeIdentity(node, ns.node_index(node) if index is None else index, runtime.version)
         self.pods: dict[str, PodEntry] = {}
         self.by_name: dict[tuple[str, str], str] = {}
-        self.status = StatusManager(api, concurrency=cfg.status_write_concurrency)
+        self.status = StatusManager(api, concurrency=cfg.status_write_concurrency, semaphore=status_semaphore)
         self.events = EventRecorder(api, node, per_object_max=cfg.events_per_pod_max,
-                                    writes_per_s_max=cfg.event_writes_per_s_max, clock=clock)
+                                    writes_per_s_max=cfg.event_writes_per_s_max, clock=clock, bucket=event_bucket)
         self.crash_backoff = BackOff(cfg.crashloop_backoff_initial_s * self.scale,
                                      cfg.crashloop_backoff_max_s * self.scale, time_scale=self.scale)
         self.pull_backoff = BackOff(cfg.image_pull_backoff_initial_s * self.scale,
@@ -349,9 +380,11 @@ class Kubelet:
             await self._until(stop, self._register())
             if stop.is_set():
                 return
-            self._tasks = [asyncio.ensure_future(c) for c in (
-                self.status.run(), self.events.run(), self._lease_loop(), self._node_status_loop(),
-                self._watch_loop(), self._eviction_loop())]
+            loops = [self.status.run(), self.events.run(), self._lease_loop(), self._node_status_loop(),
+                     self._eviction_loop()]
+            if self.own_watch:
+                loops.append(self._watch_loop())
+            self._tasks = [asyncio.ensure_future(c) for c in loops]
             self.events.node_event("Normal", "Starting", "Starting kubelet.")
             await stop.wait()
         finally:
@@ -378,8 +411,8 @@ class Kubelet:
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-            elif task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+            elif (exc := task.exception()) is not None:
+                raise exc
 
     def find(self, namespace: str, name: str) -> PodEntry | None:
         uid = self.by_name.get((namespace, name))
@@ -414,7 +447,8 @@ class Kubelet:
                     node = await self.api.patch(path + "/status", {"status": self._node_status(
                         (current.get("status") or {}).get("conditions") or [])})
                 except Indeterminate:
-                    continue  # the create may have happened: the next attempt finds out (409)
+                    await asyncio.sleep(delay)  # the create may have happened: the next attempt finds out (409)
+                    continue
                 self.node_uid = node["metadata"]["uid"]
                 self.node_view = node
                 self._last_post = time.monotonic()
@@ -430,10 +464,7 @@ class Kubelet:
     async def _node_status_loop(self) -> None:
         path = f"/api/v1/nodes/{self.node}"
         while True:
-            try:
-                await asyncio.wait_for(self._node_dirty.wait(), self.cfg.node_status_update_s)
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(self._node_dirty, self.cfg.node_status_update_s)
             self._node_dirty.clear()
             try:
                 await self._sync_node_status(path)
@@ -475,7 +506,8 @@ class Kubelet:
             try:
                 body = ns.lease_object(self.node, self.node_uid, self.cfg.node_lease_duration_s, self.clock(), rv)
                 if rv:
-                    lease = await self.api.put(f"{path}/{self.node}", body, deadline_s=max(period, 2.0))
+                    lease = await self.api.put(f"{path}/{self.node}", body, params=FAST_WRITE,
+                                               deadline_s=max(period, 2.0))
                 else:
                     try:
                         current = await self.api.get(f"{path}/{self.node}", deadline_s=max(period, 2.0))
@@ -505,8 +537,8 @@ class Kubelet:
                 if not self.resource_version:
                     await self._relist(selector)
                 timeout = random.randint(*WATCH_TIMEOUT_S)
-                stream = self.api.watch("/api/v1/pods", resource_version=self.resource_version,
-                                        timeout_s=timeout, params=selector)
+                stream = cast(AsyncGenerator[Obj, None], self.api.watch(
+                    "/api/v1/pods", resource_version=self.resource_version, timeout_s=timeout, params=selector))
                 try:
                     expired = await self._consume(stream)
                 finally:
@@ -522,7 +554,7 @@ class Kubelet:
                 log.info("pod watch of %s: %s", self.node, exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_S[1])
-            except (Indeterminate, Unreachable, OSError, asyncio.TimeoutError, ValueError) as exc:
+            except (TimeoutError, Indeterminate, Unreachable, OSError, ValueError) as exc:
                 self.watch_restarts += 1
                 log.info("pod watch of %s: %s: %s", self.node, type(exc).__name__, exc)
                 await asyncio.sleep(delay)
@@ -535,7 +567,7 @@ class Kubelet:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_S[1])
 
-    async def _consume(self, stream: Any) -> bool:
+    async def _consume(self, stream: AsyncIterator[Obj]) -> bool:
         """Apply watch events until the stream ends; True if it ended with an error (410: relist)."""
         async for event in stream:
             etype = event.get("type")
@@ -557,16 +589,27 @@ class Kubelet:
         return False
 
     async def _relist(self, selector: dict[str, str]) -> None:
-        listing = await self.api.get("/api/v1/pods", params=selector)
+        items, rv = await list_all(self.api, "/api/v1/pods", selector)
+        self.apply_listing(items)
+        self.resource_version = rv
+
+    def apply_listing(self, items: list[Obj]) -> None:
+        """A complete list of this node's pods (a relist): adopt what is new, forget what the API no longer has."""
         self.relists += 1
         present = set()
-        for obj in listing.get("items") or []:
+        for obj in items:
             present.add(obj["metadata"]["uid"])
             self._upsert(obj)
         for uid, e in list(self.pods.items()):
             if uid not in present and not e.gone:
                 self._pod_gone(e.pod)
-        self.resource_version = listing.get("metadata", {}).get("resourceVersion", "")
+
+    def apply_event(self, etype: str, obj: Obj) -> None:
+        """One watch event about a pod of this node (for a watch shared by several nodes)."""
+        if etype == "DELETED":
+            self._pod_gone(obj)
+        elif etype in ("ADDED", "MODIFIED"):
+            self._upsert(obj)
 
     def _upsert(self, obj: Obj) -> None:
         meta = obj.get("metadata") or {}
@@ -623,11 +666,7 @@ class Kubelet:
     async def _pod_worker(self, e: PodEntry) -> None:
         try:
             while True:
-                if not e.wake.is_set():
-                    try:
-                        await asyncio.wait_for(e.wake.wait(), POD_RESYNC_S * random.uniform(0.8, 1.2))
-                    except asyncio.TimeoutError:
-                        pass
+                await wait_event(e.wake, POD_RESYNC_S * random.uniform(0.8, 1.2))
                 e.wake.clear()
                 try:
                     if await self._sync(e):
@@ -814,8 +853,11 @@ class Kubelet:
         self.events.pod_event(e.pod, "Normal", "Started", f"Started container {name}", name, init)
 
     async def _pull(self, e: PodEntry, c: Obj, attempt: int, key: str, init: bool) -> None:
+        """Pull one container's image (node-wide serialized), then sync the pod again: at once after a
+        success or a cancellation (the pod is being deleted), after the pod worker's back-off after a failure."""
         name, image = c.get("name", ""), c.get("image", "")
         queued = self.clock()
+        failed = False
         try:
             async with self._pull_sem:
                 result = await self.runtime.pull_image(e.pod, c, attempt)
@@ -828,6 +870,7 @@ class Kubelet:
                     f'({go_ms_duration(waited / self.scale)} including waiting). Image size: {result.size_bytes} '
                     "bytes.", name, init)
             else:
+                failed = True
                 self.pull_backoff.next(key, self.clock())
                 e.waiting[name] = ("ErrImagePull", result.message)
                 self.events.pod_event(e.pod, "Warning", "Failed", f'Failed to pull image "{image}": {result.message}',
@@ -835,11 +878,11 @@ class Kubelet:
                 self.events.pod_event(e.pod, "Warning", "Failed", "Error: ErrImagePull", name, init)
         finally:
             e.pulling.pop(name, None)
-        if e.waiting.get(name, ("",))[0] == "ErrImagePull" and (name, attempt) not in e.pulled:
-            self._publish(e)
+            if not failed:
+                e.wake.set()
+        if failed:
+            self._publish(e)  # ErrImagePull shows until the next sync, as in Kubernetes
             self._requeue_after_error(e)
-        else:
-            e.wake.set()
 
     async def _restart(self, e: PodEntry, c: Obj, latest: ContainerRecord, *, init: bool) -> None:
         name = c.get("name", "")

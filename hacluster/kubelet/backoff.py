@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-
 _EPSILON_S = 1e-6
 """Times closer than this count as equal (a timer set for the end of a back-off may fire a hair early)."""
 
@@ -79,10 +78,6 @@ class BackOff:
         if e is None or self._expired(now, e):
             return False
         return now - e.last_update + _EPSILON_S < e.delay_s
-
-    def ends_at(self, key: str, event_time: float) -> float:
-        """When the back-off counted from `event_time` ends."""
-        return event_time + self.get(key)
 
     def ends_at_since_update(self, key: str) -> float:
         e = self._entries.get(key)

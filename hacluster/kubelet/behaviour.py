@@ -14,6 +14,7 @@ import fnmatch
 import hashlib
 import json
 import random
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -161,7 +162,7 @@ class ImageCatalogue:
         self._default = _merge(_BUILTIN_DEFAULT, data.default)
 
     @classmethod
-    def load(cls, path: str | Path | None = None, *, seed: int = 0, time_scale: float = 1.0) -> "ImageCatalogue":
+    def load(cls, path: str | Path | None = None, *, seed: int = 0, time_scale: float = 1.0) -> ImageCatalogue:
         p = Path(path) if path else DEFAULT_IMAGES_FILE
         return cls(_load_model(p, ImagesFile), seed=seed, time_scale=time_scale)
 
@@ -206,9 +207,6 @@ class ImageCatalogue:
             memory=tuple((t * s, parse_quantity(q).units()) for t, q in (b.memory or ((0.0, "0"),))),
             terminate_s=terminate, terminate_exit_code=int(b.terminate_exit_code or 0),
             log_lines=tuple(b.log_lines or ()))
-
-    def pull_time_s(self, pod: dict[str, Any], container: dict[str, Any], attempt: int) -> float:
-        return self.behaviour_for(pod, container, attempt).pull_s
 
 
 def parse_override(raw: str, where: str) -> ImageBehaviour:
@@ -301,7 +299,7 @@ class NodeProfile(_Frozen):
             q = parse_quantity(cap).value - parse_quantity(self.reserved.get(res, "0")).value
             if res == "memory":
                 q -= parse_quantity(self.eviction_hard_memory_available).value
-            q = max(q, 0)
+            q = max(q, Fraction(0))
             if res == "cpu":
                 millis = int(q * 1000)
                 out[res] = f"{millis // 1000}" if millis % 1000 == 0 else f"{millis}m"

@@ -4,8 +4,8 @@ Used by the kubelet agent. `pod_event` / `node_event` never block and never fail
 queue that one sender task writes to the API. Like Kubernetes' event correlator, a repeat of the same
 (object, reason, message) raises the existing Event's `count` and `lastTimestamp` instead of creating a new
 one. Bounds: `per_object_max` distinct events per object (more are dropped), `writes_per_s_max` writes per
-second (a token bucket; beyond it events are dropped), `queue_max` queued writes, and at most
-`keys_max` remembered events. Dropped events are counted in `dropped`.
+second (a token bucket, which a fleet shares between its nodes; beyond it events are dropped), `queue_max`
+queued writes, and at most `keys_max` remembered events. Dropped events are counted in `dropped`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from hacluster.client import ApiClient, ClientError, Indeterminate, Unreachable
 
@@ -25,6 +26,25 @@ Obj = dict[str, Any]
 
 def rfc3339(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+class TokenBucket:
+    """At most `rate_per_s` tokens a second, `burst` at once; may be shared by several recorders."""
+
+    def __init__(self, rate_per_s: float, burst: float | None = None) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = burst if burst is not None else rate_per_s
+        self._tokens = self.burst
+        self._refilled = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self.burst, self._tokens + (now - self._refilled) * self.rate_per_s)
+        self._refilled = now
+        if self._tokens < 1:
+            return False
+        self._tokens -= 1
+        return True
 
 
 @dataclass
@@ -39,7 +59,8 @@ class EventRecorder:
     """Bounded, best-effort events of one kubelet (`source.component: kubelet`, `source.host: <node>`)."""
 
     def __init__(self, api: ApiClient, node: str, *, per_object_max: int = 40, writes_per_s_max: float = 50.0,
-                 queue_max: int = 1000, keys_max: int = 20_000, clock: Callable[[], float] = time.time) -> None:
+                 queue_max: int = 1000, keys_max: int = 20_000, clock: Callable[[], float] = time.time,
+                 bucket: TokenBucket | None = None) -> None:
         self.api = api
         self.node = node
         self.per_object_max = per_object_max
@@ -51,8 +72,7 @@ class EventRecorder:
         self._queue: asyncio.Queue[tuple[tuple[str, ...], Obj]] = asyncio.Queue(maxsize=queue_max)
         self._seen: OrderedDict[tuple[str, ...], _Seen] = OrderedDict()
         self._per_object: dict[str, int] = {}
-        self._tokens = writes_per_s_max
-        self._refilled = time.monotonic()
+        self._bucket = bucket or TokenBucket(writes_per_s_max)
         self._seq = 0
 
     # ------------------------------------------------------------------------------- recording
@@ -77,13 +97,7 @@ class EventRecorder:
             del self._seen[k]
 
     def _take_token(self) -> bool:
-        now = time.monotonic()
-        self._tokens = min(self.writes_per_s_max, self._tokens + (now - self._refilled) * self.writes_per_s_max)
-        self._refilled = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
+        return self._bucket.take()
 
     def _record(self, ref: Obj, namespace: str, etype: str, reason: str, message: str) -> None:
         uid = str(ref.get("uid", ""))

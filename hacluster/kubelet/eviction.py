@@ -9,8 +9,9 @@ kubelet does). Followed from Kubernetes' `pkg/kubelet/eviction/helpers.go` (`ran
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from hacluster.kubelet.behaviour import format_bytes
 from hacluster.model.quantity import QuantityError, parse_quantity

@@ -16,14 +16,14 @@ Either way the container ends with exit code 137 and reason OOMKilled.
 
 Stopping sends SIGTERM to the container's process group and SIGKILL after the grace period. When a
 container's main process exits, whatever it left running in its group is killed (a container is one unit).
-Containers die with the kubelet (PR_SET_PDEATHSIG), so a killed kubelet leaves no process behind. Exit
+Containers die with the kubelet (PR_SET_PDEATHSIG through setpriv(1)), so even a SIGKILLed kubelet leaves
+no process behind; a kubelet stopped with SIGTERM kills its containers itself. Exit
 codes are real: the process's own, or 128 + the signal that ended it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import hashlib
 import logging
 import os
@@ -32,18 +32,18 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from hacluster.kubelet.behaviour import ImageCatalogue
-from hacluster.kubelet.runtime import EXITED, RUNNING, ContainerRecord, LogLine, PullResult, StartError
+from hacluster.kubelet.runtime import EXITED, RUNNING, ContainerRecord, LogLine, PullResult, StartError, wait_event
 from hacluster.kubelet.sim import image_id_of, memory_limit_of
 
 log = logging.getLogger(__name__)
 
 VERSION = "process://0.1.0"
-PR_SET_PDEATHSIG = 1
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
 SLEEP_FOREVER = [sys.executable, "-c", "import time\nwhile True: time.sleep(3600)"]
@@ -65,14 +65,8 @@ def container_argv(container: dict[str, Any], env: dict[str, str]) -> list[str]:
     return argv or list(SLEEP_FOREVER)
 
 
-def _libc() -> Any:
-    try:
-        return ctypes.CDLL("libc.so.6", use_errno=True)
-    except OSError:
-        return None
-
-
-_LIBC = _libc()
+_SETPRIV = shutil.which("setpriv")
+"""util-linux's setpriv, to give every container PR_SET_PDEATHSIG=SIGKILL (it dies with the kubelet)."""
 
 
 # ---------------------------------------------------------------------------------- memory
@@ -84,7 +78,7 @@ class MemoryCgroups:
         self.version = version
 
     @classmethod
-    def create(cls, node: str) -> "MemoryCgroups | None":
+    def create(cls, node: str) -> MemoryCgroups | None:
         candidates: list[tuple[Path, int]] = []
         root = Path("/sys/fs/cgroup")
         if (root / "cgroup.controllers").exists():
@@ -174,7 +168,8 @@ class MemoryCgroups:
 
 def tree_pids(pid: int) -> list[int]:
     """`pid` and every descendant (from /proc/<pid>/task/*/children)."""
-    out, todo = [], [pid]
+    out: list[int] = []
+    todo = [pid]
     while todo and len(out) < 10_000:
         p = todo.pop()
         out.append(p)
@@ -380,21 +375,18 @@ class ProcessRuntime:
             except OSError as exc:
                 log.warning("cgroup for %s/%s failed (%s); using the RSS watchdog", pod_name, name, exc)
                 proc.cgroup = None
-        libc = _LIBC
-
-        def prepare_child() -> None:  # runs in the child between fork and exec
-            os.setsid()
-            if libc is not None:
-                libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            if cgroup_procs is not None:
-                with open(cgroup_procs, "w") as f:
-                    f.write(str(os.getpid()))
-
+        # No Python code runs between fork and exec (it can deadlock in a process with threads): a new session
+        # comes from start_new_session, the cgroup from a shell that writes its own pid and execs, and
+        # PR_SET_PDEATHSIG from setpriv(1) where it exists.
+        full = [exe, *argv[1:]]
+        if _SETPRIV:
+            full = [_SETPRIV, "--pdeathsig", "KILL", "--", *full]
+        if cgroup_procs is not None:
+            full = ["/bin/sh", "-c", 'echo $$ > "$1" && shift && exec "$@"', "sh", cgroup_procs, *full]
         try:
             p = await asyncio.create_subprocess_exec(
-                exe, *argv[1:], stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, cwd=str(workdir), env=env, preexec_fn=prepare_child,
-                close_fds=True)
+                *full, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE, cwd=str(workdir), env=env, start_new_session=True, close_fds=True)
         except (OSError, subprocess_error()) as exc:
             writer.close()
             if proc.cgroup is not None and self.cgroups is not None:
@@ -428,6 +420,7 @@ class ProcessRuntime:
 
     def _start_failed(self, proc: _Proc, message: str) -> ContainerRecord:
         now = self.clock()
+        proc.started_at = 0.0  # containerd reports a container that never started as started at the epoch
         proc.finished_at = now
         proc.exit_code = 128
         proc.reason = "StartError"
@@ -467,18 +460,18 @@ class ProcessRuntime:
                     writer: LogWriter) -> None:
         rc = await p.wait()
         _killpg(proc.pid, signal.SIGKILL)  # the container is one unit: nothing of it outlives its main process
-        try:
-            await asyncio.wait_for(asyncio.gather(*readers, return_exceptions=True), 2.0)
-        except asyncio.TimeoutError:
-            for r in readers:
-                r.cancel()
+        _, pending = await asyncio.wait(readers, timeout=2.0)
+        for r in pending:
+            r.cancel()
         writer.close()
         code = rc if rc >= 0 else 128 - rc
         oom = proc.oom_by_watchdog
         if proc.cgroup is not None and self.cgroups is not None:
-            oom = oom or (self.cgroups.oom_kills(proc.cgroup) > 0 and rc == -signal.SIGKILL)
+            # As containerd reports it: any OOM kill in the container's cgroup makes the reason OOMKilled, with
+            # the main process's own exit code (137 when the kernel killed the main process itself).
+            oom = oom or self.cgroups.oom_kills(proc.cgroup) > 0
             self.cgroups.remove(proc.cgroup)
-        proc.exit_code = 137 if oom else code
+        proc.exit_code = 137 if proc.oom_by_watchdog else code
         proc.reason = "OOMKilled" if oom else ("Completed" if code == 0 else "Error")
         proc.finished_at = self.clock()
         if proc.timer is not None:
@@ -498,9 +491,7 @@ class ProcessRuntime:
         if c is None or c.finished_at is not None:
             return
         _killpg(c.pid, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(c.exited.wait(), max(0.0, grace_s))
-        except asyncio.TimeoutError:
+        if not await wait_event(c.exited, grace_s):
             _killpg(c.pid, signal.SIGKILL)
             await c.exited.wait()
 
@@ -547,12 +538,11 @@ class ProcessRuntime:
         for c in procs:
             if c.finished_at is None and c.pid:
                 _killpg(c.pid, signal.SIGKILL)
-        waits = [c.exited.wait() for c in procs if c.pid]
+        waits = [asyncio.ensure_future(c.exited.wait()) for c in procs if c.pid]
         if waits:
-            try:
-                await asyncio.wait_for(asyncio.gather(*waits), 3.0)
-            except asyncio.TimeoutError:
-                pass
+            _, pending = await asyncio.wait(waits, timeout=3.0)
+            for w in pending:
+                w.cancel()
         if self.cgroups is not None:
             self.cgroups.remove_parent()
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from hacluster.kubelet.behaviour import Behaviour, BehaviourError, ImageCatalogue
 from hacluster.kubelet.runtime import EXITED, RUNNING, ContainerRecord, LogLine, PullResult, StartError
@@ -34,7 +35,7 @@ def memory_at(points: tuple[tuple[float, int], ...], t: float) -> int:
         return 0
     if t <= points[0][0]:
         return points[0][1]
-    for (t0, m0), (t1, m1) in zip(points, points[1:]):
+    for (t0, m0), (t1, m1) in zip(points, points[1:], strict=False):
         if t <= t1:
             return int(m0 + (m1 - m0) * (t - t0) / (t1 - t0))
     return points[-1][1]
@@ -46,7 +47,7 @@ def memory_crossing(points: tuple[tuple[float, int], ...], limit: int) -> float 
         return None
     if points[0][1] > limit:
         return 0.0
-    for (t0, m0), (t1, m1) in zip(points, points[1:]):
+    for (t0, m0), (t1, m1) in zip(points, points[1:], strict=False):
         if m1 > limit:
             return t0 + (limit - m0) * (t1 - t0) / (m1 - m0) + 1e-9
     return None

@@ -19,8 +19,9 @@ reason Error) and kubectl then prints `Error` for an evicted pod.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from hacluster.kubelet.runtime import CREATED, EXITED, RUNNING, ContainerRecord
 from hacluster.model.validation import qos_class

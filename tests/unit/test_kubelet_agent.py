@@ -9,8 +9,10 @@ statuses each pod went through (`Rig.history`), so transient states are checked 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from typing import Any, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -46,9 +48,10 @@ def rig_config(nodes: tuple[str, ...] = ("node-1", "node-2")) -> ClusterConfig:
 class Rig:
     """API servers over one LocalStore, kubelets against them, and helpers to drive and observe pods."""
 
-    def __init__(self, store: LocalStore, servers: list[TestServer]) -> None:
+    def __init__(self, store: LocalStore, servers: list[TestServer], apis: list[ApiServer]) -> None:
         self.store = store
         self.servers = servers
+        self.apiservers = apis
         self.urls = [str(s.make_url("")).rstrip("/") for s in servers]
         self.admin = ApiClient(self.urls, ADMIN, request_timeout_s=2.0, deadline_s=5.0)
         self.kubelets: dict[str, Kubelet] = {}
@@ -137,24 +140,33 @@ class Rig:
         return [(e["reason"], e["message"], e["count"]) for e in evs if e["involvedObject"].get("name") == name]
 
 
-@pytest.fixture
-async def rig():
+@contextlib.asynccontextmanager
+async def make_rig() -> AsyncIterator[Rig]:
+    """Two API servers (m1, m2) over one LocalStore, on 127.0.0.1; kubelets are started by the test."""
     store = LocalStore(StoreLimits(watch_history_max=100_000))
     await store.propose(C.LeaderElected(leader_id="m1", term=1, time="2026-01-01T00:00:00Z", fence_term=1))
     cfg = rig_config()
-    servers = []
+    servers, apis = [], []
     for mid in ("m1", "m2"):
         srv = ApiServer(cfg, mid, store)
         ts = TestServer(srv.app(), host="127.0.0.1")
         await ts.start_server()
         servers.append(ts)
-    r = Rig(store, servers)
+        apis.append(srv)
+    r = Rig(store, servers, apis)
     try:
         yield r
     finally:
         await r.close()
-        for ts in servers:
+        for srv, ts in zip(apis, servers, strict=True):
+            srv.stop_watches()
             await ts.close()
+
+
+@pytest.fixture
+async def rig() -> AsyncIterator[Rig]:
+    async with make_rig() as r:
+        yield r
 
 
 # ------------------------------------------------------------------------------------- node
@@ -201,9 +213,8 @@ async def test_running_then_terminating_then_gone_with_events(rig: Rig) -> None:
     await rig.admin.delete("/api/v1/namespaces/default/pods/web")
     await rig.wait(lambda: rig.pod("web") is None, 5.0, "the kubelet to confirm the deletion")
     assert "Terminating" in rig.history("web")
-    reasons = [r for r, _, _ in rig.events_of("web")]
-    for want in ("Pulling", "Pulled", "Created", "Started", "Killing"):
-        assert want in reasons, (want, reasons)
+    wanted = {"Pulling", "Pulled", "Created", "Started", "Killing"}
+    await rig.wait(lambda: wanted <= {r for r, _, _ in rig.events_of("web")}, 2.0, f"events {wanted}")
 
 
 async def test_completed_and_error_and_their_exit_codes(rig: Rig) -> None:
@@ -230,8 +241,9 @@ async def test_crash_loop_back_off(rig: Rig) -> None:
     assert cs["lastState"]["terminated"]["exitCode"] == 1 and cs["lastState"]["terminated"]["reason"] == "Error"
     msg = cs["state"]["waiting"]["message"]
     assert msg.startswith("back-off ") and "s restarting failed container=c pod=crash_default(" in msg
-    assert any(r == "BackOff" and m.startswith("Back-off restarting failed container c in pod crash_default(")
-               for r, m, _ in rig.events_of("crash"))
+    await rig.wait(lambda: any(r == "BackOff" and m.startswith("Back-off restarting failed container c in pod "
+                                                             "crash_default(") for r, m, _ in rig.events_of("crash")),
+                   2.0, "the BackOff event")
 
 
 async def test_crash_loop_restart_intervals(rig: Rig) -> None:
@@ -252,8 +264,8 @@ async def test_crash_loop_restart_intervals(rig: Rig) -> None:
     await rig.wait(snapshot, 10.0, "five attempts")
     waits = [seen[a][0] - (seen[a - 1][1] or 0.0) for a in range(1, 5)]
     expected = [0.0, 0.1, 0.2, 0.4]
-    for got, want in zip(waits, expected):
-        assert want - 0.005 <= got <= want + 0.08, (waits, expected)
+    for got, want in zip(waits, expected, strict=True):
+        assert want - 0.005 <= got <= want + 0.25, (waits, expected)  # never early; late only under load
 
 
 async def test_err_image_pull_then_image_pull_back_off(rig: Rig) -> None:
@@ -264,8 +276,10 @@ async def test_err_image_pull_then_image_pull_back_off(rig: Rig) -> None:
     assert hist[:3] == ["Pending", "ContainerCreating", "ErrImagePull"], hist
     pod = rig.pod("noimg")
     assert pod["status"]["phase"] == "Pending"
+    await rig.wait(lambda: ("Failed", "Error: ImagePullBackOff") in {(r, m) for r, m, _ in rig.events_of("noimg")},
+                   2.0, "the ImagePullBackOff event")
     reasons = {(r, m) for r, m, _ in rig.events_of("noimg")}
-    assert ("Failed", "Error: ErrImagePull") in reasons and ("Failed", "Error: ImagePullBackOff") in reasons
+    assert ("Failed", "Error: ErrImagePull") in reasons
     assert any(r == "Failed" and m.startswith('Failed to pull image "example.com/does-not-exist:1": rpc error: '
                                               "code = NotFound") for r, m in reasons)
     assert ("BackOff", 'Back-off pulling image "example.com/does-not-exist:1"') in reasons
@@ -295,7 +309,7 @@ async def test_grace_period_sigterm_ignored_killed_after_grace(rig: Rig) -> None
     await rig.wait(lambda: rig.pod("stubborn") is None, 5.0, "deletion")
     elapsed = time.monotonic() - t0
     assert elapsed >= 30 * SCALE, elapsed  # waited for the whole (scaled) grace period, then SIGKILL
-    assert k.pods == {} or all(e.gone for e in k.pods.values())
+    await rig.wait(lambda: not k.pods, 2.0, "the kubelet to forget the pod")
 
 
 async def test_eviction_under_memory_pressure(rig: Rig) -> None:
@@ -308,17 +322,20 @@ async def test_eviction_under_memory_pressure(rig: Rig) -> None:
     st = pod["status"]
     assert st["phase"] == "Failed" and st["reason"] == "Evicted"
     assert st["message"].startswith("The node was low on resource: memory. Threshold quantity: 100Mi, available: ")
-    assert "Container c was using " in st["message"] and ", request is 0, has larger consumption of memory. " in st["message"]
+    assert "Container c was using " in st["message"]
+    assert ", request is 0, has larger consumption of memory. " in st["message"]
     assert any(c["type"] == "DisruptionTarget" and c["reason"] == "TerminationByKubelet" for c in st["conditions"])
     assert rig.status_word("calm") == "Running"
-    node = rig.store.read(lambda s: s.get("nodes", "", "node-1"))
-    mp = next(c for c in node["status"]["conditions"] if c["type"] == "MemoryPressure")
-    assert mp["status"] == "True" and mp["reason"] == "KubeletHasInsufficientMemory"
-    assert any(r == "Evicted" for r, _, _ in rig.events_of("hog"))
+    def memory_pressure() -> Obj:
+        node = rig.store.read(lambda s: s.get("nodes", "", "node-1"))
+        return next(c for c in node["status"]["conditions"] if c["type"] == "MemoryPressure")
+
+    await rig.wait(lambda: memory_pressure()["status"] == "True", 3.0, "MemoryPressure")
+    assert memory_pressure()["reason"] == "KubeletHasInsufficientMemory"
+    await rig.wait(lambda: any(r == "Evicted" for r, _, _ in rig.events_of("hog")), 2.0, "the Evicted event")
     assert k.evictions == 1
     # memory recovered: MemoryPressure goes back to False after the (scaled) transition period
-    await rig.wait(lambda: next(c for c in rig.store.read(lambda s: s.get("nodes", "", "node-1"))["status"]["conditions"]
-                                if c["type"] == "MemoryPressure")["status"] == "False", 5.0, "pressure to end")
+    await rig.wait(lambda: memory_pressure()["status"] == "False", 5.0, "pressure to end")
 
 
 async def test_admission_rejects_what_does_not_fit(rig: Rig) -> None:
@@ -326,7 +343,8 @@ async def test_admission_rejects_what_does_not_fit(rig: Rig) -> None:
     await rig.create("huge", containers=[{"name": "c", "image": "nginx", "resources": {"requests": {"cpu": "64"}}}])
     pod = await rig.wait_status("huge", "OutOfcpu")
     assert pod["status"]["phase"] == "Failed"
-    assert pod["status"]["message"].startswith("Pod was rejected: Node didn't have enough resource: cpu, requested: 64000")
+    assert pod["status"]["message"].startswith(
+        "Pod was rejected: Node didn't have enough resource: cpu, requested: 64000")
 
 
 async def test_init_containers_run_first(rig: Rig) -> None:
@@ -367,7 +385,8 @@ async def test_fails_over_to_another_api_server_and_keeps_pods_current(rig: Rig)
     k = await rig.start_kubelet()
     await rig.create("before")
     await rig.wait_status("before", "Running")
-    await rig.servers[0].close()  # the first master goes away: connections are refused
+    rig.apiservers[0].stop_watches()
+    await rig.servers[0].close()  # the first master goes away: its watches end, connections are refused
     renewals = k.lease_renewals
     await rig.create("after", "hacluster/job:1", restartPolicy="Never")
     await rig.wait_status("after", "Completed", 5.0)
@@ -408,3 +427,12 @@ async def test_relists_after_410_and_forgets_pods_deleted_meanwhile(rig: Rig) ->
     await rig.create("c")
     await rig.wait_status("c", "Running")
     assert rig.status_word("a") == "Running"
+
+
+async def test_deleted_while_the_image_is_pulled(rig: Rig) -> None:
+    k = await rig.start_kubelet()
+    await rig.create("pulling", "hacluster/slow-pull", behaviour={"pull_s": 1000})
+    await rig.wait_status("pulling", "ContainerCreating")
+    await rig.wait(lambda: any(e.pulling for e in k.pods.values()), 2.0, "the pull to start")
+    await rig.admin.delete("/api/v1/namespaces/default/pods/pulling")
+    await rig.wait(lambda: rig.pod("pulling") is None, 3.0, "the pull cancelled and the deletion confirmed")

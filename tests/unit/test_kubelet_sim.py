@@ -11,8 +11,16 @@ from typing import Any
 import pytest
 
 from hacluster.kubelet import eviction as ev
-from hacluster.kubelet.behaviour import (ANNOTATION_PREFIX, Behaviour, BehaviourError, ImageCatalogue, ImagesFile,
-                                         format_bytes, load_profiles, parse_override)
+from hacluster.kubelet.behaviour import (
+    ANNOTATION_PREFIX,
+    Behaviour,
+    BehaviourError,
+    ImageCatalogue,
+    ImagesFile,
+    format_bytes,
+    load_profiles,
+    parse_override,
+)
 from hacluster.kubelet.sim import memory_at, memory_crossing, timeline
 
 DATA = Path(__file__).parent / "data" / "kubelet"

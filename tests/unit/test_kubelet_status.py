@@ -30,7 +30,7 @@ def _t(text: str | None) -> float | None:
 def _record(r: dict[str, Any]) -> ContainerRecord:
     return ContainerRecord(id=r["id"], pod_uid="uid", name=r["name"], attempt=r["attempt"], image=r["image"],
                            image_id=r["image_id"], state=r["state"], created_at=_t(r["started_at"]) or 0.0,
-                           started_at=0.0 if r["started_at"] is None and r["reason"] == "StartError" else _t(r["started_at"]),
+                           started_at=0.0 if r["reason"] == "StartError" else _t(r["started_at"]),
                            finished_at=_t(r["finished_at"]), exit_code=r["exit_code"], reason=r["reason"],
                            message=r["message"], ready=r["ready"], memory_bytes=0, init=r["init"])
 

@@ -1,5 +1,7 @@
-"""Writes tests/unit/data/kubelet/pod_status.json: inputs and hand-written expectations."""
+"""Writes tests/unit/data/kubelet/pod_status.json: inputs and hand-written expectations, one case per call."""
+# ruff: noqa: E501, E701, E702, E402
 import json
+
 
 def t(s):
     """2026-01-01T12:00:00Z plus `s` seconds."""
@@ -190,5 +192,6 @@ case("transition times: kept while the status holds, now when it flips", pod(), 
 
 doc = {"about": "Kubelet pod status: input (pod, what the kubelet knows, previous status, now) -> expected status fields and what kubectl prints. Times in records are RFC 3339.", "cases": cases}
 from pathlib import Path
+
 json.dump(doc, open(Path(__file__).with_name("pod_status.json"), "w"), indent=1)
 print(len(cases))
