@@ -12,6 +12,7 @@ Denials raise `Forbidden` with Kubernetes' message.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from dataclasses import dataclass
 from typing import Any
@@ -41,22 +42,21 @@ class User:
 
 
 class Authenticator:
-    """Maps a bearer token to its user (constant-time comparison)."""
+    """Maps a bearer token to its user. Tokens are indexed by their SHA-256 (a cluster may have thousands of
+    node identities), and the one candidate is then compared in constant time."""
 
     def __init__(self, cfg: ClusterConfig) -> None:
-        self._users = [(u.token.encode(), User(u.name, tuple(u.groups))) for u in cfg.users]
+        self._by_digest = {hashlib.sha256(u.token.encode()).digest(): (u.token.encode(), User(u.name, tuple(u.groups)))
+                           for u in cfg.users}
 
     def authenticate(self, authorization: str | None) -> User:
         if not authorization or not authorization.startswith("Bearer "):
             raise Unauthorized("Unauthorized")
         token = authorization[len("Bearer "):].strip().encode()
-        found = None
-        for known, user in self._users:
-            if hmac.compare_digest(known, token):
-                found = user
-        if found is None:
+        candidate = self._by_digest.get(hashlib.sha256(token).digest())
+        if candidate is None or not hmac.compare_digest(candidate[0], token):
             raise Unauthorized("Unauthorized")
-        return found
+        return candidate[1]
 
 
 def _denied(user: User, verb: str, res: Resource, namespace: str, name: str, subresource: str) -> Forbidden:

@@ -56,12 +56,13 @@ def master(config_path: str, master_id: str) -> None:
               help="Cluster file (see configs/).")
 @click.option("--masters", type=click.IntRange(1, 9), default=None, help="Number of masters (default 3).")
 @click.option("--nodes", type=click.IntRange(0, 1000), default=0, help="Kubelet agents to start (node-1 …).")
-@click.option("--runtime", type=click.Choice(["sim", "process"]), default="sim",
-              help="Container runtime of the kubelets: simulated, or real local processes.")
+@click.option("--runtime", type=click.Choice(["sim", "process"]), default=None,
+              help="Container runtime of the kubelets: simulated, or real local processes "
+                   "(default: kubelet.runtime of the config, sim).")
 @click.option("--chaos", is_flag=True, help="Route every Raft and API link through a Toxiproxy server.")
 @click.option("--detach", is_flag=True, help="Start the cluster and return; stop it with `hacluster down`.")
 @_state_dir_option
-def up(config_path: str | None, masters: int | None, nodes: int, runtime: str, chaos: bool, detach: bool,
+def up(config_path: str | None, masters: int | None, nodes: int, runtime: str | None, chaos: bool, detach: bool,
        state_dir: str | None) -> None:
     """Start a local cluster of masters on 127.0.0.1."""
     from hacluster.cluster import launcher
@@ -82,6 +83,8 @@ def up(config_path: str | None, masters: int | None, nodes: int, runtime: str, c
                f"{leader['id'] if leader else '?'}")
     for m in handle.cfg.masters:
         click.echo(f"  {m.id}  {handle.api(m.id)}  (raft 127.0.0.1:{m.raft_port}, pid {handle.pid(m.id)})")
+    if handle.cfg.nodes:
+        click.echo(f"nodes: {', '.join(n.name for n in handle.cfg.nodes)} (kubelets ready)")
     click.echo(f"kubeconfig: {sd / 'kubeconfig'}   e.g. kubectl --kubeconfig {sd / 'kubeconfig'} get pods")
     if detach:
         click.echo(f"stop with: hacluster down --state-dir {sd}")

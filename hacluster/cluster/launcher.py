@@ -278,7 +278,7 @@ def _rmtree(p: Path) -> None:
 
 
 def up(cfg: ClusterConfig, state_dir: str | Path, *, ready_timeout_s: float = READY_TIMEOUT_S,
-       nodes: int = 0, runtime: str = "sim", chaos: bool = False) -> ClusterHandle:
+       nodes: int = 0, runtime: str | None = None, chaos: bool = False) -> ClusterHandle:
     """Start every master (and `nodes` kubelets) and wait for them to be ready with one leader; with
     `chaos`, first start the Toxiproxy server and route every Raft and API link through it. On any
     failure, stop whatever started."""
@@ -298,7 +298,8 @@ def up(cfg: ClusterConfig, state_dir: str | Path, *, ready_timeout_s: float = RE
         if nodes or handle.cfg.nodes:
             from hacluster.kubelet.launch import start_kubelets
 
-            start_kubelets(handle, nodes, runtime=runtime, ready_timeout_s=ready_timeout_s)
+            start_kubelets(handle, nodes, runtime=runtime or handle.cfg.kubelet.runtime,
+                           ready_timeout_s=ready_timeout_s)
     except BaseException:
         down(handle.state_dir)
         raise

@@ -26,6 +26,13 @@ leader's local store and:
    `DisruptionTarget` condition; then it is deleted gracefully and a `TaintManagerEviction` event is
    recorded. The ReplicaSet controller then replaces it on another node.
 
+Two safeguards, as Kubernetes has them: when *every* node is unhealthy at once — no heartbeat, or
+Ready=False — ("full disruption"), the
+problem is more likely the control plane or the network than the nodes, so no NoExecute taint is added
+(existing ones are removed) and nothing is evicted until some node is healthy again; and when this
+controller itself did not run for longer than the grace period (its master was paused or starved), it
+judges heartbeats afresh instead of declaring every node lost.
+
 Every write is fenced by the term (`FencedProposer`); node updates carry the node's resourceVersion as a
 precondition, so a kubelet's concurrent status update is never overwritten (the next pass retries).
 Time comes from the injectable `clock` (seconds since the epoch); tests drive `reconcile()` with a fake.
@@ -152,6 +159,7 @@ class Pass:
     pods_not_ready: list[str]
     tainted: list[str]
     evicted: list[str]
+    full_disruption: bool = False
 
 
 class NodeLifecycleController:
@@ -166,6 +174,8 @@ class NodeLifecycleController:
                                       clock=clock, queue_max=settings.events_queue_max)
         self.health: dict[str, _Health] = {}
         self.first_seen_taint: dict[tuple[str, str], float] = {}
+        self.last_pass: float | None = None
+        self.full_disruption = False
         self.proposer: FencedProposer | None = None
 
     async def run(self, term: int) -> None:
@@ -203,9 +213,6 @@ class NodeLifecycleController:
             return nodes, leases, pods
         return self.store.read(snap)
 
-    def _node(self, name: str) -> Obj | None:
-        return self.store.read(lambda s: s.get("nodes", "", name))
-
     # -------------------------------------------------------------------------------- reconcile
     async def reconcile(self) -> Pass:
         """One monitoring pass (see the module docstring); raises NotLeading when the term is over."""
@@ -213,6 +220,12 @@ class NodeLifecycleController:
         grace = self.settings.node_monitor_grace_period_s
         nodes, leases, pods_by_node = self._read()
         done = Pass([], [], [], [], [])
+        if self.last_pass is not None and now - self.last_pass > grace:
+            # This controller itself did not run (master paused or starved): it saw nothing of that time.
+            log.warning("node lifecycle: no monitoring pass for %.1fs; judging heartbeats afresh", now - self.last_pass)
+            for health in self.health.values():
+                health.probe = now
+        self.last_pass = now
 
         # 1. heartbeats
         names = set()
@@ -234,6 +247,12 @@ class NodeLifecycleController:
         for gone in set(self.health) - names:
             del self.health[gone]
         done.lost = sorted(lost)
+        unhealthy = [n for n in nodes if n["metadata"]["name"] in lost or ready_status(n) == "False"]
+        full_disruption = bool(nodes) and len(unhealthy) == len(nodes)
+        if full_disruption and not self.full_disruption:
+            log.warning("node lifecycle: all %d nodes are unhealthy; assuming a control-plane or network problem "
+                        "and evicting nothing until some node is healthy again", len(nodes))
+        self.full_disruption = done.full_disruption = full_disruption
 
         # 2. lost nodes: conditions Unknown
         commands: list[AnyCommand] = []
@@ -250,7 +269,8 @@ class NodeLifecycleController:
             name = getattr(c, "name", "")
             if r.ok and r.obj is not None:
                 done.marked_unknown.append(name)
-                log.warning("node %s: no heartbeat for %.1fs, Ready is now Unknown", name, now - self.health[name].probe)
+                log.warning("node %s: no heartbeat for %.1fs, Ready is now Unknown", name,
+                            now - self.health[name].probe)
                 self.recorder.emit(r.obj, NORMAL, "NodeNotReady", f"Node {name} status is now: NodeNotReady")
         if done.marked_unknown:
             nodes, leases, pods_by_node = self._read()
@@ -260,7 +280,10 @@ class NodeLifecycleController:
         for node in nodes:
             name = node["metadata"]["name"]
             ready = ready_status(node)
-            self.health[name].ready = ready
+            known = self.health.get(name)
+            if known is None:  # registered since this pass began: judged from the next pass on
+                continue
+            known.ready = ready
             if was_ready.get(name) == "True" and ready != "True":
                 for pod in pods_by_node.get(name, ()):
                     update = self._pod_not_ready(pod, now)
@@ -275,7 +298,7 @@ class NodeLifecycleController:
         commands = []
         for node in nodes:
             name = node["metadata"]["name"]
-            taints = self._desired_taints(node, name in lost, now)
+            taints = self._desired_taints(node, name in lost, now, no_execute=not full_disruption)
             if taints is not None:
                 spec = dict(node.get("spec") or {})
                 spec["taints"] = taints
@@ -292,7 +315,7 @@ class NodeLifecycleController:
 
         # 4. evictions
         commands = []
-        for node in nodes:
+        for node in nodes if not full_disruption else ():
             name = node["metadata"]["name"]
             no_execute = [t for t in (node.get("spec") or {}).get("taints") or () if t.get("effect") == NO_EXECUTE]
             if not no_execute:
@@ -320,7 +343,7 @@ class NodeLifecycleController:
             chunk = batch.commands
             result = await self.proposer.propose(batch)
             results = result.results if result.ok else tuple(result for _ in chunk)
-            for c, r in zip(chunk, results):
+            for c, r in zip(chunk, results, strict=True):
                 out.append((c, r))
                 if not r.ok:
                     log.info("%s: %s of %s refused: %s", COMPONENT, type(c).__name__, getattr(c, "name", ""),
@@ -368,8 +391,9 @@ class NodeLifecycleController:
                                expected_rv=str(meta["resourceVersion"]), subresource="status")
         return None
 
-    def _desired_taints(self, node: Obj, lost: bool, now: float) -> list[Obj] | None:
-        """The node's taints with the controller-owned ones as they should be; None if unchanged."""
+    def _desired_taints(self, node: Obj, lost: bool, now: float, *, no_execute: bool = True) -> list[Obj] | None:
+        """The node's taints with the controller-owned ones as they should be; None if unchanged.
+        Without `no_execute` (full disruption) the NoExecute ones are left out, so nothing is evicted."""
         current = list((node.get("spec") or {}).get("taints") or ())
         want: list[tuple[str, str]] = []
         ready = ready_status(node)
@@ -377,6 +401,8 @@ class NodeLifecycleController:
             want += [(TAINT_UNREACHABLE, NO_EXECUTE), (TAINT_UNREACHABLE, NO_SCHEDULE)]
         elif ready == "False":
             want += [(TAINT_NOT_READY, NO_EXECUTE), (TAINT_NOT_READY, NO_SCHEDULE)]
+        if not no_execute:
+            want = [w for w in want if w[1] != NO_EXECUTE]
         for (ctype, cstatus), key in CONDITION_TAINTS.items():
             c = condition(node, ctype)
             if c is not None and c.get("status") == cstatus:
@@ -386,7 +412,8 @@ class NodeLifecycleController:
         have = {(t.get("key"), t.get("effect")) for t in current if t.get("key") in CONTROLLER_TAINT_KEYS}
         if have == set(want):
             return None
-        kept = [t for t in current if t.get("key") not in CONTROLLER_TAINT_KEYS or (t.get("key"), t.get("effect")) in want]
+        kept = [t for t in current
+                if t.get("key") not in CONTROLLER_TAINT_KEYS or (t.get("key"), t.get("effect")) in want]
         stamp = rfc3339(now)
         for key, effect in want:
             if (key, effect) not in have:

@@ -4,9 +4,12 @@ Used by the scheduler (`hacluster.scheduler.loop`), the controllers and their ev
 `FencedProposer` per loop and term. `propose(command)` stamps the command — and every command inside a
 `Batch` — with `fence_term=term` and the Batch (or lone command) with a fresh request id, then proposes it:
 
-- an unknown outcome (`Timeout`) or a refusal before proposing (`Unavailable`) is retried with the *same*
-  request id, after a bounded back-off, for as long as this master still leads `term`; the state machine
-  answers a repeated request id with its first outcome, so a retry never applies anything twice;
+- an unknown outcome (`Timeout`, any error that is not definite) or a refusal before proposing
+  (`Unavailable`) is retried with the *same*
+  request id, after a bounded back-off, for as long as this master still leads `term` (as its Raft view
+  says); the state machine answers a repeated request id with its first outcome, so a retry never applies
+  anything twice. The first attempt is made whatever the view says: safety rests on the term in the
+  command, which the state machine checks, not on a master's belief that it still leads;
 - `NotLeading` is raised when this master no longer leads `term`, or when the state machine refused the
   command because a newer term has begun ("fenced: ..."): the loop must stop, another leader acts now.
 
@@ -27,7 +30,7 @@ from typing import TypeVar
 import msgspec
 
 from hacluster.model.commands import AnyCommand, Batch, encode
-from hacluster.model.errors import Timeout, Unavailable
+from hacluster.model.errors import ApiError, Unavailable
 from hacluster.store.api import ReplicatedStore
 from hacluster.store.state import Result
 
@@ -130,7 +133,11 @@ class FencedProposer:
         command = stamp(command, self.term)
         attempt = 0
         while True:
-            self.check_leading()
+            if attempt:
+                # Only before a retry: the first attempt goes to the state machine even from a master that
+                # has just been deposed without noticing — the term it carries is what decides, not this
+                # master's (possibly stale) view of itself.
+                self.check_leading()
             STATS.proposed += 1
             task = asyncio.ensure_future(self.store.propose(command, timeout_s=self.timeout_s))
             try:
@@ -138,7 +145,9 @@ class FencedProposer:
             except asyncio.CancelledError:
                 task.add_done_callback(self._settled_after_cancel)
                 raise
-            except (Timeout, Unavailable) as exc:
+            except ApiError as exc:
+                if not (isinstance(exc, Unavailable) or not exc.definite):
+                    raise  # certainly not applied, and retrying would not help
                 attempt += 1
                 STATS.retried += 1
                 wait_s = min(RETRY_WAIT_S_MIN * 2 ** (attempt - 1), RETRY_WAIT_S_MAX)

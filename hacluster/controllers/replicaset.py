@@ -155,6 +155,7 @@ class ReplicaSetController:
                 if self.recheck_at:
                     wait_s = max(0.0, min(wait_s, min(self.recheck_at.values()) - self.clock()))
                 await self.follower.wait(wait_s)
+                await asyncio.sleep(0)  # a cooperative yield: the wait returns at once while the store changes
                 self.take_changes()
         except NotLeading as exc:
             log.info("replicaset controller stops: %s", exc)
@@ -400,7 +401,7 @@ class ReplicaSetController:
             chunk = batch.commands
             result = await self.proposer.propose(batch)
             results = result.results if result.ok else tuple(result for _ in chunk)
-            for c, r in zip(chunk, results):
+            for c, r in zip(chunk, results, strict=True):
                 out.append((c, r))
                 if not r.ok:
                     log.info("%s: %s refused: %s", COMPONENT, type(c).__name__, r.error.message if r.error else "?")

@@ -160,6 +160,7 @@ class Scheduler:
             self._relist()
             while True:
                 await self.step()
+                await asyncio.sleep(0)  # a cooperative yield: a store that answers at once never starves others
         except NotLeading as exc:
             log.info("scheduler stops: %s", exc)
         finally:
@@ -285,8 +286,10 @@ class Scheduler:
             self._drop(uid)
             where = counts_against_node(pod)
             before = self.snapshot.node_of(uid)
-            if before != where or self.snapshot.is_assumed(uid):
+            if before != where:
                 self.snapshot.add_pod(pod)
+            elif where is not None:
+                self.snapshot.confirm(uid)  # our assumption, now stored: no need to recount it
             return before is not None and where is None  # finished: its requests are free again
         if not is_responsible_for(pod):
             self._drop(uid)
@@ -372,8 +375,9 @@ class Scheduler:
         assert node is not None
         try:
             self.snapshot.assume(pod, node)
-        except SnapshotError as exc:  # a bug if it happens; keep the pod out of the way rather than crash
+        except SnapshotError as exc:  # a bug if it happens: retry the pod later rather than crash
             log.error("scheduler cannot assume %s on %s: %s", _uid(pod), node, exc)
+            self._back_off(uid)
             return None
         self.inflight[uid] = node
         meta = pod["metadata"]
@@ -425,10 +429,10 @@ class Scheduler:
             except NotLeading as exc:
                 self._stopped = exc
                 return
-            except ApiError as exc:  # not a definite answer we can use: treat every command as refused
-                log.warning("scheduler batch failed: %s", exc)
+            except ApiError as exc:  # definite (the proposer retries the others): nothing was applied
+                log.warning("scheduler batch refused: %s", exc)
                 results = [Result(ok=False)] * len(planned)
-            for (plan, _), r in zip(planned, results):
+            for (plan, _), r in zip(planned, results, strict=True):
                 if plan.kind == "bind":
                     self._binding_answered(plan, r)
         finally:

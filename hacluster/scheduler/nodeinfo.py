@@ -444,6 +444,15 @@ class ClusterSnapshot:
         self._account(key, node_name, compute_pod_requests(pod))
         self._assumed.add(key)
 
+    def confirm(self, pod: Mapping[str, Any] | str) -> bool:
+        """An assumed pod's binding was stored: stop treating it as assumed, keeping its accounting (its
+        requests cannot have changed). Returns False, changing nothing, if it was not assumed."""
+        key = pod if isinstance(pod, str) else pod_key(pod)
+        if key not in self._assumed:
+            return False
+        self._assumed.discard(key)
+        return True
+
     def forget(self, pod: Mapping[str, Any] | str) -> None:
         """Undo `assume` (the binding was refused). Raises SnapshotError if the pod is not assumed."""
         key = pod if isinstance(pod, str) else pod_key(pod)

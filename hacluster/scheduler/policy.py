@@ -20,6 +20,7 @@ Pure: no I/O, no clock, no global random state; the snapshot is only read.
 
 from __future__ import annotations
 
+import heapq
 import random
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -322,7 +323,7 @@ def explain(decision: Decision, *, top: int = EXPLAIN_TOP_NODES) -> dict[str, An
             }
         )
         reaching -= rejected_nodes[plugin]
-    ranked = sorted(decision.totals.items(), key=lambda kv: (-kv[1], kv[0]))[: max(top, 0)]
+    ranked = heapq.nsmallest(max(top, 0), decision.totals.items(), key=lambda kv: (-kv[1], kv[0]))
     out: dict[str, Any] = {
         "result": "Scheduled" if decision.scheduled else "Unschedulable",
         "node": decision.node_name,

@@ -126,6 +126,8 @@ async def test_ready_heartbeat_counts_as_heartbeat_and_ready_false_gives_not_rea
     clock = FakeClock()
     store = await leader_store()
     await add(store, "nodes", node_obj("n", heartbeat=stamp(clock())))  # no Lease at all
+    await add(store, "nodes", node_obj("healthy", heartbeat=stamp(clock())))
+    await add(store, "leases", lease_obj("healthy", stamp(clock())))
     await add(store, "pods", ready_pod("p", "n"))
     nlc = NodeLifecycleController(store, SETTINGS, clock=clock)
     nlc.start(1)
@@ -137,6 +139,7 @@ async def test_ready_heartbeat_counts_as_heartbeat_and_ready_false_gives_not_rea
                                                    for c in node["status"]["conditions"]]}
         await must(store, C.Replace(resource="nodes", namespace="", name="n", obj={"status": status},
                                     subresource="status"))
+        await renew(store, clock, "healthy")
         assert (await nlc.reconcile()).lost == []
     # the kubelet reports Ready=False
     node = get(store, "nodes", "", "n")
@@ -149,8 +152,10 @@ async def test_ready_heartbeat_counts_as_heartbeat_and_ready_false_gives_not_rea
     assert taints(store, "n") == {("node.kubernetes.io/not-ready", "NoExecute"),
                                   ("node.kubernetes.io/not-ready", "NoSchedule")}
     clock.advance(2.9)
+    await renew(store, clock, "healthy")
     assert (await nlc.reconcile()).evicted == []
     clock.advance(0.2)
+    await renew(store, clock, "healthy")
     assert (await nlc.reconcile()).evicted == ["default/p"]
     assert get(store, "pods", "default", "p")["status"].get("reason") is None, "NodeLost only when unreachable"
 
@@ -203,3 +208,35 @@ async def test_nothing_written_while_all_nodes_are_healthy():
         assert done.lost == [] and done.tainted == [] and done.evicted == []
     assert len(store.proposals) == before + 10, "only the test's own lease renewals"
     assert objects(store, "events") == []
+
+
+async def test_full_disruption_marks_unknown_but_evicts_nothing():
+    """Every node silent at once: more likely the control plane or the network than the nodes."""
+    clock = FakeClock()
+    store, nlc = await setup(clock)
+    await nlc.reconcile()
+    for _ in range(4):
+        clock.advance(2)
+        done = await nlc.reconcile()
+    assert done.full_disruption and done.lost == ["n1", "n2"] and done.evicted == []
+    assert taints(store, "n1") == taints(store, "n2") == {(UNREACHABLE, "NoSchedule")}
+    assert all(c["status"] == "Unknown" for c in get(store, "nodes", "", "n1")["status"]["conditions"])
+    await renew(store, clock, "n2")  # one node is back: the other one is lost for real
+    done = await nlc.reconcile()
+    assert not done.full_disruption and done.lost == ["n1"]
+    assert taints(store, "n1") == {(UNREACHABLE, "NoSchedule"), (UNREACHABLE, "NoExecute")}
+    assert taints(store, "n2") == set()
+
+
+async def test_a_paused_controller_judges_heartbeats_afresh():
+    """A pass after a pause longer than the grace period (the master was stopped) declares nothing lost."""
+    clock = FakeClock()
+    store, nlc = await setup(clock)
+    await nlc.reconcile()
+    clock.advance(30)
+    done = await nlc.reconcile()
+    assert done.lost == [] and done.marked_unknown == []
+    for _ in range(3):  # regular passes again: now the silence counts
+        clock.advance(2)
+        done = await nlc.reconcile()
+    assert done.lost == ["n1", "n2"]

@@ -190,7 +190,7 @@ async def test_node_lost_pods_evicted_and_replaced_on_the_other_node_by_all_loop
     for name in ("a", "b"):
         await add(store, "nodes", node_obj(name, cpu="1", heartbeat=stamp(now())))
         await add(store, "leases", lease_obj(name, stamp(now())))
-    controllers = ControllersConfig(node_monitor_period_s=0.05, node_monitor_grace_period_s=0.6,
+    controllers = ControllersConfig(node_monitor_period_s=0.05, node_monitor_grace_period_s=1.0,
                                     toleration_seconds_scale=0.001)  # 300 s → 0.3 s
     loops = [Scheduler(store, SchedulerConfig(backoff_initial_s=0.05, backoff_max_s=0.1,
                                               unschedulable_max_wait_s=0.2)).run(1),

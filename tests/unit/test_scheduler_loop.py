@@ -244,3 +244,15 @@ async def test_ties_are_broken_reproducibly_by_the_seed(seed):
 
     first, second = await placements(), await placements()
     assert first == second and all(first.values())
+
+
+def test_snapshot_confirm_keeps_the_assumed_accounting():
+    from hacluster.scheduler.nodeinfo import ClusterSnapshot
+
+    snap = ClusterSnapshot([node_obj("a", cpu="2")])
+    pod = pod_obj("p", cpu="1")
+    assert not snap.confirm(pod)  # not assumed: nothing to confirm
+    snap.assume(pod, "a")
+    assert snap.confirm(pod["metadata"]["uid"])
+    assert not snap.is_assumed(pod) and snap.node_of(pod) == "a"
+    assert snap.get("a").requested_milli_cpu == 1000
