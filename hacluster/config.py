@@ -89,6 +89,9 @@ class ApiConfig(_Frozen):
     """Largest request body accepted (Kubernetes' limit is 3 MiB); larger gets 413."""
     watch_queue_max: int = Field(default=1000, gt=0)
     """Events a slow watcher may fall behind before its watch is closed (it then resumes or relists)."""
+    watch_stop_spread_s: float = Field(default=2.0, ge=0, le=60)
+    """When a master loses its quorum it ends its watches over this many seconds (clients resume
+    elsewhere), rather than all at once, which would make every client relist at the same moment."""
     watch_timeout_s_max: int = Field(default=1800, gt=0)
     """Longest a watch stays open; clients resume from the last resourceVersion they saw."""
     list_limit_max: int = Field(default=5000, gt=0)

@@ -29,6 +29,7 @@ from hacluster.apiserver import discovery
 from hacluster.apiserver import patch as patching
 from hacluster.apiserver.auth import Authenticator, User, authorize
 from hacluster.apiserver.metrics import MasterMetrics
+from hacluster.apiserver.watchhub import WatchHub
 from hacluster.config import ClusterConfig
 from hacluster.model import commands as cmds
 from hacluster.model import errors as E
@@ -52,6 +53,7 @@ _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' utilrand alpha
 _SERVER_SET_META = ("uid", "resourceVersion", "creationTimestamp", "deletionTimestamp",
                     "deletionGracePeriodSeconds", "generation", "selfLink", "managedFields")
 _UPDATE_RETRIES = 5
+_BOOKMARK_PERIOD_S = 10.0
 
 
 def rfc3339(t: float) -> str:
@@ -106,7 +108,7 @@ class ApiServer:
         self.clock = clock
         self.metrics = metrics or MasterMetrics()
         self.authn = Authenticator(cfg)
-        self._watch_stops: set[asyncio.Event] = set()
+        self.hub = WatchHub(store, cfg.api.watch_queue_max)
 
     # ------------------------------------------------------------------------------ application
     def app(self) -> web.Application:
@@ -131,10 +133,10 @@ class ApiServer:
         r.add_route("*", "/apis/{group}/{version}/{tail:.*}", self._dispatch_group)
         return app
 
-    def stop_watches(self) -> None:
-        """End every open watch (this master lost its quorum): clients resume on another master."""
-        for ev in list(self._watch_stops):
-            ev.set()
+    def stop_watches(self, spread_s: float = 0.0) -> None:
+        """End every open watch (this master lost its quorum): clients resume on another master. With
+        `spread_s`, the ends are spread over that many seconds so thousands of clients don't relist at once."""
+        self.hub.end_all(spread_s)
 
     @web.middleware
     async def _middleware(self, request: web.Request,
@@ -213,12 +215,13 @@ class ApiServer:
     async def _debug_raft(self, request: web.Request) -> web.Response:
         self._authenticate(request)
         view = self.store.view()
-        revision, fingerprint, term_seen = self.store.read(lambda s: (s.revision, s.fingerprint(), s.term_seen))
+        revision, fingerprint, term_seen, fenced = self.store.read(
+            lambda s: (s.revision, s.fingerprint(), s.term_seen, s.fenced_refusals))
         return json_response({
             "id": view.id, "role": view.role, "term": view.term, "leader": view.leader,
             "commit_index": view.commit_index, "applied_index": view.applied_index, "quorum": view.quorum,
             "log_length": view.log_length, "revision": revision, "fingerprint": fingerprint,
-            "fenced_term": term_seen,
+            "fenced_term": term_seen, "fenced_refusals": fenced,
             "peers": [{"id": p.id, "address": p.address, "connected": p.connected, "match_index": p.match_index,
                        "last_response_age_s": p.last_response_age_s} for p in view.peers],
         })
@@ -522,6 +525,8 @@ class ApiServer:
             except ValueError:
                 raise E.BadRequest(f"invalid resource version: {rv_param!r}") from None
 
+        node = fields.value_of("spec.nodeName") if plural == "pods" else None
+        subscribed = self.hub.subscribe(plural, prefix, node, last_rev)
         resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
                                                       "Cache-Control": "no-cache, private"})
         resp.enable_chunked_encoding()
@@ -532,51 +537,70 @@ class ApiServer:
                 obj = self._table(plural, [obj], obj["metadata"].get("resourceVersion", ""), request)
             return encode_json({"type": etype, "object": obj}) + b"\n"
 
-        stop = asyncio.Event()
-        self._watch_stops.add(stop)
-        self.metrics.watchers.inc()
-        deadline = time.monotonic() + timeout_s
-        try:
-            if initial:
-                await resp.write(b"".join(frame(ADDED, o) for o in initial))
-            last_bookmark = time.monotonic()
-            while not stop.is_set():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                since = last_rev
-                events = self.store.read(lambda s: s.events_since(since))  # noqa: B023 (called at once)
-                if events is None:
-                    await resp.write(encode_json({"type": "ERROR", "object": E.Expired(
-                        f"too old resource version: {last_rev} ({self._floor()})").to_status()}) + b"\n")
-                    break
-                out = []
-                for ev in events:
-                    last_rev = ev.revision
-                    if ev.resource != plural or not ev.key.startswith(prefix):
-                        continue
+        def frames(events: list[WatchEvent]) -> list[bytes]:
+            out = []
+            for ev in events:
+                if ev.resource == plural and ev.key.startswith(prefix):
                     typed = _filtered_event(ev, matches)
                     if typed is not None:
                         out.append(frame(typed[0], typed[1]))
-                if out:
-                    await resp.write(b"".join(out))
-                if bookmarks and time.monotonic() - last_bookmark > 10:
+            return out
+
+        if subscribed is None:
+            try:
+                await resp.write(encode_json({"type": "ERROR", "object": E.Expired(
+                    f"too old resource version: {last_rev} ({self._floor()})").to_status()}) + b"\n")
+                await resp.write_eof()
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+            return resp
+        sub, backlog = subscribed
+        self.metrics.watchers.inc()
+        deadline = time.monotonic() + timeout_s
+        last_rev = max([last_rev] + [ev.revision for ev in backlog])
+        try:
+            out = [frame(ADDED, o) for o in initial] + frames(backlog)
+            if out:
+                await resp.write(b"".join(out))
+            last_bookmark = time.monotonic()
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                batch: list[WatchEvent] = []
+                ended = False
+                try:
+                    async with asyncio.timeout(min(remaining, _BOOKMARK_PERIOD_S)):
+                        first = await sub.queue.get()
+                    if first is None:
+                        ended = True
+                    else:
+                        batch.append(first)
+                        while not sub.queue.empty():
+                            nxt = sub.queue.get_nowait()
+                            if nxt is None:
+                                ended = True
+                                break
+                            batch.append(nxt)
+                except TimeoutError:
+                    pass
+                if batch:
+                    last_rev = batch[-1].revision
+                    out = frames(batch)
+                    if out:
+                        await resp.write(b"".join(out))
+                if ended:
+                    break
+                if bookmarks and time.monotonic() - last_bookmark >= _BOOKMARK_PERIOD_S:
                     last_bookmark = time.monotonic()
                     await resp.write(encode_json({"type": "BOOKMARK", "object": {
                         "kind": t.res.kind, "apiVersion": t.res.api_version,
                         "metadata": {"resourceVersion": str(last_rev)}}}) + b"\n")
-                wait = asyncio.ensure_future(self.store.wait_for_change(last_rev, min(remaining, 10.0)))
-                stopper = asyncio.ensure_future(stop.wait())
-                try:
-                    await asyncio.wait({wait, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    wait.cancel()
-                    stopper.cancel()
             await resp.write_eof()
         except (ConnectionResetError, BrokenPipeError, asyncio.CancelledError):
             pass
         finally:
-            self._watch_stops.discard(stop)
+            self.hub.unsubscribe(sub)
             self.metrics.watchers.dec()
         return resp
 

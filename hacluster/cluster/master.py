@@ -26,6 +26,8 @@ from hacluster.store.api import RaftView
 
 log = logging.getLogger(__name__)
 
+STOP_GRACE_S = 2.0  # open requests (watches, log follows) get this long when a master stops
+
 LoopFactory = Callable[[ClusterConfig, str, RaftStore, LeaderLoops], None]
 """Registers leader-only loops (scheduler, controllers) on a master; see `leader_loop_factories`."""
 
@@ -73,7 +75,7 @@ class Master:
                 self.metrics.leader_changes.inc()
             self._last_leader = view.leader
         if self._had_quorum and not view.quorum:
-            self.api.stop_watches()
+            self.api.stop_watches(spread_s=self.cfg.api.watch_stop_spread_s)
         self._had_quorum = view.quorum
         self.leader_loops.on_view(view)
 
@@ -81,7 +83,8 @@ class Master:
         loop = asyncio.get_running_loop()
         self.store.add_view_listener(self._on_view)
         self.store.start(loop)
-        self._runner = web.AppRunner(self.api.app(), access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.api.app(), access_log=None, handle_signals=False,
+                                     shutdown_timeout=STOP_GRACE_S)
         await self._runner.setup()
         me = self.cfg.master(self.id)
         site = web.TCPSite(self._runner, "127.0.0.1", me.api_port, reuse_address=True, backlog=1024)

@@ -104,6 +104,7 @@ class StoreState:
         # The oldest revision a watch may start *after*: events (history_floor, revision] are all kept.
         self.history_floor = 0
         self.term_seen = 0
+        self.fenced_refusals = 0  # commands refused because their term was stale (observability)
         self.leader_id = ""
         self.dedup: OrderedDict[str, Result] = OrderedDict()
         self.event_keys: OrderedDict[str, None] = OrderedDict()  # events in creation order, for expiry
@@ -128,6 +129,7 @@ class StoreState:
     def _apply(self, command: AnyCommand) -> Result:
         if command.fence_term:
             if command.fence_term < self.term_seen:
+                self.fenced_refusals += 1
                 return _fail("Conflict", f"fenced: proposed in Raft term {command.fence_term}, but term "
                              f"{self.term_seen} has begun (a newer leader has taken over)")
             self.term_seen = command.fence_term
@@ -350,6 +352,7 @@ class StoreState:
     # ------------------------------------------------------------------------------ leadership
     def _leader_elected(self, c: LeaderElected) -> Result:
         if c.term < self.term_seen:
+            self.fenced_refusals += 1
             return _fail("Conflict", f"fenced: leader of term {c.term} announced after term {self.term_seen}")
         self.term_seen = c.term
         self.leader_id = c.leader_id
@@ -395,6 +398,7 @@ class StoreState:
             "revision": self.revision,
             "objects": self.objects,
             "term_seen": self.term_seen,
+            "fenced_refusals": self.fenced_refusals,
             "leader_id": self.leader_id,
             "dedup": [[rid, _result_to_plain(r)] for rid, r in self.dedup.items()],
             "event_keys": list(self.event_keys),
@@ -407,6 +411,7 @@ class StoreState:
         for plural, objs in data["objects"].items():
             s.objects[plural] = dict(objs)
         s.term_seen = int(data["term_seen"])
+        s.fenced_refusals = int(data.get("fenced_refusals", 0))
         s.leader_id = str(data["leader_id"])
         s.dedup = OrderedDict((rid, _result_from_plain(r)) for rid, r in data["dedup"])
         s.event_keys = OrderedDict((k, None) for k in data["event_keys"])

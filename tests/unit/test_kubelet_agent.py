@@ -387,6 +387,9 @@ async def test_fails_over_to_another_api_server_and_keeps_pods_current(rig: Rig)
     await rig.wait_status("before", "Running")
     rig.apiservers[0].stop_watches()
     await rig.servers[0].close()  # the first master goes away: its watches end, connections are refused
+    # In-process, the test's own client learns of the closed keep-alive connections on a later turn of the
+    # event loop; a create sent over one of them now would be outcome-unknown, not refused.
+    await asyncio.sleep(0.05)
     renewals = k.lease_renewals
     await rig.create("after", "hacluster/job:1", restartPolicy="Never")
     await rig.wait_status("after", "Completed", 5.0)

@@ -116,6 +116,7 @@ def test_bind_once_and_fenced_by_term():
     assert s.apply(C.LeaderElected(leader_id="m2", term=3, time=T0, fence_term=3)).ok
     stale = s.apply(C.Bind(namespace="default", name="b", node_name="n1", time=T0, fence_term=1))
     assert stale.error.reason == "Conflict" and "fenced" in stale.error.message
+    assert s.fenced_refusals == 1
     assert "nodeName" not in s.objects["pods"]["default/b"]["spec"]
 
 
