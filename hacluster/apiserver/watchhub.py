@@ -116,7 +116,7 @@ class WatchHub:
             while self._by_node or any(self._general.values()):
                 await self.store.wait_for_change(self._dispatched, _WAIT_S)
                 since = self._dispatched
-                events = self.store.read(lambda s: s.events_since(since))
+                events = self.store.read(lambda s: s.events_since(since))  # noqa: B023 (called at once)
                 if events is None:  # this dispatcher fell out of the history: end every watch
                     for sub in self._all():
                         self._end(sub)
