@@ -198,6 +198,11 @@ class RaftStore:
             connectionTimeout=r.connection_timeout_ms / 1000,
             connectionRetryTime=r.connection_retry_ms / 1000,
             appendEntriesUseBatch=True,  # batched per tick and sent at once: see _RaftStateMachine
+            # pysyncobj splits a single entry of this size or more into chunks, and marks the last chunk by
+            # the command's length instead of the pickled entry's: an entry whose two lengths straddle a
+            # chunk boundary is never reassembled and replication stalls. Entries are bounded by the API's
+            # body limit, so make the batch large enough that no entry is ever chunked.
+            appendEntriesBatchSizeBytes=max(2**16, 4 * self.cfg.api.max_body_bytes),
             logCompactionMinEntries=r.log_compaction_min_entries,
             logCompactionMinTime=r.log_compaction_min_time_s,
             journalFile=journal,

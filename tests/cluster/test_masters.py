@@ -120,3 +120,20 @@ def test_single_master_works_without_peers(cluster_factory):
     assert c.req("POST", "m1", PODS, pod("solo"))[0] == 201
     assert c.req("GET", "m1", f"{PODS}/solo")[0] == 200
     assert c.status()["m1"]["role"] == "leader"
+
+
+def test_large_objects_replicate(cluster_factory):
+    """Objects far above pysyncobj's 64 KiB chunking threshold (up to the API's body limit) replicate whole."""
+    c = cluster_factory(3)
+    leader = c.leader()
+    for i, size in enumerate((70_000, 250_000)):
+        p = pod(f"big-{i}")
+        p["metadata"]["annotations"] = {"blob": "x" * size}
+        assert c.req("POST", leader["id"], PODS, p)[0] == 201
+    big_env = pod("big-env")
+    big_env["spec"]["containers"][0]["env"] = [{"name": f"E{j}", "value": "v" * 1000} for j in range(2500)]
+    assert c.req("POST", leader["id"], PODS, big_env, timeout=20)[0] == 201
+    c.wait_converged(list(c.status()))
+    for mid in c.status():
+        code, got, _ = c.req("GET", mid, f"{PODS}/big-env")
+        assert code == 200 and len(got["spec"]["containers"][0]["env"]) == 2500
