@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import msgspec
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj import syncobj as pysyncobj_core
 from pysyncobj.node import TCPNode
 from pysyncobj.pipe_notifier import PipeNotifier
 
@@ -127,9 +128,48 @@ class _RaftStateMachine(SyncObj):  # type: ignore[misc]
         guard = (isinstance(message, dict) and message.get("type") == "next_node_idx"
                  and message.get("success") and not message.get("reset") and self._SyncObj__raftState == 2)
         before = self._SyncObj__raftNextIndex.get(node) if guard else None
+        if (isinstance(message, dict) and message.get("type") == "append_entries" and "prevLogIdx" in message
+                and "transmission" not in message and message.get("term", -1) >= self._SyncObj__raftCurrentTerm):
+            message = self._skip_matching_entries(message)
         SyncObj._SyncObj__onMessageReceived(self, node, message)
         if before is not None and self._SyncObj__raftNextIndex.get(node, before) < before:
             self._SyncObj__raftNextIndex[node] = before
+
+    def _entry_term(self, index: int) -> int | None:
+        entries = self._SyncObj__getEntries(index, 1)
+        return entries[0][2] if entries else None
+
+    def _skip_matching_entries(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Raft's AppendEntries rule 3 — delete a follower's entries only from the first that conflicts —
+        on top of pysyncobj, which deletes everything after prevLogIdx. A retransmitted or reordered append
+        would otherwise drop entries this follower has acknowledged (and applied). The leading entries this
+        log already holds (same index and term) are taken out of the message, so pysyncobj truncates only
+        where something new or conflicting begins. When nothing is new and this log ends with entries of the
+        sender's term — which only that leader can have written, so they are in its log too — the message is
+        answered as a heartbeat at this log's end."""
+        prev = message["prevLogIdx"]
+        if self._entry_term(prev) != message["prevLogTerm"]:
+            return message  # inconsistent: pysyncobj rejects it and the leader backs up
+        entries = message.get("entries") or []
+        matched = 0
+        for entry in entries:
+            if self._entry_term(entry[1]) != entry[2]:
+                break
+            matched += 1
+        if matched == 0 and entries:
+            return message
+        trimmed = dict(message)
+        if matched < len(entries):
+            last = entries[matched - 1]
+            trimmed.update(prevLogIdx=last[1], prevLogTerm=last[2], entries=entries[matched:])
+            return trimmed
+        covered_idx = entries[-1][1] if entries else prev
+        covered_term = entries[-1][2] if entries else message["prevLogTerm"]
+        last_idx, last_term = self._SyncObj__getCurrentLogIndex(), self._SyncObj__getCurrentLogTerm()
+        if last_idx > covered_idx and last_term == message["term"]:
+            covered_idx, covered_term = last_idx, last_term
+        trimmed.update(prevLogIdx=covered_idx, prevLogTerm=covered_term, entries=[])
+        return trimmed
 
     def _SyncObj__sendNextNodeIdx(self, node: Any, reset: bool = False, nextNodeIdx: int | None = None,
                                   success: bool = False) -> None:
@@ -261,7 +301,7 @@ class RaftStore:
         s = self._sync
         if s is None:
             return
-        now = time.monotonic()
+        now = pysyncobj_core.monotonicTime()  # pysyncobj's clock (CLOCK_MONOTONIC_RAW), which stamped the times
         role = _ROLE.get(s._SyncObj__raftState, "follower")
         leader_node = s._SyncObj__raftLeader
         leader = self._id_by_address.get(leader_node.address) if leader_node is not None else None
