@@ -21,6 +21,7 @@ from chaos.nemesis import FaultLog, Nemesis, run_schedule
 from chaos.network import load_network
 from chaos.scenario import Scenario
 from chaos.summary import summarize
+from chaos.watch_recorder import WatchRecorder, record_final
 from chaos.workload import HistoryRecorder, Workload, final_reads
 from hacluster.cluster import launcher
 from hacluster.config import ClusterConfig, default_config, parse_config
@@ -97,7 +98,8 @@ def run_scenario(scenario: Scenario, out_dir: Path, *, masters: int | None = Non
         scenario = scenario.model_copy(update={"seed": seed})
     n = masters or scenario.masters
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("history.jsonl", "faults.jsonl", "raft.jsonl", "summary.json"):
+    for name in ("history.jsonl", "faults.jsonl", "raft.jsonl", "summary.json", "watch.jsonl", "watch-replay.jsonl",
+                 "final-state.json"):
         (out_dir / name).unlink(missing_ok=True)
     (out_dir / "scenario.json").write_text(json.dumps({**scenario.model_dump(mode="json"), "masters": n}, indent=1))
     say = progress or (lambda s: None)
@@ -123,6 +125,9 @@ async def _run(scenario: Scenario, handle: launcher.ClusterHandle, out_dir: Path
     stop = asyncio.Event()
     sampler_stop = asyncio.Event()
     sampler_task = asyncio.ensure_future(sampler.run(sampler_stop))
+    watcher = WatchRecorder(await asyncio.to_thread(net.api_endpoints, "watch"), handle.admin_token,
+                            out_dir / "watch.jsonl")
+    watch_task = asyncio.ensure_future(watcher.run(sampler_stop))
     t0 = time.monotonic()
     t0_ns = time.monotonic_ns()
     say(f"running {scenario.name} for {scenario.duration_s:g} s: {len(scenario.faults)} fault(s), "
@@ -148,10 +153,13 @@ async def _run(scenario: Scenario, handle: launcher.ClusterHandle, out_dir: Path
     sampler_stop.set()
     await sampler_task
     sampler.close()
+    await watch_task
+    watch_summary = await record_final(watcher, handle.apis(), handle.admin_token, out_dir)
     recorder.close()
     summary = summarize(recorder.events, faults.records, sampler.samples, finals, t0_ns, t_end_ns)
     summary.update({"scenario": scenario.name, "masters": len(handle.cfg.masters), "seed": scenario.seed,
-                    "converged_after_heal": converged, "workload_lists": dict(workload.stats.lists)})
+                    "converged_after_heal": converged, "workload_lists": dict(workload.stats.lists),
+                    "watch": watch_summary})
     if check:
         summary["checker"] = _check(out_dir)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))
@@ -179,6 +187,7 @@ def _check(out_dir: Path) -> dict[str, Any]:
         from hacluster.consistency.invariants import check_run
 
         verdict["invariants"] = check_run(out_dir)
+        verdict["ok"] = result.verdict == "valid" and verdict["invariants"]["verdict"] == "ok"
     except ImportError:
         pass
     return verdict

@@ -74,9 +74,11 @@ def pod_identity(obj: Obj) -> str:
 def resource_version(obj: Obj) -> int | None:
     """`metadata.resourceVersion` as an integer, None when absent or not a number."""
     raw = _meta(obj).get("resourceVersion")
+    if not isinstance(raw, (str, int)) or isinstance(raw, bool):
+        return None
     try:
         return int(raw)
-    except (TypeError, ValueError):
+    except ValueError:
         return None
 
 
