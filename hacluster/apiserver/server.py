@@ -15,7 +15,6 @@ import json
 import logging
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC
@@ -31,6 +30,7 @@ from hacluster.apiserver.auth import Authenticator, User, authorize
 from hacluster.apiserver.metrics import MasterMetrics
 from hacluster.apiserver.watchhub import WatchHub
 from hacluster.config import ClusterConfig
+from hacluster.ids import new_uid
 from hacluster.model import commands as cmds
 from hacluster.model import errors as E
 from hacluster.model import resources, schema, validation
@@ -650,7 +650,7 @@ class ApiServer:
         if causes:
             raise E.invalid(t.res.kind, meta.get("name", ""), causes, t.res.group)
         now = self.clock()
-        meta["uid"] = str(uuid.uuid4())
+        meta["uid"] = new_uid()
         meta["creationTimestamp"] = rfc3339(now)
         if _dry_run(request):
             return self._with_warnings(json_response(obj, status=201), warnings)

@@ -7,6 +7,7 @@ runs until SIGTERM or SIGINT, then stops serving, cancels the leader loops and l
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import ssl
@@ -26,6 +27,7 @@ from hacluster.store.api import RaftView
 
 log = logging.getLogger(__name__)
 
+GC_GEN0_THRESHOLD = 50_000
 STOP_GRACE_S = 2.0  # open requests (watches, log follows) get this long when a master stops
 
 LoopFactory = Callable[[ClusterConfig, str, RaftStore, LeaderLoops], None]
@@ -139,6 +141,10 @@ def run(config_path: str, master_id: str) -> None:
     """Entry point of `hacluster master`."""
     from hacluster.config import env_log_level
 
+    # The store holds every object as plain dicts: hundreds of thousands of container objects that never
+    # form cycles. CPython's default thresholds make the cyclic collector walk all of them again and again
+    # under write load (measured: ~10% of a follower's CPU); collect young garbage less often instead.
+    gc.set_threshold(GC_GEN0_THRESHOLD, 50, 1000)
     logging.basicConfig(level=env_log_level(), stream=sys.stderr,
                         format=f"%(asctime)s {master_id} %(levelname)s %(name)s: %(message)s")
     try:

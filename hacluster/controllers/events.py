@@ -19,13 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from hacluster.controllers.proposer import BATCH_OVERHEAD_BYTES, MAX_ENTRY_BYTES, FencedProposer, encoded_size
+from hacluster.ids import new_uid
 from hacluster.model.commands import AnyCommand, Batch, Create, Replace
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class EventRecorder:
         ts = rfc3339(now)
         event: Obj = {
             "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": f"{ref['name']}.{stamp_ns:x}", "namespace": namespace, "uid": str(uuid.uuid4()),
+            "metadata": {"name": f"{ref['name']}.{stamp_ns:x}", "namespace": namespace, "uid": new_uid(),
                          "creationTimestamp": ts},
             "involvedObject": ref,
             "reason": reason,

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from dataclasses import dataclass
 from typing import TypeVar
 
 import msgspec
 
+from hacluster.ids import new_request_id
 from hacluster.model.commands import AnyCommand, Batch, encode
 from hacluster.model.errors import ApiError, Unavailable
 from hacluster.store.api import ReplicatedStore
@@ -108,8 +108,8 @@ def stamp(command: C, term: int) -> C:
     if isinstance(command, Batch):
         inner = [msgspec.structs.replace(c, fence_term=term) for c in command.commands]
         return msgspec.structs.replace(command, commands=inner, fence_term=term,
-                                       request_id=command.request_id or uuid.uuid4().hex)
-    return msgspec.structs.replace(command, fence_term=term, request_id=command.request_id or uuid.uuid4().hex)
+                                       request_id=command.request_id or new_request_id())
+    return msgspec.structs.replace(command, fence_term=term, request_id=command.request_id or new_request_id())
 
 
 class FencedProposer:

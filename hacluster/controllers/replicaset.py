@@ -35,7 +35,6 @@ import logging
 import math
 import random
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +43,7 @@ from hacluster.controllers.events import NORMAL, WARNING, EventRecorder, rfc3339
 from hacluster.controllers.informer import StoreFollower
 from hacluster.controllers.nodelifecycle import condition, parse_time
 from hacluster.controllers.proposer import FencedProposer, NotLeading, batches
+from hacluster.ids import new_uid
 from hacluster.model import validation
 from hacluster.model.commands import AnyCommand, Create, Delete, Replace
 from hacluster.model.selectors import LabelSelector, label_selector_from_object
@@ -367,7 +367,7 @@ class ReplicaSetController:
         name = base + "".join(self.rng.choice(NAME_ALPHABET) for _ in range(GENERATED_SUFFIX_LEN))
         pod_meta: Obj = {
             "name": name, "generateName": f"{meta['name']}-", "namespace": meta.get("namespace", ""),
-            "uid": str(uuid.uuid4()), "creationTimestamp": rfc3339(self.clock()),
+            "uid": new_uid(), "creationTimestamp": rfc3339(self.clock()),
             "labels": dict(tmeta.get("labels") or {}),
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": meta["name"],
                                  "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}],

@@ -22,7 +22,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,6 +33,7 @@ from pysyncobj.node import TCPNode
 from pysyncobj.pipe_notifier import PipeNotifier
 
 from hacluster.config import ClusterConfig
+from hacluster.ids import new_request_id
 from hacluster.model import commands as cmds
 from hacluster.model.errors import ErrorInfo, Timeout, Unavailable
 from hacluster.store.api import PeerView, RaftView
@@ -425,7 +425,7 @@ class RaftStore:
         """See `hacluster.store.api.ReplicatedStore.propose`."""
         assert self._loop is not None and self._sync is not None, "RaftStore.start() first"
         if not command.request_id and not isinstance(command, cmds.Barrier):
-            command = msgspec.structs.replace(command, request_id=uuid.uuid4().hex)
+            command = msgspec.structs.replace(command, request_id=new_request_id())
         payload = cmds.encode(command)
         timeout = self.cfg.api.proposal_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout
