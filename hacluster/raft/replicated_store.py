@@ -47,6 +47,8 @@ _ROLE = {0: "follower", 1: "candidate", 2: "leader"}
 _RETRYABLE = {FAIL_REASON.DISCARDED, FAIL_REASON.LEADER_CHANGED, FAIL_REASON.NOT_LEADER,
               FAIL_REASON.UNKNOWN_OUTCOME, FAIL_REASON.MISSING_LEADER, FAIL_REASON.QUEUE_FULL}
 _RETRY_WAIT_S = 0.05  # how long to wait for a new leader between attempts (bounded by the deadline)
+APPEND_BATCH_BYTES = 256 * 1024  # most bytes of entries one AppendEntries carries (one entry may be larger)
+APPEND_BATCH_ENTRIES = 4096  # and at most this many entries
 
 
 class DialNode(TCPNode):  # type: ignore[misc]
@@ -135,6 +137,19 @@ class _RaftStateMachine(SyncObj):  # type: ignore[misc]
         if before is not None and self._SyncObj__raftNextIndex.get(node, before) < before:
             self._SyncObj__raftNextIndex[node] = before
 
+    def _SyncObj__getEntries(self, fromIDx: int | None, count: int | None = None,
+                             maxSizeBytes: int | None = None) -> list[Any]:
+        """Batch at most APPEND_BATCH_BYTES per AppendEntries. The configured batch size is set far above
+        any entry so pysyncobj never chunks one (see `start`); but it is also the size of the batches it
+        sends a lagging follower, and pickling, compressing and encrypting megabytes at once holds the Raft
+        thread long enough to miss heartbeats and trigger elections."""
+        if maxSizeBytes is not None:
+            maxSizeBytes = min(maxSizeBytes, APPEND_BATCH_BYTES)
+            if count is None:  # pysyncobj would read the journal to its end first, then cut the batch
+                count = APPEND_BATCH_ENTRIES
+        entries: list[Any] = SyncObj._SyncObj__getEntries(self, fromIDx, count, maxSizeBytes)
+        return entries
+
     def _entry_term(self, index: int) -> int | None:
         entries = self._SyncObj__getEntries(index, 1)
         return entries[0][2] if entries else None
@@ -214,6 +229,7 @@ class RaftStore:
         self._data_dir = Path(data_dir) if data_dir else None
         self._dial = dial_addresses or {}
         self._sync: _RaftStateMachine | None = None
+        self._snapshot_child: int | None = None
 
     # ------------------------------------------------------------------------------- lifecycle
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -249,6 +265,7 @@ class RaftStore:
             fullDumpFile=dump,
             serializer=self._write_snapshot if dump else None,
             deserializer=self._read_snapshot if dump else None,
+            serializeChecker=self._snapshot_status if dump else None,
             commandsWaitLeader=False,
             dynamicMembershipChange=False,
         )
@@ -355,19 +372,57 @@ class RaftStore:
                 log.exception("view listener failed")
 
     # ------------------------------------------------------------------------- snapshots (tick)
-    def _write_snapshot(self, path: str, raft_data: tuple[Any, Any, Any]) -> None:
+    def _write_snapshot(self, tmp_path: str, raft_data: tuple[Any, Any, Any]) -> None:
+        """Log compaction without stopping Raft. pysyncobj calls this on the Raft thread and would wait
+        while the whole store is encoded and written (seconds for a large store: heartbeats stop and the
+        cluster holds elections). Instead a forked child — a copy-on-write image of the state exactly at
+        the last applied entry — writes the snapshot and renames it into place; `_snapshot_status` tells
+        pysyncobj when it is done, and only then does pysyncobj drop the compacted log entries. The Raft
+        thread is the only writer of the state and it is the one forking here, so the image is consistent;
+        the child touches no lock and nothing but the state and its file."""
+        if self._snapshot_child is not None:
+            return  # pysyncobj asks again only after _snapshot_status reported the end of the last one
+        final_path = tmp_path[: -len(".tmp")] if tmp_path.endswith(".tmp") else tmp_path
         last, prev, cluster = raft_data
-        with self._lock:
-            state = self._state.snapshot()
-            blob = msgspec.msgpack.encode({
-                "state": state,
-                "last": list(last), "prev": list(prev),
-                "cluster": sorted(getattr(n, "address", str(n)) for n in cluster),
-            })
-        with open(path, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
+        raft = {"last": list(last), "prev": list(prev),
+                "cluster": sorted(getattr(n, "address", str(n)) for n in cluster)}
+        pid = os.fork()
+        if pid == 0:  # the child: encode, write, rename, leave without running any cleanup of the parent
+            code = 1
+            try:
+                blob = msgspec.msgpack.encode({"state": self._state.snapshot(), **raft})
+                part = final_path + ".part"
+                with open(part, "wb") as f:
+                    f.write(blob)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(part, final_path)
+                code = 0
+            finally:
+                os._exit(code)
+        self._snapshot_child = pid
+        # pysyncobj now moves `tmp_path` over the snapshot; it does not exist, so that step fails
+        # harmlessly and the outcome is the child's (see `_snapshot_status`).
+
+    def _snapshot_status(self) -> int:
+        """pysyncobj's serializeChecker: is the forked snapshot writer still running, done or failed?"""
+        from pysyncobj.config import SERIALIZER_STATE
+
+        pid = self._snapshot_child
+        if pid is None:
+            return int(SERIALIZER_STATE.NOT_SERIALIZING)
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            self._snapshot_child = None
+            return int(SERIALIZER_STATE.FAILED)
+        if done == 0:
+            return int(SERIALIZER_STATE.SERIALIZING)
+        self._snapshot_child = None
+        if os.waitstatus_to_exitcode(status) == 0:
+            return int(SERIALIZER_STATE.SUCCESS)
+        log.warning("snapshot writer exited with %s; the log is kept whole", os.waitstatus_to_exitcode(status))
+        return int(SERIALIZER_STATE.FAILED)
 
     def _read_snapshot(self, path: str) -> tuple[Any, Any, Any]:
         with open(path, "rb") as f:
