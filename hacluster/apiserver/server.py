@@ -42,6 +42,7 @@ from hacluster.model.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
+from hacluster.model.timestamps import rfc3339
 from hacluster.store.api import ReplicatedStore
 from hacluster.store.state import ADDED, DELETED, MODIFIED, Result, StoreState, WatchEvent
 
@@ -54,10 +55,6 @@ _SERVER_SET_META = ("uid", "resourceVersion", "creationTimestamp", "deletionTime
                     "deletionGracePeriodSeconds", "generation", "selfLink", "managedFields")
 _UPDATE_RETRIES = 5
 _BOOKMARK_PERIOD_S = 10.0
-
-
-def rfc3339(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 def encode_json(data: Any) -> bytes:

@@ -38,11 +38,15 @@ class LauncherError(Exception):
     """Something `up`, `down` or `status` cannot do; the message is one line for the CLI."""
 
 
+_PORT_RNG = random.SystemRandom()  # not the global `random`, which tests (Hypothesis) may seed
+
+
 def free_port(taken: set[int] | None = None) -> int:
-    """A port on 127.0.0.1 that is free now, from PORT_RANGE."""
-    taken = taken or set()
+    """A port on 127.0.0.1 that is free now, from PORT_RANGE, and not in `taken` (to which it is added, so
+    ports picked for processes that have not bound them yet are never handed out twice)."""
+    taken = set() if taken is None else taken
     for _ in range(200):
-        port = random.randint(*PORT_RANGE)
+        port = _PORT_RNG.randint(*PORT_RANGE)
         if port in taken:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

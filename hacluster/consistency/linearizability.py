@@ -424,7 +424,7 @@ def _search(
     unguarded_classes: list[int] = []
     guarded_classes: dict[Hashable, list[int]] = {}
     info_count = 0
-    for rank, (_, kind, i) in enumerate(points):
+    for rank, (_, _kind, i) in enumerate(points):
         if not placed[i].indefinite:
             continue
         step = placed[i].step

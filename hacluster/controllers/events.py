@@ -27,6 +27,7 @@ from typing import Any
 from hacluster.controllers.proposer import BATCH_OVERHEAD_BYTES, MAX_ENTRY_BYTES, FencedProposer, encoded_size
 from hacluster.ids import new_uid
 from hacluster.model.commands import AnyCommand, Batch, Create, Replace
+from hacluster.model.timestamps import rfc3339, rfc3339_micro
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -36,14 +37,6 @@ BATCH_MAX_EVENTS = 100
 IDLE_WAIT_S = 1.0
 
 AggregateKey = tuple[str, str, str, str, str]
-
-
-def rfc3339(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
-def rfc3339_micro(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1e6) % 1_000_000:06d}Z"
 
 
 def object_reference(obj: Obj) -> Obj:

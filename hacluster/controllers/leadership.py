@@ -16,16 +16,13 @@ from collections.abc import Awaitable, Callable
 
 from hacluster.model.commands import LeaderElected
 from hacluster.model.errors import ApiError
+from hacluster.model.timestamps import rfc3339
 from hacluster.store.api import RaftView, ReplicatedStore
 
 log = logging.getLogger(__name__)
 
 LeaderLoop = Callable[[int], Awaitable[None]]
 """An async function run while this master leads; it receives the term it leads in."""
-
-
-def _rfc3339(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 class LeaderLoops:
@@ -86,7 +83,7 @@ class LeaderLoops:
                 return
             try:
                 result = await self.store.propose(LeaderElected(leader_id=self.master_id, term=term,
-                                                                time=_rfc3339(self.clock()), fence_term=term))
+                                                                time=rfc3339(self.clock()), fence_term=term))
             except ApiError as exc:
                 log.info("announcing leadership of term %d: %s", term, exc)
                 await asyncio.sleep(self.announce_retry_s)  # bounded retry while we still lead this term

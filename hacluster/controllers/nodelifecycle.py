@@ -46,13 +46,13 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from hacluster.config import ControllersConfig
-from hacluster.controllers.events import NORMAL, WARNING, EventRecorder, rfc3339
+from hacluster.controllers.events import NORMAL, WARNING, EventRecorder
 from hacluster.controllers.proposer import FencedProposer, NotLeading, batches
 from hacluster.model.commands import AnyCommand, Delete, Replace
+from hacluster.model.timestamps import parse_rfc3339, rfc3339
 from hacluster.scheduler.nodeinfo import Taint
 from hacluster.scheduler.plugins import Toleration, toleration_tolerates
 from hacluster.store.api import ReplicatedStore
@@ -85,17 +85,7 @@ STATUS_UNKNOWN = ("NodeStatusUnknown", "Kubelet stopped posting node status.")
 STATUS_NEVER_UPDATED = ("NodeStatusNeverUpdated", "Kubelet never posted node status.")
 
 
-def parse_time(text: Any) -> float | None:
-    """Seconds since the epoch of an RFC 3339 timestamp (with or without fraction), None if unparsable."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        stamp = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=UTC)
-    return stamp.timestamp()
+parse_time = parse_rfc3339
 
 
 def condition(obj: Obj | None, ctype: str) -> Obj | None:

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hacluster.config import ControllersConfig
-from hacluster.controllers.events import NORMAL, WARNING, EventRecorder, rfc3339
+from hacluster.controllers.events import NORMAL, WARNING, EventRecorder
 from hacluster.controllers.informer import StoreFollower
 from hacluster.controllers.nodelifecycle import condition, parse_time
 from hacluster.controllers.proposer import FencedProposer, NotLeading, batches
@@ -47,6 +47,7 @@ from hacluster.ids import new_uid
 from hacluster.model import validation
 from hacluster.model.commands import AnyCommand, Create, Delete, Replace
 from hacluster.model.selectors import LabelSelector, label_selector_from_object
+from hacluster.model.timestamps import rfc3339
 from hacluster.store.api import ReplicatedStore
 from hacluster.store.state import DELETED, Result, StoreState
 

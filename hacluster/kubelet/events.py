@@ -24,8 +24,7 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 
-def rfc3339(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+from hacluster.model.timestamps import rfc3339  # noqa: E402  (kept importable from here)
 
 
 class TokenBucket:

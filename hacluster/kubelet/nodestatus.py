@@ -37,8 +37,7 @@ _CONDITION_TEXT = {
 NODE_CONDITION_TYPES = ("MemoryPressure", "DiskPressure", "PIDPressure", "Ready")
 
 
-def rfc3339(t: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+from hacluster.model.timestamps import rfc3339  # noqa: E402  (kept importable from here)
 
 
 def micro_time(t: float) -> str:

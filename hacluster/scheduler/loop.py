@@ -42,7 +42,7 @@ from typing import Any
 import msgspec
 
 from hacluster.config import ClusterConfig, SchedulerConfig
-from hacluster.controllers.events import NORMAL, WARNING, EventRecorder, rfc3339
+from hacluster.controllers.events import NORMAL, WARNING, EventRecorder
 from hacluster.controllers.informer import StoreFollower
 from hacluster.controllers.leadership import LeaderLoops
 from hacluster.controllers.proposer import (
@@ -54,6 +54,7 @@ from hacluster.controllers.proposer import (
 )
 from hacluster.model.commands import AnyCommand, Batch, Bind, Replace
 from hacluster.model.errors import ApiError
+from hacluster.model.timestamps import rfc3339
 from hacluster.scheduler.nodeinfo import ClusterSnapshot, SnapshotError, counts_against_node
 from hacluster.scheduler.policy import Decision, explain, queue_key, schedule_one
 from hacluster.store.api import ReplicatedStore

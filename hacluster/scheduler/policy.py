@@ -25,9 +25,9 @@ import random
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
+from hacluster.model.timestamps import parse_rfc3339
 from hacluster.scheduler.nodeinfo import ClusterSnapshot, NodeInfo, PodRequests, pod_priority
 from hacluster.scheduler.plugins import (
     BALANCED_ALLOCATION,
@@ -351,16 +351,7 @@ def explain(decision: Decision, *, top: int = EXPLAIN_TOP_NODES) -> dict[str, An
 
 
 def _creation_seconds(pod: Mapping[str, Any]) -> float | None:
-    text = (pod.get("metadata") or {}).get("creationTimestamp")
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        stamp = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=UTC)
-    return stamp.timestamp()
+    return parse_rfc3339((pod.get("metadata") or {}).get("creationTimestamp"))
 
 
 def queue_key(pod: Mapping[str, Any]) -> tuple[int, int, float, str, str]:

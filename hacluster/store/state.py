@@ -20,12 +20,12 @@ import itertools
 from collections import OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from hacluster.model import resources
 from hacluster.model.commands import AnyCommand, Barrier, Batch, Bind, Create, Delete, LeaderElected, Replace
 from hacluster.model.errors import ErrorInfo
+from hacluster.model.timestamps import add_seconds
 
 Obj = dict[str, Any]
 
@@ -83,11 +83,6 @@ def _not_found(plural: str, name: str) -> Result:
 def _conflict(plural: str, name: str) -> Result:
     return _fail("Conflict", f'Operation cannot be fulfilled on {_qualified(plural)} "{name}": the object has '
                  "been modified; please apply your changes to the latest version and try again", plural, name)
-
-
-def _add_seconds(rfc3339: str, seconds: int) -> str:
-    t = datetime.strptime(rfc3339, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    return (t + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 _STATUS_OWNED_BY_MAIN = ("apiVersion", "kind", "metadata", "spec")
@@ -307,7 +302,7 @@ class StoreState:
     def _mark_terminating(self, c: Delete, key: str, current: Obj, grace: int) -> Result:
         meta = current["metadata"]
         already = meta.get("deletionTimestamp")
-        deadline = _add_seconds(c.time, grace)
+        deadline = add_seconds(c.time, grace)
         if already and meta.get("deletionGracePeriodSeconds", 0) <= grace:
             return Result(ok=True, obj=current, revision=self.revision)  # a deletion may only shorten
         new = dict(current)

@@ -7,19 +7,10 @@ import pytest
 
 from chaos.scenario import FaultSpec
 from tests.cluster.conftest import pod
+from tests.support import wait_for
 
 pytestmark = pytest.mark.slow
 PODS = "/api/v1/namespaces/default/pods"
-
-
-def wait_for(cond, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError(f"not within {timeout_s}s: {what}")
 
 
 @pytest.mark.parametrize("kind", ["blackhole", "reject"])

@@ -11,7 +11,6 @@ leader's default read answers 2. `hacluster check` gives the same verdicts as ex
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -21,21 +20,12 @@ from click.testing import CliRunner
 
 from chaos.workload import HistoryRecorder
 from hacluster.consistency.linearizability import check_file
+from tests.support import wait_for
 
 pytestmark = pytest.mark.slow
 PODS = "/api/v1/namespaces/default/pods"
 KEY = "default/k"
 VALUE = "hacluster.io/value"
-
-
-def wait_for(cond, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        v = cond()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError(f"not within {timeout_s}s: {what}")
 
 
 def merge_patch(c, mid: str, path: str, body: dict) -> tuple[int, dict]:

@@ -27,6 +27,7 @@ from hacluster.cluster import launcher
 from hacluster.config import ControllersConfig, KubeletConfig, NodeConfig, default_config
 from hacluster.kubelet.behaviour import ANNOTATION_PREFIX
 from tests.cluster.conftest import Cluster
+from tests.support import wait_for
 
 pytestmark = pytest.mark.slow
 PODS = "/api/v1/namespaces/default/pods"
@@ -111,13 +112,7 @@ class Env:
         return printers.pod_status_reason(p) if p else "<gone>"
 
     def wait(self, pred: Callable[[], Any], timeout_s: float, what: str) -> Any:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            got = pred()
-            if got:
-                return got
-            time.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        return wait_for(pred, timeout_s, what, poll_s=0.05)
 
     def wait_word(self, name: str, word: str, timeout_s: float = 10.0) -> Obj:
         self.wait(lambda: self.word(name) == word, timeout_s,

@@ -32,6 +32,7 @@ from hacluster.cluster import launcher
 from hacluster.config import ControllersConfig, SchedulerConfig, default_config
 from tests.cluster.conftest import Cluster
 from tests.cluster.linkproxy import up_with_network
+from tests.support import wait_for
 
 pytestmark = pytest.mark.slow
 PODS = "/api/v1/namespaces/default/pods"
@@ -244,16 +245,6 @@ def create_pods(api: Api, names, cpu, workers=8):
 
     with ThreadPoolExecutor(workers) as pool:
         list(pool.map(one, names))
-
-
-def wait_for(check, timeout_s, what):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
 def count_bound(api: Api):

@@ -31,9 +31,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import random
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -43,7 +41,7 @@ from typing import Any
 
 import pysyncobj.syncobj
 
-from hacluster.cluster.launcher import PORT_RANGE
+from hacluster.cluster import launcher
 from hacluster.config import ApiConfig, ClusterConfig, MasterConfig, RaftConfig
 from hacluster.consistency.history import Event
 from hacluster.model import commands as C
@@ -85,26 +83,11 @@ def set_pysyncobj_clock(clock: Callable[[], float]) -> Callable[[], float]:
     return before
 
 
-_PORT_RNG = random.SystemRandom()  # not the global `random`, which Hypothesis seeds the same for every example
-
-
 def _free_port(taken: set[int] | None = None) -> int:
-    """A free port below the ephemeral range (like `launcher.free_port`): the forwarders' listening
-    sockets and every outgoing connection take ephemeral ports, which must never be a Raft port a master
-    is about to bind (at start, or when it restarts after a kill)."""
-    taken = set() if taken is None else taken
-    for _ in range(200):
-        port = _PORT_RNG.randint(*PORT_RANGE)
-        if port in taken:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        taken.add(port)
-        return port
-    raise RuntimeError("no free port below the ephemeral range")
+    """A free port below the ephemeral range: the forwarders' listening sockets and every outgoing
+    connection take ephemeral ports, which must never be a Raft port a master is about to bind (at start,
+    or when it restarts after a kill)."""
+    return launcher.free_port(taken)
 
 
 def pod(key: str, value: Any) -> dict[str, Any]:

@@ -2,8 +2,13 @@
 
 import pytest
 
-from hacluster.model.selectors import (SelectorError, label_selector_matches, parse_field_selector,
-                                       parse_label_selector, selector_to_string)
+from hacluster.model.selectors import (
+    SelectorError,
+    label_selector_matches,
+    parse_field_selector,
+    parse_label_selector,
+    selector_to_string,
+)
 
 LABELS = {"app": "web", "tier": "front", "env": "prod"}
 

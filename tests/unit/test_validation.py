@@ -3,8 +3,14 @@
 import copy
 
 from hacluster.model.errors import invalid
-from hacluster.model.validation import (default_object, qos_class, validate_node, validate_pod,
-                                        validate_pod_update, validate_replicaset)
+from hacluster.model.validation import (
+    default_object,
+    qos_class,
+    validate_node,
+    validate_pod,
+    validate_pod_update,
+    validate_replicaset,
+)
 
 
 def pod(**spec):
