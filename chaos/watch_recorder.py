@@ -46,6 +46,7 @@ NODES_PATH = "/api/v1/nodes"
 IDLE_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 3.0
 RESUME_PAUSE_S = 0.05
+REPLAY_IDLE_S = 0.3
 REPLAY_SERVER_TIMEOUT_S = 1
 FINAL_SAMPLE_ROUNDS_MAX = 40
 FINAL_SAMPLE_PAUSE_S = 0.05
@@ -327,7 +328,17 @@ async def replay(apis: dict[str, str], token: str, from_rv: int, path: Path) -> 
                         if r.status != 200:
                             reason, complete = f"HTTP {r.status}", False
                         else:
-                            async for line in r.content:
+                            while True:
+                                # The master writes the whole backlog at once and then waits for new
+                                # changes: a pause of REPLAY_IDLE_S on loopback means the replay is whole
+                                # (the server's timeoutSeconds still bounds it).
+                                try:
+                                    line = await asyncio.wait_for(r.content.readline(), REPLAY_IDLE_S)
+                                except TimeoutError:
+                                    reason = "replay idle: backlog received"
+                                    break
+                                if not line:
+                                    break
                                 if not line.strip():
                                     continue
                                 msg = json.loads(line)
