@@ -36,7 +36,7 @@ class Timing:
 
 
 FULL_TIMING = Timing(before_s=1.0, fault_s=3.0, after_s=1.5)
-QUICK_TIMING = Timing(before_s=1.0, fault_s=2.5, after_s=1.5)
+QUICK_TIMING = Timing(before_s=0.8, fault_s=2.5, after_s=1.0)
 WORKLOAD = {"rate_per_s": 150, "concurrency": 8, "keys": 16,
             "mix": {"create": 1.0, "write": 3.0, "cas": 2.0, "delete": 1.0, "read": 2.0}}
 # A cell is "available under the fault" when writes are answered again before the fault ends and the

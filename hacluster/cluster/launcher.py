@@ -327,7 +327,7 @@ def wait_ready(handle: ClusterHandle, timeout_s: float, *, masters: list[str] | 
         if len(ready) == len(ids) and len(leaders) == 1 and None not in leaders:
             return
         last = ", ".join(f"{r['id']}={r['role']}" for r in rows)
-        time.sleep(0.1)
+        time.sleep(0.05)  # polling the masters until they are ready (bounded by timeout_s)
     raise LauncherError(f"cluster not ready after {timeout_s:.0f} s ({last}); see {handle.state_dir}/logs")
 
 
