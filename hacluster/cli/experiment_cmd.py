@@ -27,8 +27,11 @@ def experiment() -> None:
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--masters", "masters_", default="1,2,3,4,5", show_default=True, help="Cluster sizes to run.")
 @click.option("--faults", "faults_", default=None, help="Comma-separated faults (default: the whole matrix).")
+@click.option("--fault-seconds", "fault_s", type=click.FloatRange(1.0, 120.0), default=None,
+              help="Length of each fault window (default 3; quick 2.5).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/quorum", show_default=True)
-def quorum_cmd(quick: bool, repeats: int | None, seed: int, masters_: str, faults_: str | None, out_dir: str) -> None:
+def quorum_cmd(quick: bool, repeats: int | None, seed: int, masters_: str, faults_: str | None, fault_s: float | None,
+               out_dir: str) -> None:
     """Masters 1–5 × faults, each from a fresh cluster: report.md, report.html, results.json, plots."""
     from chaos.quorum import ALL_FAULTS, run_experiment
     from chaos.report import console_table, write_report
@@ -48,6 +51,7 @@ def quorum_cmd(quick: bool, repeats: int | None, seed: int, masters_: str, fault
     out = Path(out_dir)
     try:
         results = run_experiment(out, quick=quick, repeats=repeats, seed=seed, masters=masters, faults=faults,
+                                 fault_s=fault_s,
                                  say=lambda s: console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {s}"))
     except (LauncherError, ToxiproxyError) as exc:
         raise _Fail(str(exc)) from exc

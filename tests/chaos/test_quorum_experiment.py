@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from chaos.quorum import expected_available, masters_lost, quorum, run_experiment, tolerated
+from chaos.quorum import FULL_TIMING, expected_available, masters_lost, quorum, run_experiment, tolerated
 from chaos.report import measured_tolerance, write_report
 
 pytestmark = pytest.mark.slow
@@ -39,3 +39,23 @@ def test_reduced_sweep_matches_theory(tmp_path):
     assert (tmp_path / "availability.png").stat().st_size > 1000
     assert list((tmp_path / "plots").glob("cell-*.png"))
     assert json.loads((tmp_path / "results.json").read_text())["cells"][0]["masters"] == 2
+
+
+def test_fault_seconds_sets_the_window_of_every_cell(tmp_path):
+    # N = 1 has no split, so the matrix is empty and no cluster starts: only the timing is recorded.
+    results = run_experiment(tmp_path, masters=(1,), faults=("split",), fault_s=12.5, say=lambda s: None)
+    assert results["cells"] == []
+    assert results["timing"]["fault_s"] == 12.5
+    assert results["timing"]["before_s"] == FULL_TIMING.before_s
+    assert json.loads((tmp_path / "results.json").read_text())["timing"]["fault_s"] == 12.5
+
+
+def test_fault_seconds_out_of_range_is_a_one_line_error(tmp_path):
+    from click.testing import CliRunner
+
+    from hacluster.cli.main import main
+
+    result = CliRunner().invoke(main, ["experiment", "quorum", "--fault-seconds", "0", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "--fault-seconds" in result.output
+    assert not (tmp_path / "results.json").exists()
