@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 import yaml
@@ -169,7 +168,10 @@ def test_logs(objects: KCluster):
 
 
 def _watch_lines(argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], list[str]]:
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # Ctrl-C must reach the command even when the test run itself was started in the background by a
+    # shell without job control, which makes children inherit an ignored SIGINT.
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
     return proc, lines
@@ -177,10 +179,15 @@ def _watch_lines(argv: list[str], env: dict[str, str]) -> tuple[subprocess.Popen
 
 def test_get_watch(objects: KCluster):
     kc = objects
+    # A pod that stays Pending makes the initial list print something: once its row is out, the watch
+    # resumes from that list's resourceVersion, so anything created afterwards must appear.
+    placeholder = pod("cli-w-pending", nodeSelector={"disk": "none"})
+    placeholder["metadata"]["labels"] = {"test": "cli-w"}
+    kc.apply(placeholder)
     proc, lines = _watch_lines([sys.executable, "-m", "hacluster.cli.main", "get", "pods", "-w", "-l", "test=cli-w"],
                                kc.env())
     try:
-        time.sleep(1.0)
+        wait_for(lambda: any(x.startswith("cli-w-pending") for x in lines), 30, "the list printed by get -w")
         kc.apply(pod("cli-w", command=SLEEP))
         wait_for(lambda: any(re.match(r"cli-w\s+1/1\s+Running\s+0\s+\d+s$", x.rstrip()) for x in lines), 30,
                  "a Running row from hacluster get -w")
