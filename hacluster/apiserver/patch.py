@@ -8,6 +8,8 @@ A patch that cannot be applied raises `PatchError`, which the handler answers wi
 from __future__ import annotations
 
 import copy
+import json
+import re
 from typing import Any
 
 JSON = Any
@@ -17,6 +19,7 @@ STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 PATCH_TYPES = (MERGE_PATCH, STRATEGIC_MERGE_PATCH, JSON_PATCH)
+_ARRAY_INDEX = re.compile(r"0|[1-9][0-9]*")
 
 # patchMergeKey of the lists Kubernetes merges element-wise (from the API types' struct tags).
 MERGE_KEYS: dict[str, str] = {
@@ -180,7 +183,9 @@ def _need(op: dict[str, JSON], field: str, i: int) -> JSON:
     return op[field]
 
 
-def _tokens(path: str) -> list[str]:
+def _tokens(path: JSON) -> list[str]:
+    if not isinstance(path, str):
+        raise PatchError(f"invalid JSON pointer {json.dumps(path)}: must be a string")
     if path == "":
         return []
     if not path.startswith("/"):
@@ -204,11 +209,16 @@ def _step(cur: JSON, tok: str, path: str) -> JSON:
             raise PatchError(f"doc is missing path: {path}", code=422)
         return cur[tok]
     if isinstance(cur, list):
-        try:
-            return cur[int(tok)]
-        except (ValueError, IndexError):
-            raise PatchError(f"doc is missing path: {path}", code=422) from None
+        idx = _index(tok)
+        if idx is None or idx >= len(cur):
+            raise PatchError(f"doc is missing path: {path}", code=422)
+        return cur[idx]
     raise PatchError(f"doc is missing path: {path}", code=422)
+
+
+def _index(tok: str) -> int | None:
+    """An array index as RFC 6901 writes one ("0", "12"; no sign, no spaces), else None."""
+    return int(tok) if _ARRAY_INDEX.fullmatch(tok) else None
 
 
 def _get(doc: JSON, path: str) -> JSON:
@@ -228,11 +238,10 @@ def _add(doc: JSON, path: str, value: JSON) -> JSON:
         if last == "-":
             parent.append(value)
         else:
-            try:
-                idx = int(last)
-            except ValueError:
-                raise PatchError(f"invalid array index {last!r} in {path}") from None
-            if not 0 <= idx <= len(parent):
+            idx = _index(last)
+            if idx is None:
+                raise PatchError(f"invalid array index {last!r} in {path}")
+            if idx > len(parent):
                 raise PatchError(f"add operation does not apply: index {idx} out of bounds in {path}", code=422)
             parent.insert(idx, value)
     else:
@@ -247,10 +256,10 @@ def _remove(doc: JSON, path: str) -> tuple[JSON, JSON]:
             raise PatchError(f"doc is missing path: {path}", code=422)
         return doc, parent.pop(last)
     if isinstance(parent, list):
-        try:
-            return doc, parent.pop(int(last))
-        except (ValueError, IndexError):
-            raise PatchError(f"doc is missing path: {path}", code=422) from None
+        idx = _index(last)
+        if idx is None or idx >= len(parent):
+            raise PatchError(f"doc is missing path: {path}", code=422)
+        return doc, parent.pop(idx)
     raise PatchError(f"doc is missing path: {path}", code=422)
 
 

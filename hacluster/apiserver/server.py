@@ -15,6 +15,7 @@ import json
 import logging
 import random
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC
@@ -33,7 +34,7 @@ from hacluster.config import ClusterConfig
 from hacluster.ids import new_uid
 from hacluster.model import commands as cmds
 from hacluster.model import errors as E
-from hacluster.model import resources, schema, validation
+from hacluster.model import resources, schema, validation, yamljson
 from hacluster.model.resources import Resource
 from hacluster.model.selectors import (
     FieldSelector,
@@ -357,8 +358,8 @@ class ApiServer:
         ctype = (request.content_type or "").lower()
         if "yaml" in ctype:
             try:
-                return yaml.safe_load(raw)
-            except yaml.YAMLError as exc:
+                return yamljson.load(raw)
+            except (yaml.YAMLError, yamljson.YAMLJSONError) as exc:
                 raise E.BadRequest(f"error converting YAML to JSON: {exc}") from exc
         try:
             return msgspec.json.decode(raw)
@@ -391,15 +392,15 @@ class ApiServer:
             detail = ", ".join(f'unknown field "{u}"' for u in unknown)
             raise E.BadRequest(f"{res.kind} in version \"{res.version}\" cannot be handled as a {res.kind}: "
                                f"strict decoding error: {detail}")
-        warnings = [f'unknown field "{u}"' for u in unknown]
-        if unknown and request.query.get("fieldValidation", "") != "Ignore":
-            body = _drop_paths(body, unknown)
-        return body, warnings
+        # Decoding into Go structs always drops unknown fields; `Ignore` only silences the warnings.
+        ignore = request.query.get("fieldValidation", "") == "Ignore"
+        warnings = [] if ignore else [f'unknown field "{u}"' for u in unknown]
+        return schema.decoded(body, res.shape), warnings
 
     @staticmethod
     def _with_warnings(resp: web.Response, warnings: list[str]) -> web.Response:
         for w in warnings:
-            resp.headers.add("Warning", '299 - "' + w.replace('"', '\\"') + '"')
+            resp.headers.add("Warning", "299 - " + _quoted_warning(w))
         return resp
 
     # ------------------------------------------------------------------------------------ reads
@@ -703,8 +704,8 @@ class ApiServer:
             return decoded
 
         patch_rv = ""
-        if isinstance(body, dict):
-            patch_rv = str(((body.get("metadata") or {}).get("resourceVersion")) or "")
+        if isinstance(body, dict) and isinstance(body.get("metadata"), dict):
+            patch_rv = str(body["metadata"].get("resourceVersion") or "")
         resp = await self._guaranteed_update(request, user, t, mutate, patch_rv)
         return self._with_warnings(resp, warnings)
 
@@ -764,12 +765,7 @@ class ApiServer:
         body = await self._read_body(request, allow_empty=True)
         opts: Obj = {}
         if body is not None:
-            if not isinstance(body, dict):
-                raise E.BadRequest("DeleteOptions must be a JSON object")
-            mismatches, _ = schema.check_shape(body, schema.DELETE_OPTIONS)
-            if mismatches:
-                raise E.BadRequest(mismatches[0].message())
-            opts = body
+            opts = self._decode_small(body, schema.DELETE_OPTIONS)
         grace = opts.get("gracePeriodSeconds")
         if "gracePeriodSeconds" in request.query:
             grace = _int_param(request.query, "gracePeriodSeconds", 0)
@@ -807,12 +803,7 @@ class ApiServer:
 
     async def _bind(self, request: web.Request, user: User, t: Target) -> web.Response:
         authorize(user, "create", t.res, t.namespace, t.name, "binding")
-        body = await self._read_body(request)
-        if not isinstance(body, dict):
-            raise E.BadRequest("Binding must be a JSON object")
-        mismatches, _ = schema.check_shape(body, schema.BINDING)
-        if mismatches:
-            raise E.BadRequest(f'Binding in version "v1" cannot be handled as a Binding: {mismatches[0].message()}')
+        body = self._decode_small(await self._read_body(request), schema.BINDING)
         target = body.get("target") or {}
         node = target.get("name") or ""
         name = (body.get("metadata") or {}).get("name") or t.name
@@ -831,8 +822,10 @@ class ApiServer:
 
     async def _evict(self, request: web.Request, user: User, t: Target) -> web.Response:
         authorize(user, "create", t.res, t.namespace, t.name, "eviction")
-        body = await self._read_body(request, allow_empty=True) or {}
-        grace = ((body.get("deleteOptions") or {}).get("gracePeriodSeconds")) if isinstance(body, dict) else None
+        body = self._decode_small(await self._read_body(request, allow_empty=True) or {}, schema.EVICTION)
+        grace = (body.get("deleteOptions") or {}).get("gracePeriodSeconds")
+        if grace is not None and grace < 0:
+            grace = 0
         await self._propose(cmds.Delete(resource="pods", namespace=t.namespace, name=t.name,
                                         time=rfc3339(self.clock()), grace_period_s=grace))
         return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
@@ -840,8 +833,7 @@ class ApiServer:
 
     # ------------------------------------------------------------------------------- scale (RS)
     async def _update_scale(self, request: web.Request, user: User, t: Target, body: Any) -> web.Response:
-        if not isinstance(body, dict):
-            raise E.BadRequest("Scale must be a JSON object")
+        body = self._decode_small(body, schema.SCALE)
         replicas = (body.get("spec") or {}).get("replicas")
         rv = str((body.get("metadata") or {}).get("resourceVersion") or "")
         return await self._set_replicas(request, user, t, replicas, rv)
@@ -856,7 +848,21 @@ class ApiServer:
             scale = patching.apply_patch(ctype, _scale_of(current), body)
         except patching.PatchError as exc:
             raise E.BadRequest(str(exc)) from exc
+        scale = self._decode_small(scale, schema.SCALE)
         return await self._set_replicas(request, user, t, (scale.get("spec") or {}).get("replicas"), "")
+
+    @staticmethod
+    def _decode_small(body: Any, shape: schema.Struct) -> Obj:
+        """A request object that is not stored (Scale, Eviction, DeleteOptions), typed as Go decodes it."""
+        if not isinstance(body, dict):
+            raise E.BadRequest(f"{shape.go_name} in version \"v1\" cannot be handled as a {shape.go_name}: json: "
+                               f"cannot unmarshal {_json_type(body)} into Go value of type {shape.go_name}")
+        mismatches, _ = schema.check_shape(body, shape)
+        if mismatches:
+            raise E.BadRequest(f"{shape.go_name} in version \"v1\" cannot be handled as a {shape.go_name}: "
+                               f"{mismatches[0].message()}")
+        decoded: Obj = schema.decoded(body, shape)
+        return decoded
 
     async def _set_replicas(self, request: web.Request, user: User, t: Target, replicas: Any,
                             rv: str) -> web.Response:
@@ -934,9 +940,20 @@ def _int_param(q: Any, name: str, default: int) -> int:
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        value = int(raw)
     except ValueError:
         raise E.BadRequest(f"invalid value for {name}: {raw!r}: must be an integer") from None
+    if not -(2**63) <= value < 2**63:
+        raise E.BadRequest(f"invalid value for {name}: {raw!r}: value out of range")
+    return value
+
+
+def _quoted_warning(text: str) -> str:
+    """A warn-text as Kubernetes writes it (quotes and backslashes escaped, UTF-8 kept), with control
+    characters made spaces as Go's HTTP server does: a field name from a client may hold a newline, which
+    must not start a header of its own."""
+    clean = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text)
+    return '"' + clean.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _dry_run(request: web.Request) -> bool:
@@ -975,34 +992,6 @@ def _decode_continue(token: str) -> tuple[str, int]:
         return str(data["start"]), int(data["rv"])
     except (ValueError, KeyError, TypeError) as exc:
         raise E.BadRequest(f"continue key is not valid: {exc}") from exc
-
-
-def _drop_paths(body: Obj, paths: list[str]) -> Obj:
-    out = json.loads(json.dumps(body))
-    for p in paths:
-        cur: Any = out
-        parts = _split_path(p)
-        for part in parts[:-1]:
-            cur = cur[part] if isinstance(cur, dict) else cur[int(part)] if isinstance(cur, list) else None
-            if cur is None:
-                break
-        if isinstance(cur, dict):
-            cur.pop(parts[-1], None)
-    return out  # type: ignore[no-any-return]
-
-
-def _split_path(p: str) -> list[str]:
-    parts: list[str] = []
-    for seg in p.split("."):
-        while "[" in seg:
-            head, rest = seg.split("[", 1)
-            if head:
-                parts.append(head)
-            idx, seg = rest.split("]", 1)
-            parts.append(idx)
-        if seg:
-            parts.append(seg)
-    return parts
 
 
 def _filtered_event(ev: WatchEvent, matches: Callable[[Obj | None], bool]) -> tuple[str, Obj] | None:

@@ -23,6 +23,7 @@ import yaml
 
 from hacluster.apiserver.patch import MERGE_KEYS
 from hacluster.cli.kube import LAST_APPLIED, KubeError
+from hacluster.model import yamljson
 
 Obj = dict[str, Any]
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -61,8 +62,8 @@ def load_manifests(paths: tuple[str, ...], *, recursive: bool = False) -> list[M
 
 def _parse(text: str, source: str) -> list[Manifest]:
     try:
-        docs = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as exc:
+        docs = list(yamljson.load_all(text))
+    except (yaml.YAMLError, yamljson.YAMLJSONError) as exc:
         raise KubeError(f'error: error parsing {source}: {exc}') from exc
     out: list[Manifest] = []
     for doc in docs:

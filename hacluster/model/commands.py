@@ -107,6 +107,22 @@ def encode(command: AnyCommand) -> bytes:
     return _encoder.encode(command)
 
 
+def encode_checked(command: AnyCommand) -> bytes:
+    """`encode`, proven to decode again: a value of the wrong type or out of range (which the API server's
+    decoding should already have refused) fails here, before it takes a place in the log that every
+    replica would then have to refuse."""
+    try:
+        payload = _encoder.encode(command)
+        _decoder.decode(payload)
+    except (OverflowError, TypeError, ValueError, msgspec.DecodeError) as exc:
+        raise CommandEncodingError(f"{type(command).__name__} cannot be replicated: {exc}") from exc
+    return payload
+
+
+class CommandEncodingError(ValueError):
+    """A command holds a value the Raft log encoding cannot carry."""
+
+
 def decode(payload: bytes) -> AnyCommand:
     """Inverse of `encode`; raises msgspec.ValidationError / DecodeError on foreign bytes."""
     command: AnyCommand = _decoder.decode(payload)

@@ -24,14 +24,19 @@ class Scalar:
         if self.go_type == "string":
             return isinstance(value, str)
         if self.go_type in ("int32", "int64"):
-            return isinstance(value, int) and not isinstance(value, bool)
+            bits = 31 if self.go_type == "int32" else 63
+            return isinstance(value, int) and not isinstance(value, bool) and -(2**bits) <= value < 2**bits
         if self.go_type == "bool":
             return isinstance(value, bool)
         if self.go_type == "Quantity":
             return isinstance(value, (str, int, float)) and not isinstance(value, bool)
         if self.go_type == "IntOrString":
-            return isinstance(value, (str, int)) and not isinstance(value, bool)
+            return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)
+                                              and -(2**31) <= value < 2**31)
         return True
+
+    def zero(self) -> Any:
+        return {"string": "", "bool": False, "Quantity": "0"}.get(self.go_type, 0)
 
 
 @dataclass(frozen=True)
@@ -232,6 +237,16 @@ DELETE_OPTIONS = Struct("DeleteOptions", {
     "ignoreStoreReadErrorWithClusterBreakingPotential": BOOL,
 })
 
+EVICTION = Struct("Eviction", {
+    "apiVersion": STR, "kind": STR, "metadata": OBJECT_META, "deleteOptions": DELETE_OPTIONS,
+})
+
+SCALE = Struct("Scale", {
+    "apiVersion": STR, "kind": STR, "metadata": OBJECT_META,
+    "spec": Struct("ScaleSpec", {"replicas": INT32}),
+    "status": Struct("ScaleStatus", {"replicas": INT32, "selector": STR}),
+})
+
 _JSON_TYPE = {str: "string", bool: "bool", int: "number", float: "number", list: "array", dict: "object"}
 
 
@@ -304,3 +319,50 @@ def _walk(value: Any, shape: Shape, path: str, struct: str,
                 unknown.append(sub_path)
                 continue
             _walk(v, sub, sub_path, shape.go_name, mismatches, unknown)
+
+
+_INT64 = (-(2**63), 2**63)
+
+
+def decoded(value: Any, shape: Shape) -> Any:
+    """`value` as Go's decoder leaves it for `shape` (call once `check_shape` found no mismatch): unknown fields
+    dropped; a null object, list or map field absent (Kubernetes' optional fields are pointers, slices and maps
+    with omitempty); a null list item or map value its type's zero value; a null scalar field kept (a
+    `metav1.Time` such as a condition's `lastProbeTime` is written back as null); and a number too large for
+    int64 in an untyped part a float64 — so what is stored is what Kubernetes would store, and every value
+    survives the command encoding."""
+    if isinstance(shape, _Any):
+        return _untyped(value)
+    if value is None:  # an item of a list or a value of a map (fields are handled by their struct)
+        return _zero(shape)
+    if isinstance(shape, ListOf) and isinstance(value, list):
+        return [decoded(v, shape.item) for v in value]
+    if isinstance(shape, MapOf) and isinstance(value, dict):
+        return {k: decoded(v, shape.value) for k, v in value.items()}
+    if isinstance(shape, Struct) and isinstance(value, dict):
+        return {k: None if v is None else decoded(v, shape.fields[k]) for k, v in value.items()
+                if k in shape.fields and (v is not None or isinstance(shape.fields[k], (Scalar, _Any)))}
+    if isinstance(shape, Scalar) and shape.go_type == "Quantity" and isinstance(value, int) \
+            and not _INT64[0] <= value < _INT64[1]:
+        return str(value)
+    return value
+
+
+def _zero(shape: Shape) -> Any:
+    if isinstance(shape, Scalar):
+        return shape.zero()
+    if isinstance(shape, ListOf):
+        return []
+    if isinstance(shape, (MapOf, Struct)):
+        return {}
+    return None
+
+
+def _untyped(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _untyped(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_untyped(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and not _INT64[0] <= value < _INT64[1]:
+        return float(value)
+    return value

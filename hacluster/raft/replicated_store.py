@@ -35,7 +35,7 @@ from pysyncobj.pipe_notifier import PipeNotifier
 from hacluster.config import ClusterConfig
 from hacluster.ids import new_request_id
 from hacluster.model import commands as cmds
-from hacluster.model.errors import ErrorInfo, Timeout, Unavailable
+from hacluster.model.errors import BadRequest, ErrorInfo, Timeout, Unavailable
 from hacluster.store.api import PeerView, RaftView
 from hacluster.store.state import Result, StoreLimits, StoreState
 
@@ -481,7 +481,10 @@ class RaftStore:
         assert self._loop is not None and self._sync is not None, "RaftStore.start() first"
         if not command.request_id and not isinstance(command, cmds.Barrier):
             command = msgspec.structs.replace(command, request_id=new_request_id())
-        payload = cmds.encode(command)
+        try:
+            payload = cmds.encode_checked(command)
+        except cmds.CommandEncodingError as exc:
+            raise BadRequest(str(exc)) from exc
         timeout = self.cfg.api.proposal_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout
         proposed = False

@@ -12,8 +12,9 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from hacluster.model import commands as cmds
 from hacluster.model.commands import AnyCommand
-from hacluster.model.errors import Unavailable
+from hacluster.model.errors import BadRequest, Unavailable
 from hacluster.store.api import RaftView
 from hacluster.store.state import Result, StoreLimits, StoreState
 
@@ -35,6 +36,11 @@ class LocalStore:
     async def propose(self, command: AnyCommand, *, timeout_s: float | None = None) -> Result:
         if not self.available:
             raise Unavailable(f"hacluster master {self.id}: no quorum (test store switched off)", retry_after_s=1)
+        # Through the encoding the Raft log uses, so a command that could not be replicated fails here too.
+        try:
+            command = cmds.decode(cmds.encode_checked(command))
+        except cmds.CommandEncodingError as exc:
+            raise BadRequest(str(exc)) from exc
         self.proposals.append(command)
         result = self.state.apply(command)
         ev, self._event = self._event, asyncio.Event()

@@ -114,6 +114,26 @@ async def test_unknown_fields_warn_or_fail_strictly(api):
     assert 'unknown field \\"spec.colour\\"' in resp.headers["Warning"]
     code, body, _ = await api.call("POST", f"{PODS}?fieldValidation=Strict", {**p, "metadata": {"name": "w2"}})
     assert code == 400 and 'strict decoding error: unknown field "spec.colour"' in body["message"]
+    code, body, resp = await api.call("POST", f"{PODS}?fieldValidation=Ignore", {**p, "metadata": {"name": "w3"}})
+    assert code == 201 and "colour" not in body["spec"] and "Warning" not in resp.headers
+    # A field name is client text: quotes are escaped and control characters blanked, never breaking the header.
+    p["spec"] = {**p["spec"], 'a"b\r\nX-Injected: 1': 1, "é": 2}
+    code, body, resp = await api.call("POST", PODS, {**p, "metadata": {"name": "w4"}})
+    assert code == 201 and "X-Injected" not in resp.headers
+    assert resp.headers.getall("Warning")[-2:] == [r'299 - "unknown field \"spec.a\"b  X-Injected: 1\""',
+                                                   r'299 - "unknown field \"spec.é\""']
+
+
+async def test_yaml_bodies_are_read_as_kubernetes_reads_them(api):
+    manifest = (b"apiVersion: v1\nkind: Pod\nmetadata:\n  name: y\n  annotations: {built: 2024-01-01, 1: one}\n"
+                b"spec:\n  containers: [{name: c, image: nginx}]\n")
+    code, body, _ = await api.call("POST", PODS, raw=manifest, headers={"Content-Type": "application/yaml"})
+    assert code == 201 and body["metadata"]["annotations"] == {"built": "2024-01-01", "1": "one"}
+    before = store_size(api)
+    code, body, _ = await api.call("POST", PODS, raw=manifest.replace(b"name: y", b"name: y2").replace(
+        b"image: nginx}", b"image: nginx, x: .inf}"), headers={"Content-Type": "application/yaml"})
+    assert code == 400 and body["reason"] == "BadRequest" and "inf has no JSON form" in body["message"]
+    assert store_size(api) == before
 
 
 async def test_authentication_and_authorization(api):

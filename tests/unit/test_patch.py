@@ -66,3 +66,22 @@ def test_json_patch_failures():
         json_patch(POD, {"op": "add"})
     with pytest.raises(PatchError):
         json_patch(POD, [{"op": "frobnicate", "path": "/a"}])
+
+
+@pytest.mark.parametrize("op", [
+    {"op": "remove", "path": "/spec/containers/-1"},       # RFC 6901 has no negative index (Python would pop the last)
+    {"op": "remove", "path": "/spec/containers/+0"},
+    {"op": "replace", "path": "/spec/containers/ 1", "value": {}},
+    {"op": "add", "path": "/spec/containers/01", "value": {}},
+    {"op": "add", "path": None, "value": 1},                 # a pointer must be a string
+    {"op": "copy", "from": {"a": 1}, "path": "/metadata/labels/c"},
+])
+def test_json_patch_refuses_malformed_pointers(op):
+    with pytest.raises(PatchError):
+        json_patch(POD, [op])
+
+
+def test_json_patch_array_indexes():
+    out = json_patch(POD, [{"op": "add", "path": "/spec/containers/2", "value": {"name": "c3"}},
+                           {"op": "remove", "path": "/spec/containers/0"}])
+    assert [c["name"] for c in out["spec"]["containers"]] == ["c2", "c3"]
