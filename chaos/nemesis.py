@@ -34,6 +34,7 @@ from typing import Any
 
 from chaos.network import ChaosNetwork, Undo
 from chaos.scenario import FaultSpec
+from hacluster.asyncwait import wait_event
 from hacluster.cluster import launcher
 from hacluster.cluster.launcher import ClusterHandle
 
@@ -323,11 +324,8 @@ async def run_schedule(nemesis: Nemesis, faults: tuple[FaultSpec, ...], t0: floa
     for at, _, what in events:
         delay = t0 + at - time.monotonic()
         if delay > 0:
-            try:
-                await asyncio.wait_for(stop.wait(), delay)
+            if await wait_event(stop, delay):
                 return  # stopped early: the caller heals everything
-            except TimeoutError:
-                pass
         action, idx = what.split(":")
         i = int(idx)
         if action == "start":

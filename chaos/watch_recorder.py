@@ -183,10 +183,7 @@ class WatchRecorder:
                             await asyncio.gather(work, return_exceptions=True)
                             break
                     if not stop.is_set():
-                        try:
-                            await asyncio.wait_for(asyncio.shield(stopper), self.resume_pause_s)
-                        except TimeoutError:
-                            pass
+                        await asyncio.wait({stopper}, timeout=self.resume_pause_s)
             finally:
                 stopper.cancel()
         self.out.flush()

@@ -29,6 +29,7 @@ from typing import Any
 import aiohttp
 
 from chaos.scenario import WorkloadSpec
+from hacluster.asyncwait import wait_event
 from hacluster.consistency.history import Event, event_to_json
 
 VALUE_ANNOTATION = "hacluster.io/value"
@@ -139,10 +140,7 @@ class Workload:
                 t = next_slot[0] = max(next_slot[0] + interval, time.monotonic())
                 delay = t - time.monotonic()
                 if delay > 0:
-                    try:
-                        await asyncio.wait_for(stop.wait(), delay)
-                    except TimeoutError:
-                        pass
+                    await wait_event(stop, delay)
                 return not stop.is_set() and time.monotonic() < deadline
 
             async def worker(w: int) -> None:

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from hacluster.asyncwait import wait_event
 from hacluster.controllers.proposer import BATCH_OVERHEAD_BYTES, MAX_ENTRY_BYTES, FencedProposer, encoded_size
 from hacluster.ids import new_uid
 from hacluster.model.commands import AnyCommand, Batch, Create, Replace
@@ -186,9 +187,7 @@ class EventRecorder:
         while True:
             if not self._pending:
                 self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), IDLE_WAIT_S)
-                except TimeoutError:
+                if not await wait_event(self._wake, IDLE_WAIT_S):
                     continue
             await self.flush(proposer)
             await asyncio.sleep(0)  # a cooperative yield between batches (a local store answers at once)

@@ -32,6 +32,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from hacluster.asyncwait import wait_event
 from hacluster.client import ApiClient, ClientError, Indeterminate, Unreachable
 from hacluster.config import KubeletConfig
 from hacluster.kubelet import eviction as ev
@@ -39,7 +40,7 @@ from hacluster.kubelet import nodestatus as ns
 from hacluster.kubelet.backoff import BackOff, go_duration
 from hacluster.kubelet.behaviour import NodeProfile
 from hacluster.kubelet.events import EventRecorder, TokenBucket
-from hacluster.kubelet.runtime import EXITED, ContainerRecord, Runtime, StartError, wait_event
+from hacluster.kubelet.runtime import EXITED, ContainerRecord, Runtime, StartError
 from hacluster.kubelet.status import TERMINAL_PHASES, PodFacts, freeze_for_eviction, pod_status, rfc3339, should_restart
 from hacluster.model.quantity import QuantityError, parse_quantity
 

@@ -37,8 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hacluster.asyncwait import wait_event
 from hacluster.kubelet.behaviour import ImageCatalogue
-from hacluster.kubelet.runtime import EXITED, RUNNING, ContainerRecord, LogLine, PullResult, StartError, wait_event
+from hacluster.kubelet.runtime import EXITED, RUNNING, ContainerRecord, LogLine, PullResult, StartError
 from hacluster.kubelet.sim import image_id_of, memory_limit_of
 
 log = logging.getLogger(__name__)

@@ -19,25 +19,11 @@ Contract and failures:
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 CREATED, RUNNING, EXITED = "created", "running", "exited"
-
-
-async def wait_event(event: asyncio.Event, timeout_s: float) -> bool:
-    """Wait until `event` is set or `timeout_s` passed; True if it was set. Unlike `asyncio.wait_for` on
-    Python 3.11, a cancellation arriving as the event fires is never swallowed."""
-    if event.is_set():
-        return True
-    waiter = asyncio.ensure_future(event.wait())
-    try:
-        done, _ = await asyncio.wait({waiter}, timeout=max(0.0, timeout_s))
-    finally:
-        waiter.cancel()
-    return bool(done)
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from pysyncobj import syncobj as pysyncobj_core
 from pysyncobj.node import TCPNode
 from pysyncobj.pipe_notifier import PipeNotifier
 
+from hacluster.asyncwait import wait_event
 from hacluster.config import ClusterConfig
 from hacluster.ids import new_request_id
 from hacluster.model import commands as cmds
@@ -454,10 +455,7 @@ class RaftStore:
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._change_event is None:
                 break
-            ev = self._change_event
-            try:
-                await asyncio.wait_for(ev.wait(), remaining)
-            except TimeoutError:
+            if not await wait_event(self._change_event, remaining):
                 break
         return self._state.revision
 
@@ -465,10 +463,7 @@ class RaftStore:
         """Wait until the published view changes (or the timeout)."""
         ev = self._view_changed
         if ev is not None:
-            try:
-                await asyncio.wait_for(ev.wait(), timeout_s)
-            except TimeoutError:
-                pass
+            await wait_event(ev, timeout_s)
         return self._view
 
     def _count(self, outcome: str) -> None:
@@ -513,11 +508,12 @@ class RaftStore:
             self._sync.apply_command(payload, callback=on_result)
             self._sync.wake()
             proposed = True
-            try:
-                res, err = await asyncio.wait_for(asyncio.shield(fut), remaining)
-            except TimeoutError:
+            # asyncio.wait neither cancels `fut` on the deadline nor swallows a cancellation of this task.
+            await asyncio.wait({fut}, timeout=remaining)
+            if not fut.done():
                 last_reason = "no commit before the deadline"
                 break
+            res, err = fut.result()
             if err == FAIL_REASON.SUCCESS:
                 self._count("committed")
                 return res  # type: ignore[no-any-return]

@@ -41,6 +41,7 @@ from typing import Any
 
 import msgspec
 
+from hacluster.asyncwait import wait_event
 from hacluster.config import ClusterConfig, SchedulerConfig
 from hacluster.controllers.events import NORMAL, WARNING, EventRecorder
 from hacluster.controllers.informer import StoreFollower
@@ -210,10 +211,7 @@ class Scheduler:
         if timeout_s <= 0 or self.follower.behind():
             return
         self._wake.clear()
-        try:
-            await asyncio.wait_for(self._wake.wait(), timeout_s)
-        except TimeoutError:
-            pass
+        await wait_event(self._wake, timeout_s)
 
     async def _pump(self) -> None:
         """Turn store changes into wake-ups of the loop."""

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from hacluster.asyncwait import wait_event
 from hacluster.model import commands as cmds
 from hacluster.model.commands import AnyCommand
 from hacluster.model.errors import BadRequest, Unavailable
@@ -60,9 +61,7 @@ class LocalStore:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            try:
-                await asyncio.wait_for(self._event.wait(), remaining)
-            except TimeoutError:
+            if not await wait_event(self._event, remaining):
                 break
         return self.state.revision
 
