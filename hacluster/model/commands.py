@@ -111,12 +111,21 @@ def encode_checked(command: AnyCommand) -> bytes:
     """`encode`, proven to decode again: a value of the wrong type or out of range (which the API server's
     decoding should already have refused) fails here, before it takes a place in the log that every
     replica would then have to refuse."""
+    return _round_trip(command)[0]
+
+
+def as_replicated(command: AnyCommand) -> AnyCommand:
+    """`command` as a replica decodes it from the log (for an unreplicated store that must behave the same);
+    CommandEncodingError as `encode_checked`."""
+    return _round_trip(command)[1]
+
+
+def _round_trip(command: AnyCommand) -> tuple[bytes, AnyCommand]:
     try:
         payload = _encoder.encode(command)
-        _decoder.decode(payload)
+        return payload, _decoder.decode(payload)
     except (OverflowError, TypeError, ValueError, msgspec.DecodeError) as exc:
         raise CommandEncodingError(f"{type(command).__name__} cannot be replicated: {exc}") from exc
-    return payload
 
 
 class CommandEncodingError(ValueError):

@@ -39,7 +39,7 @@ class LocalStore:
             raise Unavailable(f"hacluster master {self.id}: no quorum (test store switched off)", retry_after_s=1)
         # Through the encoding the Raft log uses, so a command that could not be replicated fails here too.
         try:
-            command = cmds.decode(cmds.encode_checked(command))
+            command = cmds.as_replicated(command)
         except cmds.CommandEncodingError as exc:
             raise BadRequest(str(exc)) from exc
         self.proposals.append(command)
