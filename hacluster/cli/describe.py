@@ -75,16 +75,21 @@ class _Out:
 
 
 # --------------------------------------------------------------------------------------- shared bits
-def _labels(w: _Out, title: str, labels: object, initial_indent: str = "") -> None:
+def _rows(w: _Out, title: str, rows: list[str], initial_indent: str = "") -> None:
+    """`Title:\trow` then one `\trow` line per further row, or `<none>` (kubectl's multi-line fields)."""
     w.write(0, f"{initial_indent}{title}:\t")
-    items = _m(labels)
-    if not items:
+    if not rows:
         w.write(0, "<none>\n")
         return
-    for i, key in enumerate(sorted(items)):
+    for i, row in enumerate(rows):
         if i:
             w.write(0, f"{initial_indent}\t")
-        w.write(0, f"{key}={_s(items[key])}\n")
+        w.write(0, row + "\n")
+
+
+def _labels(w: _Out, title: str, labels: object, initial_indent: str = "") -> None:
+    items = _m(labels)
+    _rows(w, title, [f"{key}={_s(items[key])}" for key in sorted(items)], initial_indent)
 
 
 def _annotations(w: _Out, title: str, annotations: object) -> None:
@@ -107,14 +112,8 @@ def _annotations(w: _Out, title: str, annotations: object) -> None:
 
 
 def _tolerations(w: _Out, title: str, tolerations: object) -> None:
-    w.write(0, f"{title}:\t")
-    items = [_m(t) for t in _l(tolerations)]
-    if not items:
-        w.write(0, "<none>\n")
-        return
-    for i, t in enumerate(sorted(items, key=lambda t: _s(t.get("key")))):
-        if i:
-            w.write(0, "\t")
+    rows = []
+    for t in sorted((_m(t) for t in _l(tolerations)), key=lambda t: _s(t.get("key"))):
         text = _s(t.get("key"))
         if t.get("value"):
             text += f"={_s(t.get('value'))}"
@@ -124,20 +123,16 @@ def _tolerations(w: _Out, title: str, tolerations: object) -> None:
             text += " op=Exists" if t.get("key") or t.get("effect") else "op=Exists"
         if t.get("tolerationSeconds") is not None:
             text += f" for {t.get('tolerationSeconds')}s"
-        w.write(0, text + "\n")
+        rows.append(text)
+    _rows(w, title, rows)
 
 
 def _taints(w: _Out, title: str, taints: object) -> None:
-    w.write(0, f"{title}:\t")
-    items = [_m(t) for t in _l(taints)]
-    if not items:
-        w.write(0, "<none>\n")
-        return
-    for i, t in enumerate(sorted(items, key=lambda t: f"{_s(t.get('effect'))},{_s(t.get('key'))}")):
-        if i:
-            w.write(0, "\t")
+    rows = []
+    for t in sorted((_m(t) for t in _l(taints)), key=lambda t: f"{_s(t.get('effect'))},{_s(t.get('key'))}"):
         value = f"={_s(t.get('value'))}" if t.get("value") else ""
-        w.write(0, f"{_s(t.get('key'))}{value}:{_s(t.get('effect'))}\n")
+        rows.append(f"{_s(t.get('key'))}{value}:{_s(t.get('effect'))}")
+    _rows(w, title, rows)
 
 
 def _quantity(v: object) -> str:

@@ -1,5 +1,8 @@
 """An API server in this process over an unreplicated store, driven by aiohttp's test client."""
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -43,11 +46,11 @@ class Api:
         return resp.status, data, resp
 
 
-@pytest.fixture
-async def api():
-    store = LocalStore()
+@contextlib.asynccontextmanager
+async def serving(config: ClusterConfig, store: LocalStore) -> AsyncIterator[Api]:
+    """Master m1's API over `store`, which first commits m1's leadership of term 1."""
     await store.propose(C.LeaderElected(leader_id="m1", term=1, time="2026-01-01T00:00:00Z", fence_term=1))
-    server = ApiServer(make_config(max_body_bytes=64 * 1024), "m1", store)
+    server = ApiServer(config, "m1", store)
     client = TestClient(TestServer(server.app()))
     await client.start_server()
     try:
@@ -55,6 +58,12 @@ async def api():
     finally:
         server.stop_watches()
         await client.close()
+
+
+@pytest.fixture
+async def api():
+    async with serving(make_config(max_body_bytes=64 * 1024), LocalStore()) as served:
+        yield served
 
 
 def pod(name, **spec):

@@ -5,14 +5,11 @@ times, a second apart), read-worded refusals, PrepareForCreate status resets, an
 import dataclasses
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from hacluster.apiserver.server import ApiServer
 from hacluster.config import MasterConfig
-from hacluster.model import commands as C
 from hacluster.store.api import PeerView
 from hacluster.store.local import LocalStore
-from tests.api.conftest import ADMIN, Api, make_config, pod
+from tests.api.conftest import ADMIN, make_config, pod, serving
 
 PODS = "/api/v1/namespaces/default/pods"
 
@@ -36,16 +33,8 @@ async def three_master_api():
     cfg = cfg.model_copy(update={"masters": (MasterConfig(id="m1", api_port=1, raft_port=2),
                                              MasterConfig(id="m2", api_port=3, raft_port=4),
                                              MasterConfig(id="m3", api_port=5, raft_port=6))})
-    store = PeeredStore({"m2": True, "m3": True})
-    await store.propose(C.LeaderElected(leader_id="m1", term=1, time="2026-01-01T00:00:00Z", fence_term=1))
-    server = ApiServer(cfg, "m1", store)
-    client = TestClient(TestServer(server.app()))
-    await client.start_server()
-    try:
-        yield Api(client, store)
-    finally:
-        server.stop_watches()
-        await client.close()
+    async with serving(cfg, PeeredStore({"m2": True, "m3": True})) as served:
+        yield served
 
 
 async def test_retry_after_only_while_the_majority_is_reachable(three_master_api):
