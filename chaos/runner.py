@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chaos.jsonlines import JsonLinesFile
 from chaos.nemesis import FaultLog, Nemesis, run_schedule
 from chaos.network import load_network
 from chaos.scenario import Scenario
@@ -56,7 +57,7 @@ class RaftSampler:
         self.path = path
         self.period_s = period_s
         self.samples: list[dict[str, Any]] = []
-        self._file = path.open("w") if path is not None else None
+        self._out = JsonLinesFile(path)
 
     def sample_once(self) -> list[dict[str, Any]]:
         out = []
@@ -78,15 +79,13 @@ class RaftSampler:
         while not stop.is_set():
             batch = await asyncio.to_thread(self.sample_once)
             self.samples += batch
-            if self._file is not None:
-                for rec in batch:
-                    self._file.write(json.dumps(rec) + "\n")
-                self._file.flush()
+            for rec in batch:
+                self._out.write_line(json.dumps(rec))
+            self._out.flush()
             await wait_event(stop, self.period_s)
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
+        self._out.close()
 
 
 def run_scenario(scenario: Scenario, out_dir: Path, *, masters: int | None = None, seed: int | None = None,

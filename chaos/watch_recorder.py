@@ -40,6 +40,8 @@ from typing import Any
 
 import aiohttp
 
+from chaos.jsonlines import JsonLinesFile
+
 VALUE_ANNOTATION = "hacluster.io/value"
 PODS_PATH = "/api/v1/pods"
 NODES_PATH = "/api/v1/nodes"
@@ -99,26 +101,18 @@ def _value(obj: dict[str, Any]) -> Any:
         return raw
 
 
-class _Jsonl:
+class _Jsonl(JsonLinesFile):
+    """The watch records, kept in memory as well."""
+
     def __init__(self, path: Path | None) -> None:
+        super().__init__(path)
         self.records: list[dict[str, Any]] = []
-        self._file = path.open("w", encoding="utf-8") if path is not None else None
 
     def write(self, kind: str, **fields: Any) -> dict[str, Any]:
         rec = {"time": time.monotonic_ns(), "kind": kind, **fields}
         self.records.append(rec)
-        if self._file is not None:
-            self._file.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        self.write_line(json.dumps(rec, separators=(",", ":")))
         return rec
-
-    def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
 
 
 class WatchRecorder:

@@ -28,6 +28,7 @@ from typing import Any
 
 import aiohttp
 
+from chaos.jsonlines import JsonLinesFile
 from chaos.scenario import WorkloadSpec
 from hacluster.asyncwait import wait_event
 from hacluster.consistency.history import Event, event_to_json
@@ -47,24 +48,20 @@ class HistoryRecorder:
 
     def __init__(self, path: Path | None) -> None:
         self.events: list[Event] = []
-        self._file = path.open("w") if path is not None else None
+        self._out = JsonLinesFile(path)
 
     def record(self, process: int, etype: str, f: str, key: str, value: Any, **extra: Any) -> Event:
         ev = Event(process=process, type=etype, f=f, key=key, value=tuple(value) if isinstance(value, list) else value,  # type: ignore[arg-type]
                    time_ns=time.monotonic_ns(), extra={k: v for k, v in extra.items() if v is not None})
         self.events.append(ev)
-        if self._file is not None:
-            self._file.write(event_to_json(ev) + "\n")
+        self._out.write_line(event_to_json(ev))
         return ev
 
     def flush(self) -> None:
-        if self._file is not None:
-            self._file.flush()
+        self._out.flush()
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self._out.close()
 
 
 @dataclass
