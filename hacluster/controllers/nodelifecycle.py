@@ -85,9 +85,6 @@ STATUS_UNKNOWN = ("NodeStatusUnknown", "Kubelet stopped posting node status.")
 STATUS_NEVER_UPDATED = ("NodeStatusNeverUpdated", "Kubelet never posted node status.")
 
 
-parse_time = parse_rfc3339
-
-
 def condition(obj: Obj | None, ctype: str) -> Obj | None:
     for c in ((obj or {}).get("status") or {}).get("conditions") or ():
         if c.get("type") == ctype:
@@ -414,7 +411,7 @@ class NodeLifecycleController:
         """When the node's NoExecute taints appeared: the earliest `timeAdded`, or when first seen."""
         times = []
         for t in no_execute:
-            added = parse_time(t.get("timeAdded"))
+            added = parse_rfc3339(t.get("timeAdded"))
             if added is None:
                 added = self.first_seen_taint.setdefault((node, str(t.get("key"))), now)
             times.append(added)

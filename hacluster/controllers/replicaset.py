@@ -41,13 +41,13 @@ from typing import Any
 from hacluster.config import ControllersConfig
 from hacluster.controllers.events import NORMAL, WARNING, EventRecorder
 from hacluster.controllers.informer import StoreFollower
-from hacluster.controllers.nodelifecycle import condition, parse_time
+from hacluster.controllers.nodelifecycle import condition
 from hacluster.controllers.proposer import FencedProposer, NotLeading, batches
 from hacluster.ids import new_uid
 from hacluster.model import validation
 from hacluster.model.commands import AnyCommand, Create, Delete, Replace
 from hacluster.model.selectors import LabelSelector, label_selector_from_object
-from hacluster.model.timestamps import rfc3339
+from hacluster.model.timestamps import parse_rfc3339, rfc3339
 from hacluster.store.api import ReplicatedStore
 from hacluster.store.state import DELETED, Result, StoreState
 
@@ -107,9 +107,9 @@ def deletion_order(pods: list[Obj]) -> list[Obj]:
         spec, status, meta = p.get("spec") or {}, p.get("status") or {}, p.get("metadata") or {}
         node = spec.get("nodeName") or ""
         ready = is_ready(p)
-        ready_since = parse_time((condition(p, "Ready") or {}).get("lastTransitionTime")) if ready else None
+        ready_since = parse_rfc3339((condition(p, "Ready") or {}).get("lastTransitionTime")) if ready else None
         restarts = sum(int(c.get("restartCount") or 0) for c in status.get("containerStatuses") or ())
-        created = parse_time(meta.get("creationTimestamp")) or 0.0
+        created = parse_rfc3339(meta.get("creationTimestamp")) or 0.0
         return (
             1 if node else 0,                                   # unassigned first
             PHASE_ORDER.get(status.get("phase", "Pending"), 3),  # Pending < Unknown < Running
@@ -317,7 +317,7 @@ class ReplicaSetController:
         ready = [p for p in active if is_ready(p)]
         available = 0
         for p in ready:
-            since = parse_time((condition(p, "Ready") or {}).get("lastTransitionTime"))
+            since = parse_rfc3339((condition(p, "Ready") or {}).get("lastTransitionTime"))
             if min_ready <= 0 or since is None or since + min_ready <= now:
                 available += 1
             else:

@@ -571,7 +571,7 @@ class Kubelet:
     async def _consume(self, stream: AsyncIterator[Obj]) -> bool:
         """Apply watch events until the stream ends; True if it ended with an error (410: relist)."""
         async for event in stream:
-            etype = event.get("type")
+            etype = str(event.get("type") or "")
             obj = event.get("object") or {}
             if etype == "ERROR":
                 if obj.get("code") == 410:
@@ -581,10 +581,7 @@ class Kubelet:
             if etype == "BOOKMARK":
                 self.resource_version = rv or self.resource_version
                 continue
-            if etype == "DELETED":
-                self._pod_gone(obj)
-            elif etype in ("ADDED", "MODIFIED"):
-                self._upsert(obj)
+            self.apply_event(etype, obj)
             if rv:
                 self.resource_version = rv
         return False

@@ -32,6 +32,8 @@ from typing import Any
 from hacluster.client import ApiClient
 from hacluster.cluster import launcher
 from hacluster.config import ControllersConfig, KubeletConfig, RaftConfig, default_config
+from hacluster.controllers.nodelifecycle import ready_status
+from hacluster.kubelet.agent import list_all
 from hacluster.kubelet.fleet import raise_fd_limit
 
 PODS = "/api/v1/namespaces/default/pods"
@@ -171,20 +173,12 @@ async def node_controller_events(api: ApiClient) -> tuple[int, int]:
     """(NodeNotReady, TaintManagerEviction) events of the node lifecycle controller, each counted with its
     repeats: a node that flapped to NotReady/Unknown, a pod evicted from such a node."""
     flaps = evictions = 0
-    cont = ""
-    for _ in range(1000):
-        params = {"limit": "500", "fieldSelector": "source=node-controller"}
-        if cont:
-            params["continue"] = cont
-        page = await api.get("/api/v1/events", params=params)
-        for e in page["items"]:
-            if e.get("reason") == "NodeNotReady" and e["involvedObject"].get("kind") == "Node":
-                flaps += int(e.get("count") or 1)
-            elif e.get("reason") == "TaintManagerEviction":
-                evictions += int(e.get("count") or 1)
-        cont = page["metadata"].get("continue") or ""
-        if not cont:
-            break
+    events, _ = await list_all(api, "/api/v1/events", {"fieldSelector": "source=node-controller"})
+    for e in events:
+        if e.get("reason") == "NodeNotReady" and e["involvedObject"].get("kind") == "Node":
+            flaps += int(e.get("count") or 1)
+        elif e.get("reason") == "TaintManagerEviction":
+            evictions += int(e.get("count") or 1)
     return flaps, evictions
 
 
@@ -221,8 +215,7 @@ async def fleet(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         fleet_pid = handle.pid("kubelet-fleet") or 0
         while True:
             listing = await api.get("/api/v1/nodes", params={"resourceVersion": "0"})
-            ready = sum(1 for x in listing["items"] if any(c["type"] == "Ready" and c["status"] == "True"
-                                                           for c in x["status"]["conditions"]))
+            ready = sum(1 for x in listing["items"] if ready_status(x) == "True")
             if ready >= n:
                 break
             if time.monotonic() - t0 > 300:
@@ -253,7 +246,7 @@ async def fleet(args: argparse.Namespace, root: Path) -> dict[str, Any]:
             await asyncio.sleep(5)
             listing = await api.get("/api/v1/nodes", params={"resourceVersion": "0"})
             for x in listing["items"]:
-                if not any(c["type"] == "Ready" and c["status"] == "True" for c in x["status"]["conditions"]):
+                if ready_status(x) != "True":
                     not_ready.add(x["metadata"]["name"])
             min_running = min(min_running, await count(api, PODS, "status.phase=Running"))
         dt = time.monotonic() - s0

@@ -19,12 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from hacluster.client import ApiClient, ClientError, Indeterminate, Unreachable
+from hacluster.model.timestamps import rfc3339
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
-
-
-from hacluster.model.timestamps import rfc3339  # noqa: E402  (kept importable from here)
 
 
 class TokenBucket:
@@ -63,7 +61,6 @@ class EventRecorder:
         self.api = api
         self.node = node
         self.per_object_max = per_object_max
-        self.writes_per_s_max = writes_per_s_max
         self.keys_max = keys_max
         self.clock = clock
         self.dropped = 0
@@ -95,9 +92,6 @@ class EventRecorder:
         for k in [k for k in self._seen if k[0] == uid]:
             del self._seen[k]
 
-    def _take_token(self) -> bool:
-        return self._bucket.take()
-
     def _record(self, ref: Obj, namespace: str, etype: str, reason: str, message: str) -> None:
         uid = str(ref.get("uid", ""))
         key = (uid, str(ref.get("fieldPath", "")), etype, reason, message)
@@ -106,7 +100,7 @@ class EventRecorder:
         if seen is None and self._per_object.get(uid, 0) >= self.per_object_max:
             self.dropped += 1
             return
-        if not self._take_token():
+        if not self._bucket.take():
             self.dropped += 1
             return
         if seen is None:

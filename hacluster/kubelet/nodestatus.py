@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hacluster.kubelet.behaviour import NodeProfile
+from hacluster.model.timestamps import rfc3339
 
 Obj = dict[str, Any]
 
@@ -35,9 +36,6 @@ _CONDITION_TEXT = {
     ("Ready", False): ("KubeletNotReady", "container runtime is down"),
 }
 NODE_CONDITION_TYPES = ("MemoryPressure", "DiskPressure", "PIDPressure", "Ready")
-
-
-from hacluster.model.timestamps import rfc3339  # noqa: E402  (kept importable from here)
 
 
 def micro_time(t: float) -> str:
