@@ -41,8 +41,9 @@ from typing import Any
 import aiohttp
 
 from chaos.jsonlines import JsonLinesFile
+from chaos.workload import VALUE_ANNOTATION
+from hacluster.model import invariants as inv
 
-VALUE_ANNOTATION = "hacluster.io/value"
 PODS_PATH = "/api/v1/pods"
 NODES_PATH = "/api/v1/nodes"
 IDLE_TIMEOUT_S = 5.0
@@ -87,10 +88,10 @@ def trim_pod(pod: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _key(obj: dict[str, Any]) -> str:
-    meta = obj.get("metadata") or {}
-    ns = meta.get("namespace") or ""
-    return f"{ns}/{meta.get('name', '')}" if ns else str(meta.get("name", ""))
+def _event_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    """What an "event" record keeps of a watched pod (the live streams and the replay alike)."""
+    return {"key": inv.object_key(obj), "uid": (obj.get("metadata") or {}).get("uid"), "value": _value(obj),
+            "node": inv.node_name(obj), "object": trim_pod(obj)}
 
 
 def _value(obj: dict[str, Any]) -> Any:
@@ -256,9 +257,7 @@ class WatchRecorder:
                 self.rv = rv
                 continue
             self.events += 1
-            self.out.write("event", stream=sid, master=master, type=etype, key=_key(obj),
-                           uid=(obj.get("metadata") or {}).get("uid"), rv=rv, value=_value(obj),
-                           node=(obj.get("spec") or {}).get("nodeName") or "", object=trim_pod(obj))
+            self.out.write("event", stream=sid, master=master, type=etype, rv=rv, **_event_fields(obj))
             self.rv = rv
         # The server ended the stream (its quorum went, or its timeout): resume elsewhere.
         self._next_master()
@@ -340,9 +339,8 @@ async def replay(apis: dict[str, str], token: str, from_rv: int, path: Path) -> 
                                 if msg.get("type") == "BOOKMARK":
                                     continue
                                 last = int(obj["metadata"]["resourceVersion"])
-                                out.write("event", stream="replay", master=master, type=msg["type"], key=_key(obj),
-                                          uid=(obj.get("metadata") or {}).get("uid"), rv=last, value=_value(obj),
-                                          node=(obj.get("spec") or {}).get("nodeName") or "", object=trim_pod(obj))
+                                out.write("event", stream="replay", master=master, type=msg["type"], rv=last,
+                                          **_event_fields(obj))
                 except (TimeoutError, aiohttp.ClientError, ValueError, KeyError) as exc:
                     reason, complete = _describe(exc), False
                 end = out.write("end", stream="replay", master=master, last_rv=last, upto=upto,
