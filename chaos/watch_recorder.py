@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -375,8 +376,12 @@ async def final_state(apis: dict[str, str], token: str, path: Path) -> dict[str,
                                     "revision": now[2], "fingerprint": now[3], "term": d.get("term"),
                                     "role": d.get("role")})
                 previous[master] = now
-            indexes = {s["applied_index"] for s in samples}
-            if any(sum(1 for s in samples if s["applied_index"] == i) >= len(apis) for i in indexes):
+            # Done when every master has been seen quiescent at one applied index (a master quiescent for
+            # several rounds must not count as several masters).
+            masters_at: dict[Any, set[str]] = defaultdict(set)
+            for s in samples:
+                masters_at[s["applied_index"]].add(s["master"])
+            if any(len(seen) >= len(apis) for seen in masters_at.values()):
                 break
             await asyncio.sleep(FINAL_SAMPLE_PAUSE_S)
         for master in sorted(apis):
