@@ -16,11 +16,12 @@ from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
 
-from hacluster.apiserver.printers import translate_timestamp_since
+from hacluster.apiserver.printers import node_roles, translate_timestamp_since
 from hacluster.cli.kube import LAST_APPLIED, KubeClient, KubeError, TabWriter, collection_path, object_path
 from hacluster.model import resources
 from hacluster.model.quantity import QuantityError, format_quantity, parse_quantity
 from hacluster.model.resources import Resource
+from hacluster.model.validation import qos_class
 
 Obj = Mapping[str, Any]
 MAX_ANNOTATION_LEN = 140
@@ -363,38 +364,6 @@ def _volumes(w: _Out, volumes: list[Any], space: str = "") -> None:
             w.write(2, "<unknown>\n")
 
 
-def qos_class(pod: Obj) -> str:
-    """`qos.GetPodQOS`: Guaranteed, Burstable or BestEffort from the containers' requests and limits."""
-    spec = _m(pod.get("spec"))
-    requests: dict[str, Fraction] = {}
-    limits: dict[str, Fraction] = {}
-    guaranteed = True
-    any_set = False
-    for c in _l(spec.get("containers")) + _l(spec.get("initContainers")):
-        res = _m(_m(c).get("resources"))
-        c_limits = set()
-        for part, into in (("requests", requests), ("limits", limits)):
-            for name, value in _m(res.get(part)).items():
-                if name not in ("cpu", "memory"):
-                    continue
-                try:
-                    q = parse_quantity(value).value
-                except QuantityError:
-                    continue
-                if q != 0:
-                    any_set = True
-                    into[name] = into.get(name, Fraction(0)) + q
-                    if part == "limits":
-                        c_limits.add(name)
-        if c_limits != {"cpu", "memory"}:
-            guaranteed = False
-    if not any_set:
-        return "BestEffort"
-    if guaranteed and all(requests.get(k, limits[k]) == limits[k] for k in limits):
-        return "Guaranteed"
-    return "Burstable"
-
-
 def describe_pod(pod: Obj, events: list[Obj] | None, now: datetime) -> str:
     meta, spec, status = _m(pod.get("metadata")), _m(pod.get("spec")), _m(pod.get("status"))
     w = _Out()
@@ -447,7 +416,7 @@ def describe_pod(pod: Obj, events: list[Obj] | None, now: datetime) -> str:
         for c in conditions:
             w.write(1, f"{_s(c.get('type'))} \t{_s(c.get('status'))} \n")
     _volumes(w, _l(spec.get("volumes")))
-    w.write(0, f"QoS Class:\t{_s(status.get('qosClass')) or qos_class(pod)}\n")
+    w.write(0, f"QoS Class:\t{_s(status.get('qosClass')) or qos_class(dict(_m(pod.get('spec'))))}\n")
     _labels(w, "Node-Selectors", spec.get("nodeSelector"))
     _tolerations(w, "Tolerations", spec.get("tolerations"))
     _events(w, events, now)
@@ -515,10 +484,7 @@ def describe_node(node: Obj, pods: list[Obj] | None, lease: Obj | None, events: 
     meta, spec, status = _m(node.get("metadata")), _m(node.get("spec")), _m(node.get("status"))
     w = _Out()
     w.write(0, f"Name:\t{_s(meta.get('name'))}\n")
-    roles = sorted({k[len("node-role.kubernetes.io/"):] for k in _m(meta.get("labels"))
-                    if k.startswith("node-role.kubernetes.io/") and len(k) > len("node-role.kubernetes.io/")}
-                   | {_s(v) for k, v in _m(meta.get("labels")).items() if k == "kubernetes.io/role" and v})
-    w.write(0, f"Roles:\t{','.join(roles) if roles else '<none>'}\n")
+    w.write(0, f"Roles:\t{node_roles(node)}\n")
     _labels(w, "Labels", meta.get("labels"))
     _annotations(w, "Annotations", meta.get("annotations"))
     w.write(0, f"CreationTimestamp:\t{rfc1123z(meta.get('creationTimestamp'))}\n")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Any
 
 from hacluster.model import errors as E
@@ -570,27 +571,36 @@ def default_pod_spec(spec: Obj) -> None:
 
 
 def qos_class(spec: Obj) -> str:
-    """Guaranteed, Burstable or BestEffort, as the API server computes status.qosClass."""
-    containers = list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
-    any_set = False
+    """Guaranteed, Burstable or BestEffort, as Kubernetes' `qos.GetPodQOS` computes status.qosClass: only cpu
+    and memory count, zero quantities count as unset, and Guaranteed needs both limits on every container
+    with the pod's summed requests equal to its summed limits."""
+    requests: dict[str, Fraction] = {}
+    limits: dict[str, Fraction] = {}
     guaranteed = True
-    for c in containers:
-        res = c.get("resources") or {}
-        req, lim = res.get("requests") or {}, res.get("limits") or {}
-        if req or lim:
-            any_set = True
-        for r in ("cpu", "memory"):
-            if r not in lim:
-                guaranteed = False
-            elif r in req:
+    any_set = False
+    for c in list(spec.get("containers") or []) + list(spec.get("initContainers") or []):
+        res = (c.get("resources") if isinstance(c, dict) else None) or {}
+        limited = set()
+        for part, into in (("requests", requests), ("limits", limits)):
+            for name, value in (res.get(part) or {}).items():
+                if name not in ("cpu", "memory"):
+                    continue
                 try:
-                    if parse_quantity(req[r]).value != parse_quantity(lim[r]).value:
-                        guaranteed = False
+                    q = parse_quantity(value).value
                 except QuantityError:
-                    guaranteed = False
+                    continue
+                if q != 0:
+                    any_set = True
+                    into[name] = into.get(name, Fraction(0)) + q
+                    if part == "limits":
+                        limited.add(name)
+        if limited != {"cpu", "memory"}:
+            guaranteed = False
     if not any_set:
         return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
+    if guaranteed and all(requests.get(k, limits[k]) == limits[k] for k in limits):
+        return "Guaranteed"
+    return "Burstable"
 
 
 def default_pod(pod: Obj) -> None:

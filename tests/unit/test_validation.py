@@ -112,6 +112,11 @@ def test_qos_classes():
     assert qos_class(g) == "Guaranteed"
     b = {"containers": [{"resources": {"requests": {"cpu": "1"}}}]}
     assert qos_class(b) == "Burstable"
+    # As qos.GetPodQOS: only cpu and memory count, and a zero quantity is no request at all.
+    assert qos_class({"containers": [{"resources": {"limits": {"ephemeral-storage": "1Gi"}}}]}) == "BestEffort"
+    assert qos_class({"containers": [{"resources": {"requests": {"cpu": "0"}}}]}) == "BestEffort"
+    half = {"containers": [g["containers"][0], {"resources": {"limits": {"cpu": "1"}, "requests": {"cpu": "1"}}}]}
+    assert qos_class(half) == "Burstable", "every container needs both limits"
 
 
 def test_pod_spec_is_immutable_but_image():
