@@ -557,13 +557,11 @@ def _node_resources(w: _Out, node: Obj, pods: list[Obj], now: datetime) -> None:
     w.write(0, "Allocated resources:\n  (Total limits may be over 100 percent, i.e., overcommitted.)\n")
     w.write(1, "Resource\tRequests\tLimits\n")
     w.write(1, "--------\t--------\t------\n")
-    for name, millis in (("cpu", True), ("memory", False), ("ephemeral-storage", False)):
+    hugepages = [(n, False) for n in sorted(alloc) if n.startswith("hugepages-")]
+    for name, millis in [("cpu", True), ("memory", False), ("ephemeral-storage", False), *hugepages]:
         w.write(1, f"{name}\t{_fmt(total_req.get(name))} ({_percent(total_req.get(name), alloc.get(name), millis)}%)"
                    f"\t{_fmt(total_lim.get(name))} ({_percent(total_lim.get(name), alloc.get(name), millis)}%)\n")
     standard = {"cpu", "memory", "ephemeral-storage", "pods"}
-    for name in sorted(n for n in alloc if n.startswith("hugepages-")):
-        w.write(1, f"{name}\t{_fmt(total_req.get(name))} ({_percent(total_req.get(name), alloc.get(name), False)}%)"
-                   f"\t{_fmt(total_lim.get(name))} ({_percent(total_req.get(name), alloc.get(name), False)}%)\n")
     for name in sorted(n for n in alloc if n not in standard and not n.startswith("hugepages-")):
         w.write(1, f"{name}\t{_fmt(total_req.get(name))}\t{_fmt(total_lim.get(name))}\n")
 
