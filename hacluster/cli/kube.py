@@ -21,7 +21,7 @@ import ssl
 import time
 import urllib.parse
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +98,6 @@ class KubeConfig:
     ca_data: bytes | None = None
     insecure: bool = False
     pinned: bool = False
-    contexts: dict[str, str] = field(default_factory=dict)
 
 
 def kubeconfig_path(state_dir: Path, explicit: str | None = None) -> Path:
@@ -155,8 +154,7 @@ def load_kubeconfig(path: Path, *, context: str | None = None, master: str | Non
             if str(name).startswith(f"{cluster_name}-") and server and server not in {e.server for e in endpoints}:
                 endpoints.append(Endpoint(str(name), server))
     return KubeConfig(endpoints=endpoints, token=token, namespace=str(ctx.get("namespace") or "default"),
-                      ca_data=ca, insecure=bool(cluster.get("insecure-skip-tls-verify")), pinned=pinned,
-                      contexts={str(k): str(v.get("cluster") or "") for k, v in contexts.items()})
+                      ca_data=ca, insecure=bool(cluster.get("insecure-skip-tls-verify")), pinned=pinned)
 
 
 # -------------------------------------------------------------------------------------------- client
@@ -165,7 +163,6 @@ class Answer:
     code: int
     headers: dict[str, str]
     body: bytes
-    endpoint: Endpoint
 
     def json(self) -> Any:
         try:
@@ -238,7 +235,7 @@ class KubeClient:
                     conn.request(method, url, body=data,
                                  headers=self._headers(accept, content_type if data is not None else None))
                     resp = conn.getresponse()
-                    answer = Answer(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read(), ep)
+                    answer = Answer(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
                 finally:
                     conn.close()
             except ssl.SSLError as exc:

@@ -299,10 +299,7 @@ def do_get(ctx: Ctx, resource: str, names: tuple[str, ...], output: str | None, 
         elif not watch:
             _no_resources(ctx, res, all_ns)
     elif items:
-        if not watch or output != "name":
-            _print_objects(ctx, res, [_with_kind(res, i) for i in items], output or "yaml", single=False)
-        else:
-            _print_objects(ctx, res, items, "name", single=False)
+        _print_objects(ctx, res, [_with_kind(res, i) for i in items], output or "yaml", single=False)
     elif not watch:
         _no_resources(ctx, res, all_ns)
     if watch:
@@ -413,9 +410,7 @@ def _apply_one(ctx: Ctx, res: Resource, ns: str, name: str, m: applying.Manifest
         current = ctx.client.get_json(path)
     except KubeError as exc:
         if exc.code != 404:
-            raise KubeError(error_line(exc.status, exc.code, f'error when retrieving current configuration of '
-                                                             f'"{m.source}"') if exc.status else exc.line,
-                            exc.code, exc.status) from exc
+            raise _in_context(exc, f'error when retrieving current configuration of "{m.source}"') from exc
         current = None
     modified = applying.with_last_applied(m.obj, ns)
     if current is None:
