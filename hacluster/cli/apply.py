@@ -22,7 +22,7 @@ from typing import Any
 import yaml
 
 from hacluster.apiserver.patch import MERGE_KEYS
-from hacluster.cli.kube import LAST_APPLIED, KubeError
+from hacluster.cli.kube import LAST_APPLIED, KubeError, go_json_escapes
 from hacluster.model import yamljson
 
 Obj = dict[str, Any]
@@ -94,10 +94,7 @@ def last_applied_json(obj: Mapping[str, Any]) -> str:
     meta = clean.setdefault("metadata", {})
     ann = meta.get("annotations")
     meta["annotations"] = {k: v for k, v in (ann.items() if isinstance(ann, dict) else ()) if k != LAST_APPLIED}
-    text = json.dumps(clean, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
-        text = text.replace(ch, esc)
-    return text + "\n"
+    return go_json_escapes(json.dumps(clean, sort_keys=True, separators=(",", ":"), ensure_ascii=False)) + "\n"
 
 
 def with_last_applied(obj: Mapping[str, Any], namespace: str = "") -> Obj:

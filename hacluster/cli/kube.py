@@ -473,11 +473,15 @@ def table_writer() -> TabWriter:
 # ----------------------------------------------------------------------------------------- YAML / JSON
 def to_json(obj: Any) -> str:
     """`kubectl -o json`: four-space indentation, sorted keys, Go's HTML-safe escapes, a final newline."""
-    text = json.dumps(obj, indent=4, sort_keys=True, ensure_ascii=False)
+    return go_json_escapes(json.dumps(obj, indent=4, sort_keys=True, ensure_ascii=False)) + "\n"
+
+
+def go_json_escapes(text: str) -> str:
+    """The escapes Go's json.Marshal adds to JSON text: <, > and & (HTML-safe) and U+2028/U+2029."""
     for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"),
                     ("\u2029", "\\u2029")):
         text = text.replace(ch, esc)
-    return text + "\n"
+    return text
 
 
 class _GoYamlDumper(yaml.SafeDumper):
