@@ -27,6 +27,10 @@ from chaos.workload import HistoryRecorder, Workload, final_reads
 from hacluster.asyncwait import wait_event
 from hacluster.cluster import launcher
 from hacluster.config import ClusterConfig, default_config, parse_config
+from hacluster.consistency.explain import write_explanation
+from hacluster.consistency.history import load_history, pair_operations
+from hacluster.consistency.invariants import check_run
+from hacluster.consistency.linearizability import check_operations
 
 CONVERGE_TIMEOUT_S = 20.0
 STEP_TIMEOUT_S = 60.0
@@ -166,29 +170,16 @@ async def _run(scenario: Scenario, handle: launcher.ClusterHandle, out_dir: Path
 
 
 def _check(out_dir: Path) -> dict[str, Any]:
-    """Linearizability of the recorded history (and the invariants, when that module is present)."""
-    try:
-        from hacluster.consistency.linearizability import check_file
-    except ImportError:
-        return {"verdict": "not run"}
-    result = check_file(str(out_dir / "history.jsonl"), time_limit_s=60.0)
+    """Linearizability of the recorded history, with an explanation when it fails, and the invariants."""
+    path = out_dir / "history.jsonl"
+    events = load_history(path)  # read once: for the check and, when it fails, for the explanation
+    result = check_operations(pair_operations(events, source=str(path)), time_limit_s=60.0)
     verdict: dict[str, Any] = {"linearizable": result.verdict}
-    try:
-        from hacluster.consistency.explain import write_explanation
-        from hacluster.consistency.history import load_history
-
-        if result.verdict == "invalid":
-            write_explanation(result, load_history(out_dir / "history.jsonl"), out_dir / "check")
-            verdict["explanation"] = str(out_dir / "check" / "explanation.txt")
-    except ImportError:
-        pass
-    try:
-        from hacluster.consistency.invariants import check_run
-
-        verdict["invariants"] = check_run(out_dir)
-        verdict["ok"] = result.verdict == "valid" and verdict["invariants"]["verdict"] == "ok"
-    except ImportError:
-        pass
+    if result.verdict == "invalid":
+        write_explanation(result, events, out_dir / "check")
+        verdict["explanation"] = str(out_dir / "check" / "explanation.txt")
+    verdict["invariants"] = check_run(out_dir)
+    verdict["ok"] = result.verdict == "valid" and verdict["invariants"]["verdict"] == "ok"
     return verdict
 
 
