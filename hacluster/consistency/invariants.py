@@ -42,19 +42,8 @@ LIST_MATCHES = "list-matches-changes"
 STREAMS_AGREE = "watch-streams-agree"
 
 
-@dataclass(frozen=True)
-class KeyChange:
-    """One change of a register key as the store recorded it: the key, its revision, the watch event
-    type (ADDED, MODIFIED, DELETED) and the register value the object held after it (None if deleted)."""
-
-    key: str
-    rv: int
-    type: str
-    value: Any
-
-
 # ---------------------------------------------------------------------------------- pure checks
-def acknowledged_write_violations(operations: Sequence[Operation], changes: Sequence[KeyChange], *,
+def acknowledged_write_violations(operations: Sequence[Operation], changes: Sequence[Change], *,
                                   invoked_after_ns: int | None = None) -> list[InvariantViolation]:
     """No acknowledged write is missing from the store's complete change history.
 
@@ -239,7 +228,7 @@ def _check_acknowledged(out_dir: Path, replay: _Stream | None, replay_complete: 
     acked = sum(1 for op in operations if op.status == "ok" and op.f in MUTATIONS)
     if replay is not None and replay_complete:
         keys = {op.key for op in operations}
-        changes = [KeyChange(c.key, c.rv, c.type, c.value) for c in replay.changes if c.key in keys]
+        changes = [c for c in replay.changes if c.key in keys]
         violations += acknowledged_write_violations(operations, changes, invoked_after_ns=replay_from_ns)
         last: dict[str, Any] = {}
         for c in sorted(changes, key=lambda c: c.rv):

@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 
 from hacluster.consistency.explain import format_result
 from hacluster.consistency.history import pair_operations
-from hacluster.consistency.invariants import KeyChange, acknowledged_write_violations
+from hacluster.consistency.invariants import acknowledged_write_violations
 from hacluster.consistency.linearizability import check_operations
 from hacluster.model import invariants as inv
+from hacluster.model.invariants import Change
 from tests.property.harness import InProcessCluster, Observations, fast_raft, value_of
 
 MASTERS = 3
@@ -261,7 +262,7 @@ def check_record(rec: RunRecord) -> list[str]:
 
     # Acknowledged writes are in the change history (when it goes back far enough).
     if rec.floors[fullest] == 0:
-        key_changes = [KeyChange(k, r, t, value_of(obj)) for r, t, res, k, obj in history if res == "pods"]
+        key_changes = [Change(r, t, k, value_of(obj)) for r, t, res, k, obj in history if res == "pods"]
         violations += acknowledged_write_violations(operations, key_changes)
         problems += _local_read_problems(rec, history)
     problems += [v.message for v in violations]

@@ -12,7 +12,6 @@ from click.testing import CliRunner
 
 from hacluster.consistency.history import Event, Operation, dump_history, pair_operations
 from hacluster.consistency.invariants import (
-    KeyChange,
     acknowledged_write_violations,
     check_run,
     last_write_violations,
@@ -159,8 +158,8 @@ def ops(*specs: tuple[Any, ...]) -> list[Operation]:
 def test_every_acknowledged_write_is_in_the_change_history():
     history = ops((1, "create", 1, "ok", 0, 10), (2, "write", 2, "ok", 20, 30), (3, "cas", (2, 3), "ok", 40, 50),
                   (4, "write", 9, "info", 60, 70), (5, "delete", None, "ok", 80, 90))
-    changes = [KeyChange("default/k", 5, "ADDED", 1), KeyChange("default/k", 6, "MODIFIED", 2),
-               KeyChange("default/k", 7, "MODIFIED", 3), KeyChange("default/k", 8, "DELETED", None)]
+    changes = [Change(5, "ADDED", "default/k", 1), Change(6, "MODIFIED", "default/k", 2),
+               Change(7, "MODIFIED", "default/k", 3), Change(8, "DELETED", "default/k", None)]
     assert acknowledged_write_violations(history, changes) == []
     lost = acknowledged_write_violations(history, changes[:1] + changes[2:3])
     assert [v.details.get("value") for v in lost] == [2, None]
