@@ -10,7 +10,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from hacluster.consistency.history import Event
+from hacluster.consistency.history import Event, pair_operations
+from hacluster.consistency.invariants import last_write_violations
 
 MUTATIONS = ("create", "write", "cas", "delete")
 
@@ -53,29 +54,13 @@ def count_ops(events: Sequence[Event]) -> dict[str, int]:
 
 
 def lost_acknowledged_writes(events: Sequence[Event], final_values: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Acknowledged mutations missing from the final state. For each key, an acknowledged mutation that was
-    invoked after every other mutation of that key had completed (acknowledged or of unknown outcome,
-    which may land any time) is certainly the last one: its value — absence, for a delete — must be what
-    every master holds at the end. A conservative count; the linearizability checker sees the rest."""
-    by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for o in _ops(events):
-        if o["f"] in MUTATIONS and o["type"] in ("ok", "info"):
-            by_key[o["key"]].append(o)
-    lost = []
-    for key, kops in by_key.items():
-        for last in kops:
-            if last["type"] != "ok":
-                continue
-            others_done = all(o["end"] is not None and o["end"] < last["start"] for o in kops if o is not last)
-            if not others_done:
-                continue
-            expected = None if last["f"] == "delete" else (last["value"][1] if last["f"] == "cas" else last["value"])
-            for master, values in final_values.items():
-                if key in values and values[key] != expected:
-                    lost.append({"key": key, "master": master, "expected": expected, "found": values[key],
-                                 "op": last["f"]})
-            break
-    return lost
+    """Acknowledged mutations missing from the final state, by the invariant checker's rule
+    (`hacluster.consistency.invariants.last_write_violations`, one rule for both figures): on keys whose
+    mutations all have a known outcome, the last acknowledged one must be what every master holds at the end.
+    The final verification reads are not part of the judged history."""
+    operations = pair_operations([ev for ev in events if not ev.extra.get("final")])
+    violations, _ = last_write_violations(operations, final_values)
+    return [dict(v.details) for v in violations]
 
 
 def raft_metrics(samples: Iterable[dict[str, Any]]) -> dict[str, Any]:

@@ -115,7 +115,7 @@ def last_write_violations(operations: Sequence[Operation],
                 out.append(InvariantViolation(
                     LOST_WRITE, f"{master} ends with {key} = {values[key]!r}, but the last acknowledged mutation "
                     f"was {op.f} {expected!r} (process {op.process})",
-                    {"key": key, "master": master, "expected": expected, "found": values[key]}))
+                    {"key": key, "master": master, "expected": expected, "found": values[key], "op": op.f}))
     return out, judged
 
 

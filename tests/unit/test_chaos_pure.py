@@ -67,6 +67,21 @@ def test_concurrent_or_unknown_writes_are_not_called_lost():
     assert lost_acknowledged_writes(h, {"m1": {"k": 1}}) == []
 
 
+def test_summary_counts_lost_writes_by_the_checkers_rule():
+    # An info write that ended (the client gave up) may still land after the later ok write: the key is
+    # not judged — the summary once counted such a write as done and called the key's final value lost.
+    h = [ev(1, "invoke", "write", "k", 1, 10), ev(1, "info", "write", "k", 1, 12),
+         ev(2, "invoke", "write", "k", 2, 20), ev(2, "ok", "write", "k", 2, 30)]
+    assert lost_acknowledged_writes(h, {"m1": {"k": 1}}) == []
+    # Values are compared as the checker compares them (by their text), and final reads are not judged.
+    h = [ev(1, "invoke", "write", "k", 2, 10), ev(1, "ok", "write", "k", 2, 20),
+         ev(10_000_000, "invoke", "read", "k", None, 30, final=True),
+         ev(10_000_000, "ok", "read", "k", "2", 40, final=True)]
+    assert lost_acknowledged_writes(h, {"m1": {"k": "2"}}) == []
+    assert lost_acknowledged_writes(h, {"m1": {"k": "3"}}) == [
+        {"key": "k", "master": "m1", "expected": 2, "found": "3", "op": "write"}]
+
+
 def test_delete_expects_absence():
     h = [ev(1, "invoke", "delete", "k", None, 10), ev(1, "ok", "delete", "k", None, 20)]
     assert lost_acknowledged_writes(h, {"m1": {"k": None}}) == []
