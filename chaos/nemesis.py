@@ -16,6 +16,15 @@ Fault kinds:
   that sees both; ring: each master sees only its two neighbours.
 - latency / bandwidth / slicer: shape every Raft link or the leader's.
 - kill-kubelet: SIGKILL a kubelet, restart it at the end.
+- power-cut / power-cut-leader / power-cut-follower / power-cut-minority / power-cut-all: a power cut of
+  one master, the leader, a random follower, a random minority, or every master at once (a data-centre
+  outage): SIGKILL of masters running on the write-back test storage, which loses everything they wrote
+  but had not fsynced, as a power cut loses the page cache; they are started again at the end. Refused on
+  masters with real storage, where a SIGKILL loses nothing the kernel already holds and the fault would
+  claim a loss it cannot cause.
+- disk-fault: the target's journal writes (or fsyncs) fail with ENOSPC or EIO (`/debug/storage/fault`);
+  the master must fail-stop rather than acknowledge what it could not persist. At the end the fault is
+  cleared and a master that stopped is started again (it catches up from the leader).
 """
 
 from __future__ import annotations
@@ -27,13 +36,15 @@ import os
 import random
 import signal
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from chaos.network import ChaosNetwork, Undo
-from chaos.scenario import FaultSpec
+from chaos.scenario import POWER_KINDS, FaultSpec
 from hacluster.asyncwait import wait_event
 from hacluster.cluster import launcher
 from hacluster.cluster.launcher import ClusterHandle
@@ -90,6 +101,10 @@ class ActiveFault:
     killed: list[str] = field(default_factory=list)
     paused: list[int] = field(default_factory=list)
     killed_kubelets: list[str] = field(default_factory=list)
+    disk_faults: list[str] = field(default_factory=list)  # masters whose storage fault must be cleared
+
+# The test storage under which a SIGKILL is a power cut (`hacluster master --unsafe-test-storage`).
+POWER_CUT_STORAGE = "write-back"
 
 
 class FaultLog:
@@ -147,6 +162,60 @@ class Nemesis:
         if pid is None or not launcher.pid_alive(pid):
             launcher.start_master(self.handle, mid)
 
+    def _power_cut(self, fault: ActiveFault) -> None:
+        """SIGKILL every target at once (all signals sent before any is waited for, so no master outlives
+        another by more than the signal's delivery), after checking they run on write-back storage."""
+        rows = {r["id"]: r for r in launcher.cluster_status(self.handle, timeout_s=0.5)}
+        for mid in fault.targets:
+            storage = rows.get(mid, {}).get("storage")
+            if rows.get(mid, {}).get("role", "down") != "down" and storage != POWER_CUT_STORAGE:
+                raise RuntimeError(f"power cut of {mid}: it runs on {storage or 'real'} storage, where a SIGKILL "
+                                   f"loses no written data; start the cluster with test storage "
+                                   f"{POWER_CUT_STORAGE!r} (chaos runs do when a scenario has a power fault)")
+        pids = []
+        for mid in fault.targets:
+            pid = self.handle.pid(mid)
+            if pid is not None and launcher.pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+                pids.append(pid)
+            fault.killed.append(mid)
+        for pid in pids:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+    def _storage_fault(self, mid: str, body: dict[str, Any]) -> None:
+        """POST a fault (or {"clear": true}) to a master's /debug/storage/fault."""
+        req = urllib.request.Request(f"{self.handle.api(mid)}/debug/storage/fault", method="POST",
+                                     data=json.dumps(body).encode(),
+                                     headers={"Authorization": f"Bearer {self.handle.admin_token}",
+                                              "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=2.0) as resp:
+            resp.read()
+
+    def _end_disk_fault(self, mid: str) -> bool:
+        """Clear the fault on a master still running; start it again if it stopped. True if it had stopped."""
+        pid = self.handle.pid(mid)
+        if pid is not None and launcher.pid_alive(pid):
+            try:
+                self._storage_fault(mid, {"clear": True})
+                return False
+            except (urllib.error.URLError, OSError):
+                # Refused while it is stopping (fail-stop in progress): wait for the exit, bounded.
+                deadline = time.monotonic() + launcher.STOP_TIMEOUT_S
+                while launcher.pid_alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                if launcher.pid_alive(pid):
+                    raise
+        if pid is not None:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        launcher.start_master(self.handle, mid)
+        return True
+
     def _need_net(self) -> ChaosNetwork:
         if self.net is None:
             raise RuntimeError("this fault needs the chaos network (start the cluster with --chaos)")
@@ -164,7 +233,7 @@ class Nemesis:
         fault = ActiveFault(index, spec, [])
         kind = spec.kind
         tag = f"f{index}"
-        if kind in ("kill", "restart", "pause") and not spec.target:
+        if kind in ("kill", "restart", "pause", "power-cut") and not spec.target:
             raise ValueError(f"fault {index} ({kind}) needs a target master")
         if kind == "kill":
             fault.targets = [spec.target]
@@ -236,6 +305,33 @@ class Nemesis:
             fault.targets = [f"{x}-{y}" for x, y in pairs]
             for x, y in pairs:
                 fault.undo += net.shape(x, y, kind, attrs, tag=tag)
+        elif kind in POWER_KINDS:
+            if kind == "power-cut":
+                fault.targets = [spec.target]
+            elif kind == "power-cut-leader":
+                ld = self.leader()
+                fault.targets = [ld] if ld else []
+            elif kind == "power-cut-follower":
+                fs = self._followers()
+                fault.targets = [self.rng.choice(fs)] if fs else []
+            elif kind == "power-cut-minority":
+                fault.targets, _ = minority_split(self.ids, (len(self.ids) - 1) // 2, None, self.rng)
+            else:
+                fault.targets = sorted(self.ids)
+            self._power_cut(fault)
+        elif kind == "disk-fault":
+            if spec.target in ("", "leader"):
+                ld = self.leader()
+                victim = ld or ""
+            elif spec.target == "follower":
+                fs = self._followers()
+                victim = self.rng.choice(fs) if fs else ""
+            else:
+                victim = spec.target
+            if victim:
+                self._storage_fault(victim, {"operation": spec.operation, "errno": spec.errno})
+                fault.targets = [victim]
+                fault.disk_faults.append(victim)
         elif kind == "kill-kubelet":
             pid = launcher.read_pid(self.handle.state_dir, spec.target)
             if pid and launcher.pid_alive(pid):
@@ -243,7 +339,10 @@ class Nemesis:
                 fault.killed_kubelets.append(spec.target)
             fault.targets = [spec.target]
         self.active[index] = fault
-        self.log.write("start", fault)
+        detail: dict[str, str] = {"errno": spec.errno, "operation": spec.operation} if kind == "disk-fault" else {}
+        if kind in POWER_KINDS:
+            detail = {"storage": POWER_CUT_STORAGE}
+        self.log.write("start", fault, **detail)
         return fault
 
     def repeat(self, index: int) -> None:
@@ -280,10 +379,11 @@ class Nemesis:
                 pass
         for mid in fault.killed:
             self._restart(mid)
+        fail_stopped = [mid for mid in fault.disk_faults if self._end_disk_fault(mid)]
         for node in fault.killed_kubelets:
             if self.restart_kubelet is not None:
                 self.restart_kubelet(node)
-        self.log.write("end", fault)
+        self.log.write("end", fault, **({"fail_stopped": fail_stopped} if fault.spec.kind == "disk-fault" else {}))
 
     def heal_all(self) -> None:
         """Undo every active fault, then reset Toxiproxy and make sure every master runs."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from chaos.jsonlines import JsonLinesFile
-from chaos.nemesis import FaultLog, Nemesis, run_schedule
+from chaos.nemesis import POWER_CUT_STORAGE, FaultLog, Nemesis, run_schedule
 from chaos.network import load_network
 from chaos.scenario import Scenario
 from chaos.summary import summarize
@@ -106,8 +106,10 @@ def run_scenario(scenario: Scenario, out_dir: Path, *, masters: int | None = Non
     say = progress or (lambda s: None)
     state_dir = out_dir / "cluster"
     cfg = cluster_config(scenario, n)
-    say(f"starting {n} masters behind Toxiproxy …")
-    handle = launcher.up(cfg, state_dir, chaos=True, nodes=scenario.nodes)
+    storage: dict[str, Any] = {"test_storage": POWER_CUT_STORAGE} if scenario.has_power_faults else {}
+    say(f"starting {n} masters behind Toxiproxy" + (f" on {POWER_CUT_STORAGE} test storage (power cuts) …"
+                                                     if storage else " …"))
+    handle = launcher.up(cfg, state_dir, chaos=True, nodes=scenario.nodes, **storage)
     try:
         return asyncio.run(_run(scenario, handle, out_dir, say, check))
     finally:

@@ -24,7 +24,13 @@ FaultKind = Literal[
     "isolate", "isolate-leader", "split", "even-split", "bridge", "ring",
     "latency", "bandwidth", "slicer",
     "kill-kubelet",
+    "power-cut", "power-cut-leader", "power-cut-follower", "power-cut-minority", "power-cut-all",
+    "disk-fault",
 ]
+
+# Faults that need the masters on write-back test storage (a SIGKILL must lose the unsynced writes).
+POWER_KINDS: frozenset[str] = frozenset({"power-cut", "power-cut-leader", "power-cut-follower", "power-cut-minority",
+                                         "power-cut-all"})
 
 
 OpName = Literal["create", "read", "write", "cas", "delete", "list"]
@@ -73,6 +79,10 @@ class FaultSpec(_Frozen):
     """latency/bandwidth/slicer: every Raft link, or only the leader's."""
     every_s: float = Field(default=0, ge=0)
     """kill-leader/kill-follower: repeat every this many seconds during the fault (0: once)."""
+    errno: Literal["ENOSPC", "EIO"] = "ENOSPC"
+    """disk-fault: the error the target's journal writes (or fsyncs) fail with: disk full, or I/O error."""
+    operation: Literal["write", "fsync"] = "write"
+    """disk-fault: which journal operation fails."""
 
 
 class Scenario(_Frozen):
@@ -91,6 +101,11 @@ class Scenario(_Frozen):
     """How often every master's Raft status is sampled into raft.jsonl."""
     cluster: dict[str, Any] = Field(default_factory=dict)
     """Overrides of the cluster config (e.g. {"raft": {"leader_fallback_ms": 1500}})."""
+
+    @property
+    def has_power_faults(self) -> bool:
+        """Whether the run must start its masters on write-back test storage."""
+        return any(f.kind in POWER_KINDS for f in self.faults)
 
     @model_validator(mode="after")
     def _faults_fit(self) -> Scenario:

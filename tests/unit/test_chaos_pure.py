@@ -28,7 +28,7 @@ def test_shapes():
 def test_shipped_scenarios_load_and_fit():
     names = {p.stem for p in SCENARIO_DIR.glob("*.yaml")}
     assert {"leader-isolation", "minority-partition", "even-split-4", "bridge-5", "kill-leader-loop",
-            "pause-leader", "flaky-links"} <= names
+            "pause-leader", "flaky-links", "power-loss"} <= names
     for n in names:
         s = load_scenario(n)
         assert all(f.at_s + f.duration_s <= s.duration_s for f in s.faults)
