@@ -186,13 +186,22 @@ class Nemesis:
                 pass
 
     def _storage_fault(self, mid: str, body: dict[str, Any]) -> None:
-        """POST a fault (or {"clear": true}) to a master's /debug/storage/fault."""
+        """POST a fault (or {"clear": true}) to a master's /debug/storage/fault. A refusal is a RuntimeError
+        carrying the master's reason; a master that does not answer raises URLError (an OSError)."""
         req = urllib.request.Request(f"{self.handle.api(mid)}/debug/storage/fault", method="POST",
                                      data=json.dumps(body).encode(),
                                      headers={"Authorization": f"Bearer {self.handle.admin_token}",
                                               "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=2.0) as resp:
-            resp.read()
+        try:
+            with urllib.request.urlopen(req, timeout=2.0) as resp:
+                resp.read()
+        except urllib.error.HTTPError as exc:
+            raw = exc.read().decode(errors="replace")
+            try:
+                reason = json.loads(raw).get("message", raw)
+            except (ValueError, AttributeError):
+                reason = raw
+            raise RuntimeError(f"disk fault on {mid}: /debug/storage/fault answered {exc.code}: {reason}") from exc
 
     def _end_disk_fault(self, mid: str) -> bool:
         """Clear the fault on a master still running; start it again if it stopped. True if it had stopped."""
