@@ -8,8 +8,9 @@ recorded:
 - `history.jsonl` (the workload) with `watch-replay.jsonl` (a watch replayed after the heal: every pod
   change of the run in revision order): no acknowledged write missing — every acknowledged create, write
   or cas put its value into a change, every acknowledged delete has a DELETED change, and the final reads
-  agree with the last change; without a replay, only keys with no operation of unknown outcome are judged,
-  by their last certainly-final acknowledged mutation;
+  agree with the last change; with or without a replay, every key with an acknowledged mutation ends with
+  the value of a mutation that may have been its last (`last_write_violations`, the rule `summary.json`'s
+  `lost_acknowledged_writes` counts by too);
 - `final-state.json` (after the heal): all masters identical at the same applied index;
 - `watch.jsonl` (a watcher that fails over between masters) and the replay: a pod bound at most once and
   never to two nodes; no node's allocatable exceeded by a binding; every watch stream's resourceVersions
@@ -85,13 +86,23 @@ def acknowledged_write_violations(operations: Sequence[Operation], changes: Sequ
     return out
 
 
+def _written(op: Operation) -> Any:
+    """The value a mutation leaves: None (absence) for a delete, the new value for a cas."""
+    if op.f == "delete":
+        return None
+    return op.value[1] if op.f == "cas" and isinstance(op.value, tuple) else op.value
+
+
 def last_write_violations(operations: Sequence[Operation],
                           final_values: Mapping[str, Mapping[str, Any]]) -> tuple[list[InvariantViolation], int]:
-    """The final state holds each key's last acknowledged mutation, where that one is certainly last.
+    """Each key's final value was left by a mutation that may have been its last one.
 
-    Judged only for keys whose mutations all have a known outcome (an `info` one may take effect at any
-    later time): there, an ok mutation invoked after every other ok mutation of the key had completed is
-    the last one, and every master's final value must be its value (absence, for a delete).
+    The rule behind both `summary.json`'s `lost_acknowledged_writes` and this checker's lost-write check.
+    A key is judged when it has an acknowledged (ok) mutation. Its last mutation to take effect is then
+    either an ok one that no other ok mutation certainly followed (none was invoked after it completed), or
+    any mutation of unknown outcome (an `info` one may take effect at any time after its invoke, even after
+    the client gave up). Every master's final value must be what one of those leaves (absence, for a
+    delete); anything else means an acknowledged mutation was lost. Values are compared by their text.
     `final_values`: {master: {key: value or None}}. Returns the violations and how many keys were judged.
     """
     by_key: dict[str, list[Operation]] = defaultdict(list)
@@ -101,20 +112,23 @@ def last_write_violations(operations: Sequence[Operation],
     out: list[InvariantViolation] = []
     judged = 0
     for key, ops in sorted(by_key.items()):
-        if any(op.status == "info" for op in ops):
+        oks = [op for op in ops if op.status == "ok"]
+        if not oks:
             continue
-        last = [op for op in ops if all(o is op or (o.complete_time_ns or 0) < op.invoke_time_ns for o in ops)]
-        if not last:
-            continue
-        op = last[0]
-        expected = None if op.f == "delete" else (op.value[1] if op.f == "cas" and isinstance(op.value, tuple)
-                                                   else op.value)
+        last_oks = [op for op in oks
+                    if not any(o.invoke_time_ns > (op.complete_time_ns or 0) for o in oks if o is not op)]
+        may_be_last = last_oks + [op for op in ops if op.status == "info"]
+        allowed = {str(_written(op)) for op in may_be_last}
         judged += 1
         for master, values in sorted(final_values.items()):
-            if key in values and str(values[key]) != str(expected):
+            if key in values and str(values[key]) not in allowed:
+                op = max(last_oks, key=lambda o: o.invoke_time_ns)
+                expected = _written(op)
                 out.append(InvariantViolation(
                     LOST_WRITE, f"{master} ends with {key} = {values[key]!r}, but the last acknowledged mutation "
-                    f"was {op.f} {expected!r} (process {op.process})",
+                    f"was {op.f} {expected!r} (process {op.process})"
+                    + (", nor did any other mutation that may have been last leave that value"
+                       if len(may_be_last) > 1 else ""),
                     {"key": key, "master": master, "expected": expected, "found": values[key], "op": op.f}))
     return out, judged
 
@@ -242,8 +256,8 @@ def _check_acknowledged(out_dir: Path, replay: _Stream | None, replay_from_ns: i
         note = ("every acknowledged mutation invoked after the watch's first list against the replayed change "
                 "history; final reads against its end")
     else:
-        note = ("no complete watch replay: judged only keys without indefinite mutations, by their last "
-                "certainly-final acknowledged mutation")
+        note = ("no complete watch replay: judged by each key's final value against the mutations that may "
+                "have been its last")
     more, judged = last_write_violations(operations, finals)
     violations += more
     return _result(violations, acked, note, keys_judged_by_last_write=judged)

@@ -174,12 +174,24 @@ def test_last_acknowledged_write_must_be_final_unless_an_unknown_outcome_could_f
     lost, judged = last_write_violations(history, {"m1": {"default/k": 2}, "m2": {"default/k": 1}})
     assert judged == 1 and lost[0].details == {"key": "default/k", "master": "m2", "expected": 2, "found": 1,
                                              "op": "write"}
-    # An info write may land after the last ok one: not judged.
-    assert last_write_violations(ops((1, "write", 1, "ok", 0, 10), (2, "write", 3, "info", 5, None)),
-                                 {"m1": {"default/k": 3}}) == ([], 0)
-    # Overlapping ok writes: either may be last, nothing certain.
-    assert last_write_violations(ops((1, "write", 1, "ok", 0, 10), (2, "write", 2, "ok", 5, 15)),
-                                 {"m1": {"default/k": 1}}) == ([], 0)
+    # An info write may land after the last ok one: its value is a possible end too, but not an older one.
+    unknown = ops((1, "write", 1, "ok", 0, 10), (2, "write", 3, "info", 5, None))
+    assert last_write_violations(unknown, {"m1": {"default/k": 3}}) == ([], 1)
+    assert last_write_violations(unknown, {"m1": {"default/k": 1}}) == ([], 1)
+    assert len(last_write_violations(unknown, {"m1": {"default/k": None}})[0]) == 1
+    # ... even one that the client gave up on before the ok write began.
+    gave_up = ops((2, "write", 3, "info", 0, 5), (1, "write", 1, "ok", 10, 20))
+    assert last_write_violations(gave_up, {"m1": {"default/k": 3}}) == ([], 1)
+    # Overlapping ok writes: either may be last; a value neither left is a loss.
+    both = ops((1, "write", 1, "ok", 0, 10), (2, "write", 2, "ok", 5, 15))
+    assert last_write_violations(both, {"m1": {"default/k": 1}, "m2": {"default/k": 2}}) == ([], 1)
+    assert len(last_write_violations(both, {"m1": {"default/k": None}})[0]) == 1
+    # A delete leaves absence; an info delete makes absence a possible end.
+    assert last_write_violations(ops((1, "delete", None, "ok", 0, 10)), {"m1": {"default/k": None}}) == ([], 1)
+    deleted = ops((1, "write", 1, "ok", 0, 10), (2, "delete", None, "info", 20, None))
+    assert last_write_violations(deleted, {"m1": {"default/k": None}}) == ([], 1)
+    # Only unknown outcomes: the value before them is unknown, so the key is not judged.
+    assert last_write_violations(ops((2, "write", 3, "info", 5, None)), {"m1": {"default/k": 9}}) == ([], 0)
 
 
 # ------------------------------------------------------------------------------------- check_run
