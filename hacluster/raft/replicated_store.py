@@ -152,14 +152,21 @@ class _RaftStateMachine(SyncObj):  # type: ignore[misc]
 
     def _onTick(self, timeToWait: float = 0.0) -> None:
         """pysyncobj's leader counts itself (count = 1) toward the commit index for every entry in its log.
-        Entries reach the log in `_checkCommandsToApply` (end of a tick), in the no-op of
-        `__onBecomeLeader` and in the follower append path (both while messages are polled at the end of a
-        tick), and when a snapshot is installed. Syncing at the start of every tick, before the commit
-        index is computed, makes every entry the leader can count durable (a no-op when nothing is
+        Entries reach the log in `_checkCommandsToApply` (end of a tick), in the follower append path (while
+        messages are polled at the end of a tick), when a snapshot is installed, and in the no-op of
+        `__onBecomeLeader` (synced there, as it may run inside a tick). Syncing at the start of every tick,
+        before the commit index is computed, makes every entry the leader can count durable (a no-op when nothing is
         pending: `flush_appends` usually synced already)."""
         if self._journal is not None:
             self._journal.sync()
         SyncObj._onTick(self, timeToWait)
+
+    def _SyncObj__onBecomeLeader(self) -> None:
+        """The new leader's no-op is appended and sent here — inside a tick when a single master elects
+        itself, just before that tick counts it toward the commit index: sync it first."""
+        SyncObj._SyncObj__onBecomeLeader(self)
+        if self._journal is not None:
+            self._journal.sync()
 
     def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:
         """A snapshot received from the leader (`clearJournal`) replaces the log: make its file durable
