@@ -59,6 +59,11 @@ class RaftConfig(_Frozen):
     """Compact the Raft log (snapshot the store) once it holds this many entries…"""
     log_compaction_min_time_s: int = Field(default=600, gt=0)
     """…or once this much time passed since the last snapshot."""
+    fsync: bool = True
+    """fsync the Raft journal before a follower acknowledges entries and before the leader counts them
+    toward the commit index (and the term and vote before a vote is granted), as Raft's safety proof
+    assumes. `false` acknowledges entries that a power cut would erase — for experiments that show what
+    fsync buys; benchmarks print which mode ran."""
     password: str = Field(default="", max_length=256)
     """Shared secret that authenticates and encrypts Raft traffic; `hacluster up` generates one if empty."""
 

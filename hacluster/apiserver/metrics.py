@@ -10,6 +10,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+# etcd's wal_fsync_duration_seconds buckets: 1 ms doubling to ~8 s
+_FSYNC_BUCKETS_S = tuple(0.001 * 2**i for i in range(14))
 _LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -29,6 +31,9 @@ class MasterMetrics:
                                       registry=self.registry)
         self.commit_index = Gauge("hacluster_raft_commit_index", "Raft commit index", registry=self.registry)
         self.revision = Gauge("hacluster_store_revision", "Store revision", registry=self.registry)
+        self.journal_fsync = Histogram("hacluster_raft_journal_fsync_duration_seconds",
+                                       "Latency of the Raft journal's fsyncs (one per group commit)",
+                                       buckets=_FSYNC_BUCKETS_S, registry=self.registry)
         self.watchers = Gauge("apiserver_registered_watchers", "Open watches", registry=self.registry)
 
     def render(self) -> tuple[bytes, str]:

@@ -119,6 +119,7 @@ class ApiServer:
         r.add_get("/readyz", self._readyz)
         r.add_get("/metrics", self._metrics)
         r.add_get("/debug/raft", self._debug_raft)
+        r.add_post("/debug/storage/fault", self._storage_fault)
         r.add_get("/openapi/v2", self._openapi)
         r.add_get("/api", self._api)
         r.add_get("/api/", self._api)
@@ -220,9 +221,39 @@ class ApiServer:
             "commit_index": view.commit_index, "applied_index": view.applied_index, "quorum": view.quorum,
             "log_length": view.log_length, "revision": revision, "fingerprint": fingerprint,
             "fenced_term": term_seen, "fenced_refusals": fenced,
+            "journal": self._journal_stats(),
             "peers": [{"id": p.id, "address": p.address, "connected": p.connected, "match_index": p.match_index,
                        "last_response_age_s": p.last_response_age_s} for p in view.peers],
         })
+
+    def _journal_stats(self) -> dict[str, Any] | None:
+        stats = getattr(self.store, "journal_stats", None)
+        return stats() if stats is not None else None
+
+    async def _storage_fault(self, request: web.Request) -> web.Response:
+        """Test storage only: make every later journal write or fsync fail (see `hacluster.raft.storage`)."""
+        from hacluster.raft.storage import FAULT_ERRNOS, FAULT_OPERATIONS, Fault
+
+        user = self._authenticate(request)
+        if not user.is_admin:
+            raise E.Forbidden(f'User "{user.name}" cannot inject storage faults: only system:masters may')
+        storage = getattr(self.store, "storage", None)
+        if storage is None or storage.mode != "write-back":
+            raise E.NotFound("storage faults need a master started with write-back test storage")
+        body = await self._read_body(request)
+        if not isinstance(body, dict):
+            raise E.BadRequest("the body must be a JSON object")
+        if body.get("clear") is True:
+            storage.set_fault(None)
+            return json_response({"fault": None})
+        operation, errno_name = body.get("operation"), body.get("errno")
+        if operation not in FAULT_OPERATIONS or errno_name not in FAULT_ERRNOS:
+            raise E.BadRequest(f"operation must be one of {', '.join(FAULT_OPERATIONS)} and errno one of "
+                               f"{', '.join(FAULT_ERRNOS)} (or {{\"clear\": true}}); got operation "
+                               f"{operation!r}, errno {errno_name!r}")
+        storage.set_fault(Fault(operation, FAULT_ERRNOS[errno_name]))
+        log.warning("storage fault injected: every journal %s fails with %s", operation, errno_name)
+        return json_response({"fault": {"operation": operation, "errno": errno_name}})
 
     async def _openapi(self, request: web.Request) -> web.Response:
         accept = request.headers.get("Accept", "")

@@ -40,7 +40,9 @@ def main() -> None:
 @main.command()
 @click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--id", "master_id", required=True)
-def master(config_path: str, master_id: str) -> None:
+@click.option("--unsafe-test-storage", "test_storage", type=click.Choice(["disk", "write-back"]), default="disk",
+              hidden=True, help="write-back: keep unsynced journal writes in memory (tests and chaos runs only).")
+def master(config_path: str, master_id: str, test_storage: str) -> None:
     """Run one master (normally started by `hacluster up`)."""
     from hacluster.cluster import master as master_mod
 
@@ -48,7 +50,7 @@ def master(config_path: str, master_id: str) -> None:
         load_config(config_path).master(master_id)
     except ConfigError as exc:
         raise _Fail(str(exc)) from exc
-    master_mod.run(config_path, master_id)
+    master_mod.run(config_path, master_id, test_storage)
 
 
 @main.command()
@@ -61,10 +63,12 @@ def master(config_path: str, master_id: str) -> None:
                    "(default: kubelet.runtime of the config, sim).")
 @click.option("--chaos", is_flag=True, help="Route every Raft and API link through a Toxiproxy server.")
 @click.option("--detach", is_flag=True, help="Start the cluster and return; stop it with `hacluster down`.")
+@click.option("--fresh", is_flag=True,
+              help="Start a new cluster even if the state directory holds one's data (deletes that data).")
 @_state_dir_option
 def up(config_path: str | None, masters: int | None, nodes: int, runtime: str | None, chaos: bool, detach: bool,
-       state_dir: str | None) -> None:
-    """Start a local cluster of masters on 127.0.0.1."""
+       fresh: bool, state_dir: str | None) -> None:
+    """Start a local cluster of masters on 127.0.0.1 (or resume the one whose data the state dir holds)."""
     from hacluster.cluster import launcher
 
     if config_path and masters:
@@ -74,8 +78,21 @@ def up(config_path: str | None, masters: int | None, nodes: int, runtime: str | 
     except ConfigError as exc:
         raise _Fail(str(exc)) from exc
     sd = _sd(state_dir)
+    resume = launcher.has_data(sd) and not fresh
+    if resume:
+        try:
+            stored = launcher.load_handle(sd).cfg
+        except (launcher.LauncherError, ConfigError) as exc:
+            raise _Fail(f"{sd} holds cluster data but its cluster.yaml cannot be read ({exc}); start a new "
+                        f"cluster there with `hacluster up --fresh --state-dir {sd}` (deletes that data)") from exc
+        asked = [m.id for m in cfg.masters] if (config_path or masters) else [m.id for m in stored.masters]
+        if asked != [m.id for m in stored.masters]:
+            raise _Fail(f"{sd} holds the data of cluster {stored.name} (masters "
+                        f"{', '.join(m.id for m in stored.masters)}); resume it with `hacluster up --state-dir "
+                        f"{sd}`, or start a new cluster with `--fresh` (deletes that data)")
+        click.echo(f"resuming cluster {stored.name} from its data in {sd} (--fresh starts a new one instead)")
     try:
-        handle = launcher.up(cfg, sd, nodes=nodes, runtime=runtime, chaos=chaos)
+        handle = launcher.up(cfg, sd, nodes=nodes, runtime=runtime, chaos=chaos, resume_data=resume)
     except launcher.LauncherError as exc:
         raise _Fail(str(exc)) from exc
     leader = launcher.leader_of(handle)

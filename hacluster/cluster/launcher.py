@@ -192,9 +192,25 @@ def spawn(state_dir: Path, name: str, argv: list[str], *, env: dict[str, str] | 
     return proc
 
 
+TEST_STORAGE_FILE = "test-storage"  # the test storage mode `up` was given, for every later start_master
+
+
+def recorded_test_storage(state_dir: Path) -> str | None:
+    """The test storage mode recorded by `up(..., test_storage=...)`, or None (real disk)."""
+    try:
+        mode = (state_dir / TEST_STORAGE_FILE).read_text().strip()
+    except OSError:
+        return None
+    return mode or None
+
+
 def master_argv(handle: ClusterHandle, master_id: str) -> list[str]:
-    return [sys.executable, "-m", "hacluster.cli.main", "master", "--config", str(handle.config_path.resolve()),
+    argv = [sys.executable, "-m", "hacluster.cli.main", "master", "--config", str(handle.config_path.resolve()),
             "--id", master_id]
+    mode = recorded_test_storage(handle.state_dir)
+    if mode is not None:
+        argv += ["--unsafe-test-storage", mode]
+    return argv
 
 
 def start_master(handle: ClusterHandle, master_id: str) -> int:
@@ -255,12 +271,33 @@ def write_kubeconfig(handle: ClusterHandle, server_master: str | None = None) ->
     return path
 
 
+def has_data(state_dir: str | Path) -> bool:
+    """Does `state_dir` hold the Raft data of a cluster (that `up` would resume, or wipe only when asked)?"""
+    sd = Path(state_dir)
+    data = sd / "data"
+    return (sd / "cluster.yaml").exists() and data.is_dir() and any(p.is_file() for p in data.rglob("*"))
+
+
+def resume(state_dir: str | Path) -> ClusterHandle:
+    """The handle of the stopped cluster whose config and data are in `state_dir`, ready to start again with
+    the same ports, secrets and data (`hacluster down` then `hacluster up` on the same state directory)."""
+    sd = Path(state_dir)
+    if processes_of(sd):
+        raise LauncherError(f"a cluster is already running in {sd}: run `hacluster down --state-dir {sd}` first")
+    handle = load_handle(sd)
+    _rmtree(sd / "pids")
+    write_kubeconfig(handle)
+    return handle
+
+
 def prepare(cfg: ClusterConfig, state_dir: str | Path) -> ClusterHandle:
-    """Write the resolved config and kubeconfig of a new cluster into `state_dir` (which must be free)."""
+    """Write the resolved config and kubeconfig of a new cluster into `state_dir` (which must be free);
+    any data a previous cluster left there is deleted (the CLI asks before: see `has_data`)."""
     sd = Path(state_dir)
     if sd.exists() and processes_of(sd):
         raise LauncherError(f"a cluster is already running in {sd}: run `hacluster down --state-dir {sd}` first")
     sd.mkdir(parents=True, exist_ok=True)
+    (sd / TEST_STORAGE_FILE).unlink(missing_ok=True)
     for stale in ("pids", "data", "logs"):
         _rmtree(sd / stale)
     cfg = with_generated_secrets(resolve_ports(cfg))
@@ -282,15 +319,26 @@ def _rmtree(p: Path) -> None:
 
 
 def up(cfg: ClusterConfig, state_dir: str | Path, *, ready_timeout_s: float = READY_TIMEOUT_S,
-       nodes: int = 0, runtime: str | None = None, chaos: bool = False) -> ClusterHandle:
+       nodes: int = 0, runtime: str | None = None, chaos: bool = False, test_storage: str | None = None,
+       resume_data: bool = False) -> ClusterHandle:
     """Start every master (and `nodes` kubelets) and wait for them to be ready with one leader; with
     `chaos`, first start the Toxiproxy server and route every Raft and API link through it. On any
-    failure, stop whatever started."""
+    failure, stop whatever started.
+
+    A new cluster by default (whatever `state_dir` held is replaced); with `resume_data`, the cluster whose
+    config and data are in `state_dir` starts again with them (`cfg` is then only used for `nodes`).
+    `test_storage` ("write-back", tests and chaos runs only; see `hacluster.raft.storage`) is recorded in
+    the state directory, so that every later `start_master` uses it too."""
     if nodes:
         from hacluster.kubelet.launch import with_nodes
 
         cfg = with_nodes(cfg, nodes)
-    handle = prepare(cfg, state_dir)
+    handle = resume(state_dir) if resume_data else prepare(cfg, state_dir)
+    mode_file = handle.state_dir / TEST_STORAGE_FILE
+    if test_storage is not None and test_storage != "disk":
+        mode_file.write_text(test_storage + "\n")
+    else:
+        mode_file.unlink(missing_ok=True)
     try:
         if chaos:
             from chaos.network import start_network
@@ -383,14 +431,18 @@ def cluster_status(handle: ClusterHandle, timeout_s: float = 1.0) -> list[dict[s
         api = handle.api(m.id)
         pid = handle.pid(m.id)
         row: dict[str, Any] = {"id": m.id, "api": api, "pid": pid, "role": "down", "term": None, "leader": None,
-                               "commit_index": None, "applied_index": None}
+                               "commit_index": None, "applied_index": None,
+                               "storage": recorded_test_storage(handle.state_dir) or "disk"}
         if pid is None or pid_alive(pid):
             try:
                 d = http_json(f"{api}/debug/raft", token, timeout_s)
                 row.update({"role": d["role"], "term": d["term"], "leader": d["leader"],
                             "commit_index": d["commit_index"], "applied_index": d["applied_index"],
                             "revision": d.get("revision"), "fingerprint": d.get("fingerprint"),
-                            "quorum": d.get("quorum"), "peers": d.get("peers", [])})
+                            "quorum": d.get("quorum"), "peers": d.get("peers", []),
+                            "journal": d.get("journal")})
+                if isinstance(d.get("journal"), dict) and d["journal"].get("storage"):
+                    row["storage"] = d["journal"]["storage"]
                 try:
                     with urllib.request.urlopen(f"{api}/readyz", timeout=timeout_s) as r:
                         row["ready"] = r.status == 200
@@ -404,7 +456,7 @@ def cluster_status(handle: ClusterHandle, timeout_s: float = 1.0) -> list[dict[s
 
 def status_json(handle: ClusterHandle) -> dict[str, Any]:
     """The contract of `hacluster status -o json`."""
-    keys = ("id", "api", "pid", "role", "term", "leader", "commit_index", "applied_index")
+    keys = ("id", "api", "pid", "role", "term", "leader", "commit_index", "applied_index", "storage")
     return {"masters": [{k: r.get(k) for k in keys} for r in cluster_status(handle)]}
 
 

@@ -22,6 +22,7 @@ from hacluster.apiserver.server import ApiServer
 from hacluster.cluster.pki import pki_paths
 from hacluster.config import ClusterConfig, load_config
 from hacluster.controllers.leadership import LeaderLoops
+from hacluster.raft.journal import JournalCorrupt
 from hacluster.raft.replicated_store import RaftStore
 from hacluster.store.api import RaftView
 
@@ -55,12 +56,13 @@ class Master:
 
     def __init__(self, cfg: ClusterConfig, master_id: str, *, data_dir: Path | None,
                  dial_addresses: dict[str, str] | None = None, with_leader_loops: bool = True,
-                 tls: tuple[Path, Path] | None = None) -> None:
+                 tls: tuple[Path, Path] | None = None, storage_mode: str = "disk") -> None:
         self.cfg = cfg
         self.id = master_id
         self.metrics = MasterMetrics()
         self.store = RaftStore(cfg, master_id, data_dir=data_dir, dial_addresses=dial_addresses,
-                               on_proposal_outcome=lambda o: self.metrics.proposals.labels(o).inc())
+                               on_proposal_outcome=lambda o: self.metrics.proposals.labels(o).inc(),
+                               storage_mode=storage_mode, on_fsync=self.metrics.journal_fsync.observe)
         self.api = ApiServer(cfg, master_id, self.store, metrics=self.metrics)
         self.leader_loops = LeaderLoops(self.store, master_id)
         if with_leader_loops:
@@ -106,22 +108,27 @@ class Master:
         self.store.stop()
 
 
-async def _serve(config_path: str, master_id: str) -> None:
+async def _serve(config_path: str, master_id: str, storage_mode: str) -> None:
     cfg = load_config(config_path)
     data_dir = Path(config_path).resolve().parent / cfg.data_dir / master_id
     state_dir = Path(config_path).resolve().parent
     dial = _dial_addresses(state_dir, master_id)
     pki = pki_paths(state_dir)
     tls = (pki["cert"], pki["key"]) if pki["cert"].exists() else None
-    master = Master(cfg, master_id, data_dir=data_dir, dial_addresses=dial, tls=tls)
+    master = Master(cfg, master_id, data_dir=data_dir, dial_addresses=dial, tls=tls, storage_mode=storage_mode)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await master.start()
+    try:
+        await master.start()
+    except JournalCorrupt as exc:
+        log.critical("%s", exc)
+        raise SystemExit(1) from None
     me = cfg.master(master_id)
-    print(f"master {master_id} serving http://127.0.0.1:{me.api_port} raft 127.0.0.1:{me.raft_port}",
-          flush=True)
+    fsync = "on" if cfg.raft.fsync else "off"
+    print(f"master {master_id} serving http://127.0.0.1:{me.api_port} raft 127.0.0.1:{me.raft_port} "
+          f"(journal: {storage_mode} storage, fsync {fsync})", flush=True)
     await stop.wait()
     await master.stop()
 
@@ -137,8 +144,9 @@ def _dial_addresses(state_dir: Path, master_id: str) -> dict[str, str]:
     return dict(data.get(master_id) or {})
 
 
-def run(config_path: str, master_id: str) -> None:
-    """Entry point of `hacluster master`."""
+def run(config_path: str, master_id: str, storage_mode: str = "disk") -> None:
+    """Entry point of `hacluster master`; `storage_mode` "write-back" only for tests (see
+    `hacluster.raft.storage`)."""
     from hacluster.config import env_log_level
 
     # The store holds every object as plain dicts: hundreds of thousands of container objects that never
@@ -150,6 +158,6 @@ def run(config_path: str, master_id: str) -> None:
     try:
         import uvloop
     except ImportError:
-        asyncio.run(_serve(config_path, master_id))
+        asyncio.run(_serve(config_path, master_id, storage_mode))
     else:
-        uvloop.run(_serve(config_path, master_id))
+        uvloop.run(_serve(config_path, master_id, storage_mode))

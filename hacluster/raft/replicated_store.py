@@ -12,7 +12,11 @@ this module bridges it to asyncio:
 - the replicated method is a one-liner that hands the bytes to the pure state machine and never raises.
 - a per-tick callback publishes an immutable `RaftView` (role, term, leader, quorum contact) so the event
   loop never reads pysyncobj's internals while the tick thread mutates them.
-- snapshots (log compaction) are written with our own serializer as msgpack, not pickle.
+- snapshots (log compaction) are written with our own serializer as msgpack, not pickle, by a forked child
+  that closes inherited descriptors, dies with the master, and is killed and reaped by `stop()`.
+- the journal is ours (`hacluster.raft.journal`, checksummed and fsynced; see `install_journal_hook`), and
+  the subclass syncs it wherever Raft needs an entry on stable storage: before a follower acknowledges an
+  AppendEntries, and before the leader counts itself toward the commit index.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import msgspec
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
@@ -37,6 +42,8 @@ from hacluster.config import ClusterConfig
 from hacluster.ids import new_request_id
 from hacluster.model import commands as cmds
 from hacluster.model.errors import BadRequest, ErrorInfo, Timeout, Unavailable
+from hacluster.raft.journal import FAIL_STOP_EXIT_CODE, DurableJournal, JournalCorrupt
+from hacluster.raft.storage import Storage, fsync_dir
 from hacluster.store.api import PeerView, RaftView
 from hacluster.store.state import Result, StoreLimits, StoreState
 
@@ -50,6 +57,28 @@ _RETRYABLE = {FAIL_REASON.DISCARDED, FAIL_REASON.LEADER_CHANGED, FAIL_REASON.NOT
 _RETRY_WAIT_S = 0.05  # how long to wait for a new leader between attempts (bounded by the deadline)
 APPEND_BATCH_BYTES = 256 * 1024  # most bytes of entries one AppendEntries carries (one entry may be larger)
 APPEND_BATCH_ENTRIES = 4096  # and at most this many entries
+
+
+_PYSYNCOBJ_CREATE_JOURNAL = pysyncobj_core.createJournal
+
+
+def _create_journal(journal_file: Any = None) -> Any:
+    """pysyncobj 0.3.17 builds its journal inside `SyncObj.__init__` with `createJournal(conf.journalFile)`,
+    and its tick thread starts before `__init__` returns — so the journal must be the right one from the
+    start. This wrapper lets `conf.journalFile` be a ready journal object, used as is; a path or None goes
+    to pysyncobj's own factory. Pinned with pysyncobj (pyproject.toml); tests/unit/test_journal.py checks
+    that the hook is in place."""
+    if isinstance(journal_file, DurableJournal):
+        return journal_file
+    return _PYSYNCOBJ_CREATE_JOURNAL(journal_file)
+
+
+def install_journal_hook() -> None:
+    """Make pysyncobj accept a journal object as `journalFile` (idempotent)."""
+    pysyncobj_core.createJournal = _create_journal
+
+
+install_journal_hook()
 
 
 class DialNode(TCPNode):  # type: ignore[misc]
@@ -83,8 +112,9 @@ class _RaftStateMachine(SyncObj):  # type: ignore[misc]
     """
 
     def __init__(self, self_addr: str, peers: list[TCPNode], conf: SyncObjConf,
-                 apply_payload: Callable[[bytes], Result]) -> None:
+                 apply_payload: Callable[[bytes], Result], journal: DurableJournal | None = None) -> None:
         self._apply_payload = apply_payload
+        self._journal = journal
         self._wake_pipe: PipeNotifier | None = None
         self._wake_pending = False
         self._sent_last_index = -1
@@ -116,6 +146,38 @@ class _RaftStateMachine(SyncObj):  # type: ignore[misc]
         if last != self._sent_last_index or commit != self._sent_commit_index:
             self._sent_last_index, self._sent_commit_index = last, commit
             self._SyncObj__sendAppendEntries()
+        if self._journal is not None:
+            # The local fsync overlaps the followers' round trip; the next tick's commit count needs it.
+            self._journal.sync()
+
+    def _onTick(self, timeToWait: float = 0.0) -> None:
+        """pysyncobj's leader counts itself (count = 1) toward the commit index for every entry in its log.
+        Entries reach the log in `_checkCommandsToApply` (end of a tick), in the follower append path (while
+        messages are polled at the end of a tick), when a snapshot is installed, and in the no-op of
+        `__onBecomeLeader` (synced there, as it may run inside a tick). Syncing at the start of every tick,
+        before the commit index is computed, makes every entry the leader can count durable (a no-op when nothing is
+        pending: `flush_appends` usually synced already)."""
+        if self._journal is not None:
+            self._journal.sync()
+        SyncObj._onTick(self, timeToWait)
+
+    def _SyncObj__onBecomeLeader(self) -> None:
+        """The new leader's no-op is appended and sent here — inside a tick when a single master elects
+        itself, just before that tick counts it toward the commit index: sync it first."""
+        SyncObj._SyncObj__onBecomeLeader(self)
+        if self._journal is not None:
+            self._journal.sync()
+
+    def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:
+        """A snapshot received from the leader (`clearJournal`) replaces the log: make its file durable
+        before the log is cleared and the snapshot acknowledged."""
+        dump = self._SyncObj__conf.fullDumpFile
+        if clearJournal and self._journal is not None and dump is not None and os.path.isfile(dump):
+            try:
+                self._journal.storage.sync_file(Path(dump))
+            except OSError as exc:
+                self._journal._fatal(exc, dump)
+        SyncObj._SyncObj__loadDumpFile(self, clearJournal)
 
     @replicated  # type: ignore[untyped-decorator]
     def apply_command(self, payload: bytes) -> Result:
@@ -194,9 +256,11 @@ class _RaftStateMachine(SyncObj):  # type: ignore[misc]
         hundred entries while partitioned then needs seconds to minutes to catch up, and can stall the
         cluster meanwhile. Every entry up to this follower's commit index is in every later leader's log
         (Raft's leader completeness), so asking the leader to resume right after it is safe and takes one
-        round trip."""
+        round trip. A success is sent only once the entries it acknowledges are on stable storage."""
         if reset and not success and nextNodeIdx is not None:
             nextNodeIdx = max(1, min(nextNodeIdx, self._SyncObj__raftCommitIndex + 1))
+        if success and self._journal is not None:
+            self._journal.sync()  # one fsync covers the whole batch this acknowledgement confirms
         SyncObj._SyncObj__sendNextNodeIdx(self, node, reset=reset, nextNodeIdx=nextNodeIdx, success=success)
 
 
@@ -205,7 +269,9 @@ class RaftStore:
 
     def __init__(self, cfg: ClusterConfig, master_id: str, *, data_dir: str | Path | None,
                  dial_addresses: dict[str, str] | None = None,
-                 on_proposal_outcome: Callable[[str], None] | None = None) -> None:
+                 on_proposal_outcome: Callable[[str], None] | None = None,
+                 storage_mode: str = "disk", on_fsync: Callable[[float], None] | None = None,
+                 on_journal_fatal: Callable[[OSError, str], NoReturn] | None = None) -> None:
         self.cfg = cfg
         self.id = master_id
         me = cfg.master(master_id)
@@ -231,6 +297,11 @@ class RaftStore:
         self._dial = dial_addresses or {}
         self._sync: _RaftStateMachine | None = None
         self._snapshot_child: int | None = None
+        self._snapshot_pending: tuple[Path, Path] | None = None  # (written by the child, published name)
+        self.storage = Storage(storage_mode, fsync=cfg.raft.fsync)
+        self._on_fsync = on_fsync
+        self._on_journal_fatal = on_journal_fatal
+        self.journal: DurableJournal | None = None
 
     # ------------------------------------------------------------------------------- lifecycle
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -239,11 +310,15 @@ class RaftStore:
         self._change_event = asyncio.Event()
         self._view_changed = asyncio.Event()
         r = self.cfg.raft
-        journal = dump = None
+        journal: DurableJournal | None = None
+        dump = None
         if self._data_dir is not None:
             self._data_dir.mkdir(parents=True, exist_ok=True)
-            journal = str(self._data_dir / "raft.journal")
-            dump = str(self._data_dir / "raft.snapshot")
+            _remove_unpublished_snapshots(self._data_dir)
+            journal = DurableJournal(self._data_dir, self.storage, on_fatal=self._journal_failed,
+                                     on_fsync=self._on_fsync)  # raises JournalCorrupt: refuse to start
+            self.journal = journal
+            dump = str(self._data_dir / SNAPSHOT_FILE)
         conf = SyncObjConf(
             password=r.password or None,
             bindAddress=self.address,
@@ -275,7 +350,7 @@ class RaftStore:
             addr = f"127.0.0.1:{m.raft_port}"
             if addr != self.address:
                 peers.append(DialNode(addr, self._dial.get(addr)))
-        self._sync = _RaftStateMachine(self.address, peers, conf, self._apply_payload)
+        self._sync = _RaftStateMachine(self.address, peers, conf, self._apply_payload, journal)
         self._sync.addOnTickCallback(self._sync.flush_appends)
         self._sync.addOnTickCallback(self._on_tick)
 
@@ -283,6 +358,37 @@ class RaftStore:
         if self._sync is not None:
             self._sync.destroy()
             self._sync = None
+        self._kill_snapshot_writer()
+
+    def _kill_snapshot_writer(self) -> None:
+        """Kill and reap a snapshot writer still running: it must not publish anything after we stopped."""
+        pid = self._snapshot_child
+        if pid is None:
+            return
+        self._snapshot_child = None
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+    def _journal_failed(self, exc: OSError, path: str) -> NoReturn:
+        """The journal could not write or fsync: stop before anything unpersisted is acknowledged."""
+        if self._on_journal_fatal is not None:
+            self._on_journal_fatal(exc, path)
+        pid = self._snapshot_child
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        from hacluster.raft.journal import _fail_stop
+
+        _fail_stop(exc, path)
+
+    def journal_stats(self) -> dict[str, Any] | None:
+        """What `/debug/raft` shows of the journal (None without a data directory)."""
+        return self.journal.stats() if self.journal is not None else None
 
     # ------------------------------------------------------------------------- tick thread side
     def _apply_payload(self, payload: bytes) -> Result:
@@ -383,25 +489,33 @@ class RaftStore:
         the child touches no lock and nothing but the state and its file."""
         if self._snapshot_child is not None:
             return  # pysyncobj asks again only after _snapshot_status reported the end of the last one
-        final_path = tmp_path[: -len(".tmp")] if tmp_path.endswith(".tmp") else tmp_path
+        final_path = Path(tmp_path[: -len(".tmp")] if tmp_path.endswith(".tmp") else tmp_path)
         last, prev, cluster = raft_data
         raft = {"last": list(last), "prev": list(prev),
                 "cluster": sorted(getattr(n, "address", str(n)) for n in cluster)}
+        indexed = final_path.with_name(f"{final_path.name}.{int(last[1]):020d}")
+        fsync = self.storage.fsync
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: encode, write, rename, leave without running any cleanup of the parent
             code = 1
             try:
+                _become_snapshot_writer(parent)
                 blob = msgspec.msgpack.encode({"state": self._state.snapshot(), **raft})
-                part = final_path + ".part"
+                part = indexed.with_name(indexed.name + ".part")
                 with open(part, "wb") as f:
                     f.write(blob)
                     f.flush()
-                    os.fsync(f.fileno())
-                os.replace(part, final_path)
+                    if fsync:
+                        os.fsync(f.fileno())
+                os.replace(part, indexed)
+                if fsync:
+                    fsync_dir(indexed.parent)
                 code = 0
             finally:
                 os._exit(code)
         self._snapshot_child = pid
+        self._snapshot_pending = (indexed, final_path)
         # pysyncobj now moves `tmp_path` over the snapshot; it does not exist, so that step fails
         # harmlessly and the outcome is the child's (see `_snapshot_status`).
 
@@ -420,7 +534,15 @@ class RaftStore:
         if done == 0:
             return int(SERIALIZER_STATE.SERIALIZING)
         self._snapshot_child = None
-        if os.waitstatus_to_exitcode(status) == 0:
+        pending, self._snapshot_pending = self._snapshot_pending, None
+        if os.waitstatus_to_exitcode(status) == 0 and pending is not None:
+            # Publish (rename, fsync the directory) before pysyncobj compacts the journal on SUCCESS: a
+            # crash at any point leaves a snapshot and a journal that together hold every entry.
+            try:
+                self.storage.publish(*pending)
+            except OSError as exc:
+                log.warning("snapshot %s could not be published (%s); the log is kept whole", pending[0], exc)
+                return int(SERIALIZER_STATE.FAILED)
             return int(SERIALIZER_STATE.SUCCESS)
         log.warning("snapshot writer exited with %s; the log is kept whole", os.waitstatus_to_exitcode(status))
         return int(SERIALIZER_STATE.FAILED)
@@ -428,6 +550,13 @@ class RaftStore:
     def _read_snapshot(self, path: str) -> tuple[Any, Any, Any]:
         with open(path, "rb") as f:
             data = msgspec.msgpack.decode(f.read())
+        if self.journal is not None:
+            try:
+                self.journal.align_to_snapshot(tuple(data["prev"]), tuple(data["last"]))
+            except JournalCorrupt as exc:
+                # pysyncobj swallows exceptions from here and would go on with a broken log: stop instead.
+                log.critical("%s", exc)
+                os._exit(FAIL_STOP_EXIT_CODE)
         restored = StoreState.restore(data["state"], self._limits)
         with self._lock:
             self._state = restored
@@ -561,6 +690,32 @@ class RaftStore:
                 self._barrier_inflight = False
                 return
             fut, self._barrier_next = self._barrier_next, None
+
+
+SNAPSHOT_FILE = "raft.snapshot"
+
+
+def _remove_unpublished_snapshots(data_dir: Path) -> None:
+    """Snapshots a writer finished but nobody published (the master died first), half-written ones, and
+    pysyncobj's half-received ones: none of them counts, the published snapshot and the journal do."""
+    for p in data_dir.glob(SNAPSHOT_FILE + ".*"):
+        p.unlink(missing_ok=True)
+
+
+def _become_snapshot_writer(parent: int) -> None:
+    """In the forked child: die with the master (so that no orphan publishes a stale snapshot later) and
+    close every descriptor inherited from it — above all the API and Raft sockets, which would otherwise
+    stay open (ports held, connections not reset) while the child lives."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the master died before prctl took effect
+        os._exit(1)
+    os.closerange(3, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536)
 
 
 def _settle(fut: asyncio.Future[tuple[Any, int]], res: Any, err: int) -> None:
