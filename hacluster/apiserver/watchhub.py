@@ -66,7 +66,10 @@ class WatchHub:
         revision, backlog = self.store.read(take)
         if backlog is None:
             return None
-        sub = Subscription(resource, prefix, node, revision)
+        # A client may know a later revision than this master has applied (it watched another master, and
+        # this one is still replaying its journal after a restart): the changes up to `from_revision` it
+        # has seen, so they must not reach it again when this master applies them.
+        sub = Subscription(resource, prefix, node, max(revision, from_revision))
         if node is not None:
             self._by_node.setdefault((resource, node), set()).add(sub)
         else:
