@@ -168,7 +168,7 @@ class Nemesis:
         rows = {r["id"]: r for r in launcher.cluster_status(self.handle, timeout_s=0.5)}
         for mid in fault.targets:
             storage = rows.get(mid, {}).get("storage")
-            if rows.get(mid, {}).get("role", "down") != "down" and storage != POWER_CUT_STORAGE:
+            if storage != POWER_CUT_STORAGE:
                 raise RuntimeError(f"power cut of {mid}: it runs on {storage or 'real'} storage, where a SIGKILL "
                                    f"loses no written data; start the cluster with test storage "
                                    f"{POWER_CUT_STORAGE!r} (chaos runs do when a scenario has a power fault)")

@@ -106,10 +106,10 @@ def run_scenario(scenario: Scenario, out_dir: Path, *, masters: int | None = Non
     say = progress or (lambda s: None)
     state_dir = out_dir / "cluster"
     cfg = cluster_config(scenario, n)
-    storage: dict[str, Any] = {"test_storage": POWER_CUT_STORAGE} if scenario.has_power_faults else {}
-    say(f"starting {n} masters behind Toxiproxy" + (f" on {POWER_CUT_STORAGE} test storage (power cuts) …"
-                                                     if storage else " …"))
-    handle = launcher.up(cfg, state_dir, chaos=True, nodes=scenario.nodes, **storage)
+    # Power cuts need masters whose SIGKILL loses the unsynced writes; every other run uses real files.
+    storage = POWER_CUT_STORAGE if scenario.has_power_faults else None
+    say(f"starting {n} masters behind Toxiproxy" + (f" on {storage} test storage (power cuts) …" if storage else " …"))
+    handle = launcher.up(cfg, state_dir, chaos=True, nodes=scenario.nodes, test_storage=storage)
     try:
         return asyncio.run(_run(scenario, handle, out_dir, say, check))
     finally:
@@ -162,6 +162,8 @@ async def _run(scenario: Scenario, handle: launcher.ClusterHandle, out_dir: Path
     watch_summary = await record_final(watcher, handle.apis(), handle.admin_token, out_dir)
     recorder.close()
     summary = summarize(recorder.events, faults.records, sampler.samples, finals, t0_ns, t_end_ns)
+    summary.update({"storage": launcher.recorded_test_storage(handle.state_dir) or "disk",
+                    "raft_fsync": handle.cfg.raft.fsync})
     summary.update({"scenario": scenario.name, "masters": len(handle.cfg.masters), "seed": scenario.seed,
                     "converged_after_heal": converged, "workload_lists": dict(workload.stats.lists),
                     "watch": watch_summary})

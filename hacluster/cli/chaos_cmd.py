@@ -59,7 +59,8 @@ def run_cmd(scenario: str, masters: int | None, seed: int | None, out_dir: str |
     except (LauncherError, ToxiproxyError, ConfigError) as exc:
         raise _Fail(str(exc)) from exc
     s = result.summary
-    console.rule(f"[bold]{sc.name}[/] on {s['masters']} masters, seed {s['seed']}")
+    console.rule(f"[bold]{sc.name}[/] on {s['masters']} masters, seed {s['seed']}, storage {s['storage']}, "
+                 f"raft.fsync {'on' if s['raft_fsync'] else 'off'}")
     console.print(f"ops {s['ops']}  availability of writes {_pct(s['availability'])}  longest unavailability "
                   f"{s['longest_unavailability_s']} s")
     console.print(f"leader changes {s['leader_changes']}, elections {s['elections']}, highest term {s['max_term']}, "

@@ -40,7 +40,7 @@ class Stand:
         for mid, proc in sorted(self.procs.items()):
             up = proc.poll() is None
             rows.append({"id": mid, "role": ("leader" if mid == self.leader else "follower") if up else "down",
-                         "term": 2, "storage": self.storage if up else None})
+                         "term": 2, "storage": self.storage})
         return rows
 
     def start_master(self, handle, mid):
