@@ -69,6 +69,9 @@ def test_a_journal_fault_fail_stops_one_master_and_it_catches_up_after_restart(t
         assert _names(c, victim) >= {"before"} | {f"during-{i}" for i in range(10)}
         journal = c.status()[victim]["journal"]
         assert journal["storage"] == "write-back" and journal["fsync"] is True and journal["fsyncs"] > 0
+        code, text, _ = c.req("GET", leader["id"], "/metrics")
+        count = [ln for ln in text.splitlines() if ln.startswith("hacluster_raft_journal_fsync_duration_seconds_count")]
+        assert code == 200 and count and float(count[0].split()[-1]) > 0, count
     finally:
         launcher.down(sd)
 
