@@ -11,6 +11,7 @@ import os
 import signal
 import statistics
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -97,10 +98,13 @@ async def _first_ack_after(apis: list[str], token: str, tag: str, timeout_s: flo
     return float("nan")
 
 
-def run(state_dir: Path, *, seconds: float = 8.0, trials: int = 5) -> int:
+def run(state_dir: Path, *, seconds: float = 8.0, trials: int = 5, fsync: bool = True) -> int:
     console = Console()
-    console.print(f"[bold]hacluster bench api[/]: fresh 3-master cluster in {state_dir}, {os.cpu_count()} CPUs")
-    handle = launcher.up(default_config(3), state_dir)
+    console.print(f"[bold]hacluster bench api[/]: fresh 3-master cluster in {state_dir}, {os.cpu_count()} CPUs, "
+                  f"journal fsync {'on' if fsync else 'off (raft.fsync: false)'}")
+    cfg = default_config(3)
+    cfg = cfg.model_copy(update={"raft": cfg.raft.model_copy(update={"fsync": fsync})})
+    handle = launcher.up(cfg, state_dir)
     try:
         token = handle.admin_token
         apis = list(handle.apis().values())
@@ -150,9 +154,41 @@ def run(state_dir: Path, *, seconds: float = 8.0, trials: int = 5) -> int:
         terms_after = max((r["term"] or 0) for r in launcher.cluster_status(handle))
         console.print(f"elections during the load levels: {terms_after - terms_before} "
                       f"(term {terms_before} -> {terms_after})")
+        console.print(_fsync_summary(handle, fsync))
         return 0
     finally:
         launcher.down(state_dir)
+
+
+FSYNC_HISTOGRAM = "hacluster_raft_journal_fsync_duration_seconds"
+
+
+def _fsync_summary(handle: launcher.ClusterHandle, fsync: bool) -> str:
+    """One line: the journal's fsync mode and, summed over the masters' /metrics histograms, how many
+    fsyncs ran and the bucket bounds of their median and 99th percentile."""
+    if not fsync:
+        return "journal fsync: off (raft.fsync: false): entries were acknowledged without fsync"
+    buckets: dict[float, float] = {}
+    for api in handle.apis().values():
+        req = urllib.request.Request(f"{api}/metrics", headers={"Authorization": f"Bearer {handle.admin_token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith(FSYNC_HISTOGRAM + "_bucket{"):
+                le = line.split('le="', 1)[1].split('"', 1)[0]
+                upper = float("inf") if le == "+Inf" else float(le)
+                buckets[upper] = buckets.get(upper, 0.0) + float(line.rsplit(" ", 1)[1])
+    total = buckets.get(float("inf"), 0.0)
+    if not total:
+        return "journal fsync: on; no fsync recorded"
+
+    def bound(q: float) -> str:
+        b = next(b for b in sorted(buckets) if buckets[b] >= q * total)
+        return "> 8 s" if b == float("inf") else f"<= {b * 1000:g} ms"
+    return f"journal fsync: on; {total:.0f} fsyncs on 3 masters, p50 {bound(0.5)}, p99 {bound(0.99)}"
 
 
 def _codes(codes: dict[str, int]) -> str:

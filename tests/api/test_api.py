@@ -347,3 +347,16 @@ async def test_metrics_and_debug(api):
     assert code == 200 and 'apiserver_request_total{code="200",resource="pods",verb="list"}' in text
     code, body, _ = await api.call("GET", "/debug/raft")
     assert body["role"] == "leader" and body["term"] == 1 and "fingerprint" in body
+    assert body["journal"] is None, "an unreplicated store keeps no journal"
+
+
+async def test_storage_faults_need_the_admin_and_write_back_storage(api):
+    from tests.api.conftest import VIEWER
+
+    code, body, _ = await api.call("POST", "/debug/storage/fault", {"operation": "fsync", "errno": "EIO"},
+                                   token=VIEWER)
+    assert code == 403 and body["kind"] == "Status", body
+    code, body, _ = await api.call("POST", "/debug/storage/fault", {"operation": "fsync", "errno": "EIO"})
+    assert code == 404 and "write-back test storage" in body["message"], body
+    code, _, _ = await api.call("GET", "/metrics")
+    assert code == 200

@@ -4,15 +4,18 @@ and a `hacluster down` / `hacluster up` both resume the same cluster with every 
 
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
 from hacluster.cluster import launcher
 from hacluster.config import default_config
-from hacluster.raft.journal import FAIL_STOP_EXIT_CODE
+from hacluster.raft.journal import FAIL_STOP_EXIT_CODE, SEGMENT_MAGIC, DurableJournal
+from hacluster.raft.storage import Storage
 from tests.cluster.conftest import Cluster, pod
 
 pytestmark = pytest.mark.slow
@@ -51,7 +54,6 @@ def test_a_journal_fault_fail_stops_one_master_and_it_catches_up_after_restart(t
         assert c.req("POST", leader["id"], PODS, pod("before"))[0] == 201
         code, body, _ = c.req("POST", victim, "/debug/storage/fault", {"operation": "disk", "errno": "EIO"})
         assert code == 400 and body["reason"] == "BadRequest", body
-        before = c.status()[leader["id"]]["commit_index"]  # every entry up to here is on the victim's disk
         code, body, _ = c.req("POST", victim, "/debug/storage/fault", {"operation": "fsync", "errno": "ENOSPC"})
         assert code == 200, body
         for i in range(10):
@@ -62,13 +64,19 @@ def test_a_journal_fault_fail_stops_one_master_and_it_catches_up_after_restart(t
         assert ("fatal: journal write failed: [Errno 28] No space left on device (" in log_text
                 and "); stopping so that nothing unpersisted is acknowledged" in log_text), log_text[-2000:]
         match = {p["id"]: p["match_index"] for p in c.status()[leader["id"]]["peers"]}[victim]
-        assert match <= before, f"the victim acknowledged index {match} (> {before}) it could not persist"
+        persisted = DurableJournal(sd / "data" / victim, Storage("disk"))[-1][1]  # what survived the process
+        assert match <= persisted, f"the victim acknowledged index {match}, but only {persisted} was persisted"
         launcher.start_master(c.h, victim)  # the fault lived in the failed process only
         launcher.wait_ready(c.h, 30)
         c.wait_converged(list(c.status()), timeout_s=20)
         assert _names(c, victim) >= {"before"} | {f"during-{i}" for i in range(10)}
         journal = c.status()[victim]["journal"]
         assert journal["storage"] == "write-back" and journal["fsync"] is True and journal["fsyncs"] > 0
+        req = urllib.request.Request(c.h.api(leader["id"]) + "/metrics", headers={"Authorization": f"Bearer {c.token}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            text = resp.read().decode()
+        count = [ln for ln in text.splitlines() if ln.startswith("hacluster_raft_journal_fsync_duration_seconds_count")]
+        assert count and float(count[0].split()[-1]) > 0, count
     finally:
         launcher.down(sd)
 
@@ -87,6 +95,19 @@ def test_a_power_cut_of_every_master_keeps_every_acknowledged_write(tmp_path):
         c = Cluster(launcher.up(c.h.cfg, sd, resume_data=True, test_storage="write-back"))
         leader = c.leader()
         assert _names(c, leader["id"]) >= set(acked)
+        launcher.down(sd)
+        # Damage before the last record: that master refuses to start, in one line, without a traceback.
+        seg = sorted((sd / "data" / "m1").glob("wal-*.log"))[0]
+        data = bytearray(seg.read_bytes())
+        first_len = struct.unpack_from("<I", data, len(SEGMENT_MAGIC))[0]
+        second = len(SEGMENT_MAGIC) + 28 + first_len
+        data[second + 28] ^= 0xFF
+        seg.write_bytes(bytes(data))
+        pid = launcher.start_master(c.h, "m1")
+        assert _exit_code(pid, 20) == 1
+        log_text = (sd / "logs" / "m1.log").read_text()
+        assert f"journal {seg} corrupt at offset {second}: record payload checksum mismatch; refusing to start" \
+            in log_text and "Traceback" not in log_text, log_text[-2000:]
     finally:
         launcher.down(sd)
 
