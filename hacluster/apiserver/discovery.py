@@ -70,9 +70,7 @@ def api_resource_list(group_version: str) -> dict[str, Any] | None:
                                  "kind": r.kind, "verbs": list(r.verbs)}
         if r.short_names:
             entry["shortNames"] = list(r.short_names)
-        if r.plural == "pods":
-            entry["categories"] = ["all"]
-        if r.plural == "replicasets":
+        if r.plural in ("pods", "replicasets", "deployments", "jobs"):
             entry["categories"] = ["all"]
         items.append(entry)
         for sub in r.subresources:

@@ -641,14 +641,14 @@ class ApiServer:
             meta["name"] = self._new_name(str(meta["generateName"]))
         authorize(user, "create", t.res, t.namespace, meta.get("name", ""))
         obj["apiVersion"], obj["kind"] = t.res.api_version, t.res.kind
-        if t.res.plural in ("pods", "replicasets", "namespaces"):
+        if t.res.plural in ("pods", "replicasets", "namespaces", "deployments", "jobs"):
             obj.pop("status", None)  # PrepareForCreate: their status is the system's (`kubectl create ns` sends {})
+        meta["uid"] = new_uid()  # before defaulting: a Job's generated selector names its uid
         validation.default_object(t.res.plural, obj)
         causes = validation.VALIDATORS[t.res.plural](obj)
         if causes:
             raise E.invalid(t.res.kind, meta.get("name", ""), causes, t.res.group)
         now = self.clock()
-        meta["uid"] = new_uid()
         meta["creationTimestamp"] = rfc3339(now)
         if _dry_run(request):
             return self._with_warnings(json_response(obj, status=201), warnings)
@@ -741,8 +741,8 @@ class ApiServer:
                     for c in new["spec"].get("containers") or []:
                         validation.canonical_quantities(c.get("resources"))
                     causes = validation.validate_pod_update(new, current)
-                elif t.res.plural == "replicasets":
-                    validation.default_object("replicasets", new)
+                elif t.res.plural in ("replicasets", "deployments", "jobs"):
+                    validation.default_object(t.res.plural, new)
                     causes = validation.VALIDATORS[t.res.plural](new)
                 else:
                     causes = validation.VALIDATORS[t.res.plural](new)

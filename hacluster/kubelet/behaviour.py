@@ -121,6 +121,12 @@ class ImageEntry(ImageBehaviour):
     """A glob on the image reference as the pod writes it ("nginx*", "*does-not-exist*")."""
 
 
+class CommandEntry(ImageBehaviour):
+    match: str = Field(min_length=1)
+    """A glob on the container's command line: `command` and `args` joined by single spaces
+    ("sh -c exit 0", "*sleep *")."""
+
+
 class ImagesFile(_Frozen):
     version: Literal[1] = 1
     """Format version of the file."""
@@ -128,6 +134,9 @@ class ImagesFile(_Frozen):
     """Behaviour of images no entry matches, and of every field an entry leaves unset."""
     images: tuple[ImageEntry, ...] = ()
     """Entries, first match wins."""
+    commands: tuple[CommandEntry, ...] = ()
+    """What a container's command line does, over its image's behaviour (first match wins): how a
+    `kubectl create job --image=busybox -- sh -c 'exit 0'` pod ends."""
 
 
 class Behaviour(_Frozen):
@@ -173,6 +182,17 @@ class ImageCatalogue:
                 return _merge(self._default, e)
         return self._default
 
+    def command_entry_for(self, container: dict[str, Any]) -> ImageBehaviour | None:
+        """The first `commands` entry matching the container's command line, if it has one."""
+        words = [str(w) for w in (container.get("command") or []) + (container.get("args") or [])]
+        if not words:
+            return None
+        line = " ".join(words)
+        for e in self.data.commands:
+            if fnmatch.fnmatchcase(line, e.match):
+                return e
+        return None
+
     def exists(self, image: str) -> bool:
         return bool(self.entry_for(image).exists)
 
@@ -183,6 +203,9 @@ class ImageCatalogue:
         name = container.get("name", "")
         image = container.get("image", "")
         b = self.entry_for(image)
+        by_command = self.command_entry_for(container)
+        if by_command is not None:
+            b = _merge(b, by_command)
         raw = (meta.get("annotations") or {}).get(ANNOTATION_PREFIX + name)
         if raw:
             b = _merge(b, parse_override(raw, f"pod {meta.get('namespace')}/{meta.get('name')} annotation "
@@ -349,8 +372,9 @@ def _load_model(path: Path, model: type[_Frozen]) -> Any:
         data = dict(data)
         if isinstance(data.get("default"), dict):
             data["default"] = _null_terminate(data["default"])
-        if isinstance(data.get("images"), list):
-            data["images"] = [_null_terminate(e) if isinstance(e, dict) else e for e in data["images"]]
+        for section in ("images", "commands"):
+            if isinstance(data.get(section), list):
+                data[section] = [_null_terminate(e) if isinstance(e, dict) else e for e in data[section]]
     try:
         return model.model_validate(data)
     except ValidationError as exc:
