@@ -25,7 +25,7 @@ import msgspec
 import yaml
 from aiohttp import web
 
-from hacluster.apiserver import discovery
+from hacluster.apiserver import discovery, metrics_api, reviews
 from hacluster.apiserver import patch as patching
 from hacluster.apiserver.auth import Authenticator, User, authorize
 from hacluster.apiserver.metrics import MasterMetrics
@@ -124,6 +124,9 @@ class ApiServer:
         r.add_get("/api/", self._api)
         r.add_get("/apis", self._apis)
         r.add_get("/apis/", self._apis)
+        # APIs with handlers of their own (not stored), before the generic group routes that would take them:
+        reviews.add_routes(r, self)
+        metrics_api.add_routes(r, self)
         r.add_route("*", "/api/v1", self._dispatch_core)
         r.add_route("*", "/api/v1/{tail:.*}", self._dispatch_core)
         r.add_get("/apis/{group}", self._api_group)

@@ -235,8 +235,8 @@ def plan(spec: Obj, new: SetCounts | None, olds: list[SetCounts]) -> Plan:
 
 def is_complete(desired: int, status: Obj) -> bool:
     """Kubernetes' DeploymentComplete: every replica updated and available, no old one left."""
-    return (status.get("updatedReplicas", 0) == desired and status.get("replicas", 0) == desired
-            and status.get("availableReplicas", 0) == desired)
+    return bool(status.get("updatedReplicas", 0) == desired and status.get("replicas", 0) == desired
+                and status.get("availableReplicas", 0) == desired)
 
 
 def _condition(status: Obj, ctype: str) -> Obj | None:

@@ -92,9 +92,16 @@ class ImageBehaviour(_Frozen):
     """Exit code after a handled SIGTERM (0 for most servers; 143 for a process that simply dies of it)."""
     log_lines: tuple[str, ...] | None = None
     """Lines the container prints when it starts (served through `pods/{name}/log`)."""
+    cpu: str | None = None
+    """CPU the container uses while it runs, a quantity ("2m", "0.5"): what `kubectl top` shows."""
 
     _ranges = field_validator("pull_s", "start_s", "run_s", "ready_after_s", "terminate_s", mode="before")(
         staticmethod(_check_range))
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _cpu(cls, v: Any) -> Any:
+        return v if v is None else _check_quantity(v)
 
     @field_validator("memory", mode="before")
     @classmethod
@@ -154,11 +161,13 @@ class Behaviour(_Frozen):
     terminate_s: float | None
     terminate_exit_code: int
     log_lines: tuple[str, ...]
+    cpu_millis: int = 0
+    """CPU used while running, in millicores."""
 
 
 _BUILTIN_DEFAULT = ImageBehaviour(exists=True, pull_s=1.0, size_bytes=50_000_000, start_s=0.05, run_s=None,
                                   exit_code=0, ready_after_s=0.0, memory=((0.0, "16Mi"),), terminate_s=0.2,
-                                  terminate_exit_code=0, log_lines=("started",))
+                                  terminate_exit_code=0, log_lines=("started",), cpu="1m")
 
 
 class ImageCatalogue:
@@ -229,7 +238,7 @@ class ImageCatalogue:
             ready_after_s=draw(b.ready_after_s),
             memory=tuple((t * s, parse_quantity(q).units()) for t, q in (b.memory or ((0.0, "0"),))),
             terminate_s=terminate, terminate_exit_code=int(b.terminate_exit_code or 0),
-            log_lines=tuple(b.log_lines or ()))
+            log_lines=tuple(b.log_lines or ()), cpu_millis=parse_quantity(b.cpu or "0").millis())
 
 
 def parse_override(raw: str, where: str) -> ImageBehaviour:

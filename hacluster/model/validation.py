@@ -765,7 +765,7 @@ def default_object(plural: str, obj: Obj) -> None:
 
 
 def _default_template(spec: Obj) -> Obj:
-    template = spec.setdefault("template", {})
+    template: Obj = spec.setdefault("template", {})
     tspec = template.setdefault("spec", {})
     default_pod_spec(tspec)
     tspec.pop("priority", None)
