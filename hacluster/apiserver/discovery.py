@@ -29,6 +29,23 @@ def api_versions() -> dict[str, Any]:
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}
 
 
+def _virtual(name: str, kind: str, namespaced: bool, verbs: list[str]) -> dict[str, Any]:
+    return {"name": name, "singularName": "", "namespaced": namespaced, "kind": kind, "verbs": verbs}
+
+
+VIRTUAL_RESOURCES: dict[str, list[dict[str, Any]]] = {
+    "authentication.k8s.io/v1": [_virtual("selfsubjectreviews", "SelfSubjectReview", False, ["create"])],
+    "authorization.k8s.io/v1": [
+        _virtual("selfsubjectaccessreviews", "SelfSubjectAccessReview", False, ["create"]),
+        _virtual("selfsubjectrulesreviews", "SelfSubjectRulesReview", False, ["create"]),
+    ],
+    "metrics.k8s.io/v1beta1": [_virtual("nodes", "NodeMetrics", False, ["get", "list"]),
+                               _virtual("pods", "PodMetrics", True, ["get", "list"])],
+}
+"""APIs answered by handlers of their own, not stored (`hacluster.apiserver.reviews`,
+`hacluster.apiserver.metrics_api`): their discovery entries, by group/version."""
+
+
 def _groups() -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for r in resources.ALL:
@@ -36,6 +53,9 @@ def _groups() -> dict[str, list[str]]:
             out.setdefault(r.group, [])
             if r.version not in out[r.group]:
                 out[r.group].append(r.version)
+    for gv in VIRTUAL_RESOURCES:
+        group, version = gv.split("/")
+        out.setdefault(group, []).append(version)
     return out
 
 
@@ -63,16 +83,18 @@ _SUB_KIND = {"binding": "Binding", "log": "Pod", "eviction": "Eviction", "scale"
 def api_resource_list(group_version: str) -> dict[str, Any] | None:
     served = resources.BY_GROUP_VERSION.get(group_version)
     if not served:
-        return None
+        virtual = VIRTUAL_RESOURCES.get(group_version)
+        if virtual is None:
+            return None
+        return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
+                "resources": [dict(v) for v in virtual]}
     items: list[dict[str, Any]] = []
     for r in served:
         entry: dict[str, Any] = {"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
                                  "kind": r.kind, "verbs": list(r.verbs)}
         if r.short_names:
             entry["shortNames"] = list(r.short_names)
-        if r.plural == "pods":
-            entry["categories"] = ["all"]
-        if r.plural == "replicasets":
+        if r.plural in ("pods", "replicasets", "deployments", "jobs"):
             entry["categories"] = ["all"]
         items.append(entry)
         for sub in r.subresources:

@@ -949,3 +949,9 @@ TABLE_BUILDERS: dict[str, TableBuilder] = {
     "leases": lease_table,
 }
 """Table builder by resource plural; resources not listed use `default_table`."""
+
+
+# Deployments and Jobs have their printers in a module of their own (which uses the helpers above).
+from hacluster.apiserver.printers_workloads import deployment_table, job_table  # noqa: E402
+
+TABLE_BUILDERS.update(deployments=deployment_table, jobs=job_table)

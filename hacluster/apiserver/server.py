@@ -25,7 +25,7 @@ import msgspec
 import yaml
 from aiohttp import web
 
-from hacluster.apiserver import discovery
+from hacluster.apiserver import discovery, metrics_api, reviews
 from hacluster.apiserver import patch as patching
 from hacluster.apiserver.auth import Authenticator, User, authorize
 from hacluster.apiserver.metrics import MasterMetrics
@@ -125,6 +125,9 @@ class ApiServer:
         r.add_get("/api/", self._api)
         r.add_get("/apis", self._apis)
         r.add_get("/apis/", self._apis)
+        # APIs with handlers of their own (not stored), before the generic group routes that would take them:
+        reviews.add_routes(r, self)
+        metrics_api.add_routes(r, self)
         r.add_route("*", "/api/v1", self._dispatch_core)
         r.add_route("*", "/api/v1/{tail:.*}", self._dispatch_core)
         r.add_get("/apis/{group}", self._api_group)
@@ -672,14 +675,14 @@ class ApiServer:
             meta["name"] = self._new_name(str(meta["generateName"]))
         authorize(user, "create", t.res, t.namespace, meta.get("name", ""))
         obj["apiVersion"], obj["kind"] = t.res.api_version, t.res.kind
-        if t.res.plural in ("pods", "replicasets", "namespaces"):
+        if t.res.plural in ("pods", "replicasets", "namespaces", "deployments", "jobs"):
             obj.pop("status", None)  # PrepareForCreate: their status is the system's (`kubectl create ns` sends {})
+        meta["uid"] = new_uid()  # before defaulting: a Job's generated selector names its uid
         validation.default_object(t.res.plural, obj)
         causes = validation.VALIDATORS[t.res.plural](obj)
         if causes:
             raise E.invalid(t.res.kind, meta.get("name", ""), causes, t.res.group)
         now = self.clock()
-        meta["uid"] = new_uid()
         meta["creationTimestamp"] = rfc3339(now)
         if _dry_run(request):
             return self._with_warnings(json_response(obj, status=201), warnings)
@@ -772,8 +775,8 @@ class ApiServer:
                     for c in new["spec"].get("containers") or []:
                         validation.canonical_quantities(c.get("resources"))
                     causes = validation.validate_pod_update(new, current)
-                elif t.res.plural == "replicasets":
-                    validation.default_object("replicasets", new)
+                elif t.res.plural in ("replicasets", "deployments", "jobs"):
+                    validation.default_object(t.res.plural, new)
                     causes = validation.VALIDATORS[t.res.plural](new)
                 else:
                     causes = validation.VALIDATORS[t.res.plural](new)

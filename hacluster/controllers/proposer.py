@@ -103,6 +103,23 @@ def batches(commands: list[AnyCommand], *, max_count: int, max_bytes: int = MAX_
     return out
 
 
+async def propose_all(proposer: FencedProposer, commands: list[AnyCommand], *,
+                      max_count: int = 100) -> list[tuple[AnyCommand, Result]]:
+    """Propose `commands` in order, in Batches of at most `max_count`; each command with its own result
+    (a refused Batch gives its refusal to every command in it). Raises NotLeading as `propose` does."""
+    out: list[tuple[AnyCommand, Result]] = []
+    for batch in batches(commands, max_count=max_count):
+        chunk = batch.commands
+        result = await proposer.propose(batch)
+        results = result.results if result.ok else tuple(result for _ in chunk)
+        for c, r in zip(chunk, results, strict=True):
+            out.append((c, r))
+            if not r.ok:
+                log.info("%s: %s refused: %s", proposer.component, type(c).__name__,
+                         r.error.message if r.error else "?")
+    return out
+
+
 def stamp(command: C, term: int) -> C:
     """`command` with `fence_term=term` (inside a Batch too) and a request id if it has none."""
     if isinstance(command, Batch):

@@ -42,7 +42,7 @@ from hacluster.config import ControllersConfig
 from hacluster.controllers.events import NORMAL, WARNING, EventRecorder
 from hacluster.controllers.informer import StoreFollower
 from hacluster.controllers.nodelifecycle import condition
-from hacluster.controllers.proposer import FencedProposer, NotLeading, batches
+from hacluster.controllers.proposer import FencedProposer, NotLeading, propose_all
 from hacluster.ids import new_uid
 from hacluster.model import validation
 from hacluster.model.commands import AnyCommand, Create, Delete, Replace
@@ -82,6 +82,17 @@ def is_active(pod: Obj) -> bool:
 def is_ready(pod: Obj) -> bool:
     c = condition(pod, "Ready")
     return c is not None and c.get("status") == "True"
+
+
+def availability(pod: Obj, min_ready_s: int, now: float) -> tuple[bool, float | None]:
+    """Whether the pod is available (Ready for `min_ready_s` seconds, Kubernetes' IsPodAvailable), and if it
+    is ready but not yet long enough, when it will be (to look again then)."""
+    if not is_ready(pod):
+        return False, None
+    since = parse_rfc3339((condition(pod, "Ready") or {}).get("lastTransitionTime"))
+    if min_ready_s <= 0 or since is None or since + min_ready_s <= now:
+        return True, None
+    return False, since + min_ready_s
 
 
 def _deletion_cost(meta: Obj) -> int:
@@ -317,12 +328,12 @@ class ReplicaSetController:
         ready = [p for p in active if is_ready(p)]
         available = 0
         for p in ready:
-            since = parse_rfc3339((condition(p, "Ready") or {}).get("lastTransitionTime"))
-            if min_ready <= 0 or since is None or since + min_ready <= now:
+            ok, later = availability(p, min_ready, now)
+            if ok:
                 available += 1
-            else:
+            elif later is not None:
                 key = _key(rs)
-                self.recheck_at[key] = min(self.recheck_at.get(key, math.inf), since + min_ready)
+                self.recheck_at[key] = min(self.recheck_at.get(key, math.inf), later)
         labeled = sum(1 for p in active if all((p["metadata"].get("labels") or {}).get(k) == v
                                                 for k, v in template_labels.items()))
         old = rs.get("status") or {}
@@ -397,16 +408,7 @@ class ReplicaSetController:
 
     async def _propose_all(self, commands: list[AnyCommand]) -> list[tuple[AnyCommand, Result]]:
         assert self.proposer is not None
-        out: list[tuple[AnyCommand, Result]] = []
-        for batch in batches(commands, max_count=BATCH_MAX_COMMANDS):
-            chunk = batch.commands
-            result = await self.proposer.propose(batch)
-            results = result.results if result.ok else tuple(result for _ in chunk)
-            for c, r in zip(chunk, results, strict=True):
-                out.append((c, r))
-                if not r.ok:
-                    log.info("%s: %s refused: %s", COMPONENT, type(c).__name__, r.error.message if r.error else "?")
-        return out
+        return await propose_all(self.proposer, commands, max_count=BATCH_MAX_COMMANDS)
 
 
 def _key(obj: Obj) -> str:

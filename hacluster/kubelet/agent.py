@@ -37,6 +37,7 @@ from hacluster.client import ApiClient, ClientError, Indeterminate, Unreachable
 from hacluster.config import KubeletConfig
 from hacluster.kubelet import eviction as ev
 from hacluster.kubelet import nodestatus as ns
+from hacluster.kubelet import stats
 from hacluster.kubelet.backoff import BackOff, go_duration
 from hacluster.kubelet.behaviour import NodeProfile
 from hacluster.kubelet.events import EventRecorder, TokenBucket
@@ -975,6 +976,16 @@ class Kubelet:
             per_pod[uid] = usage
             total += sum(usage.values())
         return total, per_pod
+
+    def stats_summary(self) -> dict[str, Any]:
+        """What this node and its pods use now (the `/stats/summary` endpoint; `kubectl top`)."""
+        pods = []
+        for uid, e in self.pods.items():
+            if e.gone:
+                continue
+            pods.append((e.namespace, e.name, uid, self.runtime.memory_by_container(uid),
+                         self.runtime.cpu_millis_by_container(uid)))
+        return stats.summary(self.node, pods, parse_quantity(self.profile.base_memory_used).units(), self.clock())
 
     def check_pressure(self) -> PodEntry | None:
         """One eviction check: update MemoryPressure; evict (and return) the first ranked pod if below the

@@ -92,9 +92,16 @@ class ImageBehaviour(_Frozen):
     """Exit code after a handled SIGTERM (0 for most servers; 143 for a process that simply dies of it)."""
     log_lines: tuple[str, ...] | None = None
     """Lines the container prints when it starts (served through `pods/{name}/log`)."""
+    cpu: str | None = None
+    """CPU the container uses while it runs, a quantity ("2m", "0.5"): what `kubectl top` shows."""
 
     _ranges = field_validator("pull_s", "start_s", "run_s", "ready_after_s", "terminate_s", mode="before")(
         staticmethod(_check_range))
+
+    @field_validator("cpu", mode="before")
+    @classmethod
+    def _cpu(cls, v: Any) -> Any:
+        return v if v is None else _check_quantity(v)
 
     @field_validator("memory", mode="before")
     @classmethod
@@ -121,6 +128,12 @@ class ImageEntry(ImageBehaviour):
     """A glob on the image reference as the pod writes it ("nginx*", "*does-not-exist*")."""
 
 
+class CommandEntry(ImageBehaviour):
+    match: str = Field(min_length=1)
+    """A glob on the container's command line: `command` and `args` joined by single spaces
+    ("sh -c exit 0", "*sleep *")."""
+
+
 class ImagesFile(_Frozen):
     version: Literal[1] = 1
     """Format version of the file."""
@@ -128,6 +141,9 @@ class ImagesFile(_Frozen):
     """Behaviour of images no entry matches, and of every field an entry leaves unset."""
     images: tuple[ImageEntry, ...] = ()
     """Entries, first match wins."""
+    commands: tuple[CommandEntry, ...] = ()
+    """What a container's command line does, over its image's behaviour (first match wins): how a
+    `kubectl create job --image=busybox -- sh -c 'exit 0'` pod ends."""
 
 
 class Behaviour(_Frozen):
@@ -145,11 +161,13 @@ class Behaviour(_Frozen):
     terminate_s: float | None
     terminate_exit_code: int
     log_lines: tuple[str, ...]
+    cpu_millis: int = 0
+    """CPU used while running, in millicores."""
 
 
 _BUILTIN_DEFAULT = ImageBehaviour(exists=True, pull_s=1.0, size_bytes=50_000_000, start_s=0.05, run_s=None,
                                   exit_code=0, ready_after_s=0.0, memory=((0.0, "16Mi"),), terminate_s=0.2,
-                                  terminate_exit_code=0, log_lines=("started",))
+                                  terminate_exit_code=0, log_lines=("started",), cpu="1m")
 
 
 class ImageCatalogue:
@@ -173,6 +191,17 @@ class ImageCatalogue:
                 return _merge(self._default, e)
         return self._default
 
+    def command_entry_for(self, container: dict[str, Any]) -> ImageBehaviour | None:
+        """The first `commands` entry matching the container's command line, if it has one."""
+        words = [str(w) for w in (container.get("command") or []) + (container.get("args") or [])]
+        if not words:
+            return None
+        line = " ".join(words)
+        for e in self.data.commands:
+            if fnmatch.fnmatchcase(line, e.match):
+                return e
+        return None
+
     def exists(self, image: str) -> bool:
         return bool(self.entry_for(image).exists)
 
@@ -183,6 +212,9 @@ class ImageCatalogue:
         name = container.get("name", "")
         image = container.get("image", "")
         b = self.entry_for(image)
+        by_command = self.command_entry_for(container)
+        if by_command is not None:
+            b = _merge(b, by_command)
         raw = (meta.get("annotations") or {}).get(ANNOTATION_PREFIX + name)
         if raw:
             b = _merge(b, parse_override(raw, f"pod {meta.get('namespace')}/{meta.get('name')} annotation "
@@ -206,7 +238,7 @@ class ImageCatalogue:
             ready_after_s=draw(b.ready_after_s),
             memory=tuple((t * s, parse_quantity(q).units()) for t, q in (b.memory or ((0.0, "0"),))),
             terminate_s=terminate, terminate_exit_code=int(b.terminate_exit_code or 0),
-            log_lines=tuple(b.log_lines or ()))
+            log_lines=tuple(b.log_lines or ()), cpu_millis=parse_quantity(b.cpu or "0").millis())
 
 
 def parse_override(raw: str, where: str) -> ImageBehaviour:
@@ -349,8 +381,9 @@ def _load_model(path: Path, model: type[_Frozen]) -> Any:
         data = dict(data)
         if isinstance(data.get("default"), dict):
             data["default"] = _null_terminate(data["default"])
-        if isinstance(data.get("images"), list):
-            data["images"] = [_null_terminate(e) if isinstance(e, dict) else e for e in data["images"]]
+        for section in ("images", "commands"):
+            if isinstance(data.get(section), list):
+                data[section] = [_null_terminate(e) if isinstance(e, dict) else e for e in data[section]]
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -96,7 +96,8 @@ async def serve(setup: NodeSetup) -> None:
     runtime = build_runtime(setup)
     api = ApiClient(setup.endpoints, setup.token, request_timeout_s=5.0, deadline_s=15.0)
     kubelet: Kubelet | None = None
-    logs = LogServer(find=lambda namespace, name: kubelet.find(namespace, name) if kubelet else None)
+    logs = LogServer(find=lambda namespace, name: kubelet.find(namespace, name) if kubelet else None,
+                     stats=lambda node: kubelet.stats_summary() if kubelet and node in ("", kubelet.node) else None)
     port = await logs.start()
     kubelet = Kubelet(node=setup.node, api=api, runtime=runtime, cfg=setup.cfg, profile=profile,
                       labels=setup.labels, taints=setup.taints, log_port=port)

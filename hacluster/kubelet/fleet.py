@@ -143,7 +143,7 @@ class Fleet:
         self.shared_watch = shared_watch
         self.watch: SharedPodWatch | None = None
         self.kubelets: list[Kubelet] = []
-        self.logs = LogServer(find=self.find)
+        self.logs = LogServer(find=self.find, stats=self.stats_summary)
         self._connector: aiohttp.TCPConnector | None = None
         self._clients: list[PooledClient] = []
 
@@ -152,6 +152,12 @@ class Fleet:
             e = k.find(namespace, name)
             if e is not None:
                 return e
+        return None
+
+    def stats_summary(self, node: str) -> dict[str, Any] | None:
+        for k in self.kubelets:
+            if k.node == node:
+                return k.stats_summary()
         return None
 
     async def start(self) -> None:

@@ -1,4 +1,5 @@
-"""The kubelet's log endpoint: `GET /containerLogs/{namespace}/{pod}/{container}` on 127.0.0.1.
+"""The kubelet's log endpoint: `GET /containerLogs/{namespace}/{pod}/{container}` on 127.0.0.1, and its
+resource usage summary `GET /stats/summary` (read by the API server's metrics.k8s.io for `kubectl top`).
 
 The API server's `pods/{name}/log` proxies here (the port is in the Node's
 `status.daemonEndpoints.kubeletEndpoint.Port`). Query parameters as Kubernetes': `tailLines`, `follow`,
@@ -31,6 +32,8 @@ class LoggedPod(Protocol):
 
 
 Finder = Callable[[str, str], LoggedPod | None]
+StatsSource = Callable[[str], dict[str, Any] | None]
+"""The resource usage summary of a node this server serves (by node name; "" for its only node)."""
 
 
 def _status(code: int, reason: str, message: str) -> web.Response:
@@ -68,6 +71,7 @@ class LogServer:
     """An aiohttp server on 127.0.0.1 serving container logs of the pods `find` knows."""
 
     find: Finder
+    stats: StatsSource | None = None
     follow_max_s: float = 3600.0
     poll_s: float = 0.2
     port: int = 0
@@ -77,6 +81,7 @@ class LogServer:
         app = web.Application()
         app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._logs)
         app.router.add_get("/healthz", _healthz)
+        app.router.add_get("/stats/summary", self._stats)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
@@ -90,6 +95,14 @@ class LogServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        """The Summary API of one node (`?node=NAME` picks it where a fleet serves several)."""
+        node = request.query.get("node", "")
+        summary = self.stats(node) if self.stats is not None else None
+        if summary is None:
+            return _status(404, "NotFound", f'node "{node}" is not served here')
+        return web.json_response(summary)
 
     async def _logs(self, request: web.Request) -> web.StreamResponse:
         ns, name, container = (request.match_info["namespace"], request.match_info["pod"],

@@ -197,6 +197,22 @@ def rss_bytes(pids: list[int]) -> int:
     return total
 
 
+_CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds the processes have used (utime + stime of /proc/<pid>/stat)."""
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / _CLOCK_TICKS_PER_S
+
+
 # ------------------------------------------------------------------------------------ logs
 class LogWriter:
     """Appends CRI-format lines to a container log, rotating it at `max_bytes` (one old file kept)."""
@@ -312,6 +328,7 @@ class ProcessRuntime:
         self.retained_attempts = retained_attempts
         self.on_change: Callable[[str], None] = lambda uid: None
         self._pods: dict[str, list[_Proc]] = {}
+        self._cpu_samples: dict[str, tuple[float, float]] = {}  # container id -> (monotonic s, CPU s used)
         self._images: dict[str, int] = {}
         self.cgroups: MemoryCgroups | None = None
         if memory_enforcement in ("auto", "cgroup"):
@@ -517,7 +534,24 @@ class ProcessRuntime:
                 out[c.name] = out.get(c.name, 0) + self._memory(c)
         return out
 
+    def cpu_millis_by_container(self, pod_uid: str) -> dict[str, int]:
+        """Millicores used since the previous call for the same container (since its start the first time),
+        from the CPU time of its process tree."""
+        now = time.monotonic()
+        out: dict[str, int] = {}
+        for c in self._pods.get(pod_uid, ()):
+            if c.finished_at is not None or not c.pid:
+                continue
+            used = cpu_seconds(tree_pids(c.pid))
+            running_s = self.clock() - c.started_at if c.started_at else 0.0
+            then, used_then = self._cpu_samples.get(c.id, (now - max(running_s, 1e-3), 0.0))
+            self._cpu_samples[c.id] = (now, used)
+            out[c.name] = out.get(c.name, 0) + max(int((used - used_then) / max(now - then, 1e-3) * 1000), 0)
+        return out
+
     def remove_pod(self, pod_uid: str) -> None:
+        for c in self._pods.get(pod_uid, ()):
+            self._cpu_samples.pop(c.id, None)
         procs = self._pods.pop(pod_uid, [])
         for c in procs:
             if c.finished_at is None:

@@ -111,6 +111,10 @@ class Runtime(Protocol):
         """Resident memory (bytes) of the pod's running containers, by container name."""
         ...
 
+    def cpu_millis_by_container(self, pod_uid: str) -> dict[str, int]:
+        """CPU used now by each running container of the pod, in millicores (for `kubectl top`)."""
+        ...
+
     def remove_pod(self, pod_uid: str) -> None:
         """Forget a pod whose containers have all exited (its records and logs)."""
         ...

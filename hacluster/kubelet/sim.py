@@ -281,6 +281,14 @@ class SimRuntime:
                 out[c.name] = out.get(c.name, 0) + o.memory_bytes
         return out
 
+    def cpu_millis_by_container(self, pod_uid: str) -> dict[str, int]:
+        now = self.clock()
+        out: dict[str, int] = {}
+        for c in self._pods.get(pod_uid, ()):
+            if c.outcome(now).state == RUNNING:
+                out[c.name] = out.get(c.name, 0) + c.behaviour.cpu_millis
+        return out
+
     def logs(self, pod_uid: str, container: str, previous: bool) -> tuple[list[LogLine], bool] | None:
         attempts = [c for c in self._pods.get(pod_uid, ()) if c.name == container]
         if not attempts or (previous and len(attempts) < 2):

@@ -56,7 +56,12 @@ LEASES = Resource("leases", "lease", "Lease", "coordination.k8s.io", "v1", True,
 REPLICASETS = Resource("replicasets", "replicaset", "ReplicaSet", "apps", "v1", True, schema.REPLICA_SET,
                        ("rs",), subresources=("status", "scale"), has_status=True)
 
-ALL: tuple[Resource, ...] = (PODS, NODES, EVENTS, NAMESPACES, LEASES, REPLICASETS)
+DEPLOYMENTS = Resource("deployments", "deployment", "Deployment", "apps", "v1", True, schema.DEPLOYMENT,
+                        ("deploy",), subresources=("status", "scale"), has_status=True)
+JOBS = Resource("jobs", "job", "Job", "batch", "v1", True, schema.JOB, (), subresources=("status",),
+                has_status=True)
+
+ALL: tuple[Resource, ...] = (PODS, NODES, EVENTS, NAMESPACES, LEASES, REPLICASETS, DEPLOYMENTS, JOBS)
 BY_PLURAL: dict[str, Resource] = {r.plural: r for r in ALL}
 BY_GROUP_VERSION: dict[str, tuple[Resource, ...]] = {}
 for _r in ALL:

@@ -225,6 +225,36 @@ REPLICA_SET = Struct("ReplicaSet", {
         "terminatingReplicas": INT32, "observedGeneration": INT, "conditions": ANY}),
 })
 
+DEPLOYMENT = Struct("Deployment", {
+    "apiVersion": STR, "kind": STR, "metadata": OBJECT_META,
+    "spec": Struct("DeploymentSpec", {
+        "replicas": INT32, "selector": LABEL_SELECTOR, "template": POD_TEMPLATE_SPEC,
+        "strategy": Struct("DeploymentStrategy", {
+            "type": STR,
+            "rollingUpdate": Struct("RollingUpdateDeployment", {"maxUnavailable": INT_OR_STR,
+                                                                 "maxSurge": INT_OR_STR})}),
+        "minReadySeconds": INT32, "revisionHistoryLimit": INT32, "paused": BOOL,
+        "progressDeadlineSeconds": INT32, "rollbackTo": ANY}),
+    "status": Struct("DeploymentStatus", {
+        "observedGeneration": INT, "replicas": INT32, "updatedReplicas": INT32, "readyReplicas": INT32,
+        "availableReplicas": INT32, "unavailableReplicas": INT32, "terminatingReplicas": INT32,
+        "conditions": ANY, "collisionCount": INT32}),
+})
+
+JOB = Struct("Job", {
+    "apiVersion": STR, "kind": STR, "metadata": OBJECT_META,
+    "spec": Struct("JobSpec", {
+        "parallelism": INT32, "completions": INT32, "activeDeadlineSeconds": INT, "backoffLimit": INT32,
+        "backoffLimitPerIndex": INT32, "maxFailedIndexes": INT32, "podFailurePolicy": ANY,
+        "successPolicy": ANY, "selector": LABEL_SELECTOR, "manualSelector": BOOL,
+        "template": POD_TEMPLATE_SPEC, "ttlSecondsAfterFinished": INT32, "completionMode": STR,
+        "suspend": BOOL, "podReplacementPolicy": STR, "managedBy": STR}),
+    "status": Struct("JobStatus", {
+        "conditions": ANY, "startTime": STR, "completionTime": STR, "active": INT32, "succeeded": INT32,
+        "failed": INT32, "terminating": INT32, "ready": INT32, "completedIndexes": STR, "failedIndexes": STR,
+        "uncountedTerminatedPods": ANY}),
+})
+
 BINDING = Struct("Binding", {
     "apiVersion": STR, "kind": STR, "metadata": OBJECT_META,
     "target": Struct("ObjectReference", OBJECT_REFERENCE.fields),

@@ -517,6 +517,109 @@ def validate_replicaset(rs: Obj) -> list[Cause]:
     return causes
 
 
+def _validate_template_selector(spec: Obj) -> list[Cause]:
+    """selector required and well formed, template labels valid and matched by it (Deployment, Job)."""
+    from hacluster.model.selectors import label_selector_matches
+
+    causes: list[Cause] = []
+    sel = spec.get("selector")
+    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    if not sel or not (sel.get("matchLabels") or sel.get("matchExpressions")):
+        causes.append(E.required("spec.selector"))
+    else:
+        causes += validate_label_selector(sel, "spec.selector")
+        if not label_selector_matches(sel, labels):
+            shown = "map[string]string{" + ", ".join(f'"{k}":"{v}"' for k, v in sorted(labels.items())) + "}"
+            causes.append(Cause("FieldValueInvalid", f"Invalid value: {shown}: `selector` does not match "
+                                                      "template `labels`", "spec.template.metadata.labels"))
+    causes += validate_labels(labels, "spec.template.metadata.labels")
+    return causes
+
+
+def _non_negative(spec: Obj, field: str, causes: list[Cause]) -> None:
+    value = spec.get(field)
+    if value is not None and value < 0:
+        causes.append(E.invalid_value(f"spec.{field}", value, "must be greater than or equal to 0"))
+
+
+def _int_or_percent(value: Any, path: str, causes: list[Cause]) -> None:
+    from hacluster.model.intstr import IntOrPercentError, percent_of
+
+    if value is None:
+        return
+    try:
+        pct = percent_of(value)
+    except IntOrPercentError as exc:
+        causes.append(E.invalid_value(path, value, str(exc)))
+        return
+    if pct is None and int(value) < 0:
+        causes.append(E.invalid_value(path, value, "must be greater than or equal to 0"))
+    if pct is not None and path.endswith("maxUnavailable") and pct > 100:
+        causes.append(E.invalid_value(path, value, "must not be greater than 100%"))
+
+
+def validate_deployment(d: Obj) -> list[Cause]:
+    """apps/v1 Deployment, as Kubernetes' ValidateDeployment words it."""
+    from hacluster.model.intstr import is_zero
+
+    causes = validate_metadata(d.get("metadata") or {}, namespaced=True, name_check=dns1123_subdomain)
+    spec = d.get("spec") or {}
+    for field in ("replicas", "minReadySeconds", "revisionHistoryLimit"):
+        _non_negative(spec, field, causes)
+    causes += _validate_template_selector(spec)
+    template = spec.get("template") or {}
+    causes += validate_pod_spec(template.get("spec"), "spec.template.spec")
+    rp = (template.get("spec") or {}).get("restartPolicy")
+    if rp is not None and rp != "Always" and rp in RESTART_POLICIES:
+        causes.append(E.not_supported("spec.template.spec.restartPolicy", rp, ["Always"]))
+    strategy = spec.get("strategy") or {}
+    stype = strategy.get("type")
+    if stype not in ("RollingUpdate", "Recreate"):
+        causes.append(E.not_supported("spec.strategy.type", stype, ["Recreate", "RollingUpdate"]) if stype
+                      else E.required("spec.strategy.type"))
+    rolling = strategy.get("rollingUpdate")
+    if stype == "Recreate" and rolling is not None:
+        causes.append(E.forbidden_field("spec.strategy.rollingUpdate",
+                                        "may not be specified when strategy `type` is 'Recreate'"))
+    elif stype == "RollingUpdate":
+        rolling = rolling or {}
+        surge, unavailable = rolling.get("maxSurge"), rolling.get("maxUnavailable")
+        _int_or_percent(surge, "spec.strategy.rollingUpdate.maxSurge", causes)
+        _int_or_percent(unavailable, "spec.strategy.rollingUpdate.maxUnavailable", causes)
+        if surge is not None and unavailable is not None and is_zero(surge) and is_zero(unavailable):
+            causes.append(E.invalid_value("spec.strategy.rollingUpdate.maxUnavailable", unavailable,
+                                          "may not be 0 when `maxSurge` is 0"))
+    deadline = spec.get("progressDeadlineSeconds")
+    if deadline is not None:
+        if deadline <= 0:
+            causes.append(E.invalid_value("spec.progressDeadlineSeconds", deadline, "must be greater than 0"))
+        elif deadline <= int(spec.get("minReadySeconds") or 0):
+            causes.append(E.invalid_value("spec.progressDeadlineSeconds", deadline,
+                                          "must be greater than minReadySeconds"))
+    return causes
+
+
+def validate_job(job: Obj) -> list[Cause]:
+    """batch/v1 Job, as Kubernetes' ValidateJob words it."""
+    causes = validate_metadata(job.get("metadata") or {}, namespaced=True, name_check=dns1123_subdomain)
+    spec = job.get("spec") or {}
+    for field in ("parallelism", "completions", "backoffLimit", "ttlSecondsAfterFinished"):
+        _non_negative(spec, field, causes)
+    deadline = spec.get("activeDeadlineSeconds")
+    if deadline is not None and deadline <= 0:
+        causes.append(E.invalid_value("spec.activeDeadlineSeconds", deadline, "must be greater than 0"))
+    mode = spec.get("completionMode")
+    if mode not in (None, "NonIndexed"):
+        causes.append(E.not_supported("spec.completionMode", mode, ["NonIndexed"]))
+    causes += _validate_template_selector(spec)
+    template = spec.get("template") or {}
+    causes += validate_pod_spec(template.get("spec"), "spec.template.spec")
+    rp = (template.get("spec") or {}).get("restartPolicy")
+    if rp not in ("OnFailure", "Never"):
+        causes.append(E.not_supported("spec.template.spec.restartPolicy", rp, ["OnFailure", "Never"]))
+    return causes
+
+
 VALIDATORS: dict[str, Callable[[Obj], list[Cause]]] = {
     "pods": validate_pod,
     "nodes": validate_node,
@@ -524,6 +627,8 @@ VALIDATORS: dict[str, Callable[[Obj], list[Cause]]] = {
     "leases": validate_lease,
     "namespaces": validate_namespace,
     "replicasets": validate_replicaset,
+    "deployments": validate_deployment,
+    "jobs": validate_job,
 }
 
 
@@ -644,6 +749,10 @@ def default_object(plural: str, obj: Obj) -> None:
             if labels:
                 spec["selector"] = {"matchLabels": dict(labels)}
         obj.setdefault("status", {"replicas": 0})
+    elif plural == "deployments":
+        default_deployment(obj)
+    elif plural == "jobs":
+        default_job(obj)
     elif plural == "nodes":
         obj.setdefault("spec", {})
         obj.setdefault("status", {})
@@ -653,3 +762,63 @@ def default_object(plural: str, obj: Obj) -> None:
         name = (obj.get("metadata") or {}).get("name")
         if name:
             obj["metadata"].setdefault("labels", {})["kubernetes.io/metadata.name"] = name
+
+
+def _default_template(spec: Obj) -> Obj:
+    template: Obj = spec.setdefault("template", {})
+    tspec = template.setdefault("spec", {})
+    default_pod_spec(tspec)
+    tspec.pop("priority", None)
+    return template
+
+
+def default_deployment(d: Obj) -> None:
+    """apps/v1 SetDefaults_Deployment: 1 replica, RollingUpdate 25%/25%, 10 old ReplicaSets kept, a 600 s
+    progress deadline."""
+    spec = d.setdefault("spec", {})
+    spec.setdefault("replicas", 1)
+    strategy = spec.setdefault("strategy", {})
+    strategy.setdefault("type", "RollingUpdate")
+    if strategy["type"] == "RollingUpdate":
+        rolling = strategy.setdefault("rollingUpdate", {})
+        rolling.setdefault("maxUnavailable", "25%")
+        rolling.setdefault("maxSurge", "25%")
+    spec.setdefault("revisionHistoryLimit", 10)
+    spec.setdefault("progressDeadlineSeconds", 600)
+    template = _default_template(spec)
+    if not spec.get("selector"):
+        labels = (template.get("metadata") or {}).get("labels") or {}
+        if labels:
+            spec["selector"] = {"matchLabels": dict(labels)}
+    d.setdefault("status", {})
+
+
+JOB_UID_LABELS = ("controller-uid", "batch.kubernetes.io/controller-uid")
+JOB_NAME_LABELS = ("job-name", "batch.kubernetes.io/job-name")
+
+
+def default_job(job: Obj) -> None:
+    """batch/v1 SetDefaults_Job and the Job strategy's generated selector: completions and parallelism 1
+    when neither is set, backoffLimit 6, NonIndexed; unless `manualSelector`, the selector is
+    `controller-uid: <uid>` and the template gets the controller-uid and job-name labels (needs
+    metadata.uid and metadata.name)."""
+    spec = job.setdefault("spec", {})
+    if spec.get("completions") is None and spec.get("parallelism") is None:
+        spec["completions"] = 1
+        spec["parallelism"] = 1
+    spec.setdefault("parallelism", 1)
+    spec.setdefault("backoffLimit", 6)
+    spec.setdefault("completionMode", "NonIndexed")
+    spec.setdefault("suspend", False)
+    spec.setdefault("podReplacementPolicy", "TerminatingOrFailed")
+    template = _default_template(spec)
+    meta = job.get("metadata") or {}
+    uid, name = meta.get("uid"), meta.get("name")
+    if not spec.get("manualSelector") and uid and name and not spec.get("selector"):
+        spec["selector"] = {"matchLabels": {JOB_UID_LABELS[1]: uid}}
+        labels = template.setdefault("metadata", {}).setdefault("labels", {})
+        for key in JOB_UID_LABELS:
+            labels[key] = uid
+        for key in JOB_NAME_LABELS:
+            labels[key] = name
+    job.setdefault("status", {})

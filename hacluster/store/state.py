@@ -239,9 +239,10 @@ class StoreState:
                     meta[kept] = cur_meta[kept]
                 else:
                     meta.pop(kept, None)
-            if c.resource in ("pods", "nodes", "namespaces", "replicasets") and "status" in current:
+            has_status = c.resource in resources.BY_PLURAL and resources.BY_PLURAL[c.resource].has_status
+            if has_status and "status" in current:
                 new["status"] = current["status"]
-            elif c.resource in ("pods", "nodes", "namespaces", "replicasets"):
+            elif has_status:
                 new.pop("status", None)
             if new.get("spec") != current.get("spec"):
                 meta["generation"] = int(cur_meta.get("generation", 1)) + 1

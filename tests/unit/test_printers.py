@@ -304,7 +304,8 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
 
 
 def test_table_builders_cover_the_served_resources() -> None:
-    assert set(printers.TABLE_BUILDERS) == {"pods", "nodes", "events", "replicasets", "namespaces", "leases"}
+    assert set(printers.TABLE_BUILDERS) == {"pods", "nodes", "events", "replicasets", "namespaces", "leases",
+                                            "deployments", "jobs"}
 
 
 @pytest.mark.parametrize("resource", sorted(EXPECTED_COLUMNS))

@@ -1,0 +1,394 @@
+"""The Job controller: runs a Job's pods until `completions` of them succeed, or the Job fails.
+
+A leader-only loop (registered by `hacluster.controllers.registry`), like kube-controller-manager's job
+controller, fenced by the term. It follows Jobs and pods in the leader's local store:
+
+- **Pods.** A Job owns the pods whose controller `ownerReference` names its uid; it keeps
+  `min(parallelism, completions - succeeded)` of them active (a work queue without `completions` keeps
+  `parallelism` until one succeeds), named `<job>-<5 random characters>` from `spec.template`. A failed
+  pod is replaced after Kubernetes' back-off (10 s doubling, at most 6 min, from the last failure).
+- **Counting.** succeeded / failed are the owned pods in phase Succeeded / Failed (for `restartPolicy:
+  OnFailure` the containers' restarts count as failures too), read from the store at each sync: a pod
+  is counted once however often the sync runs, on whichever leader — nothing is added up incrementally,
+  so a leader change can neither lose nor double-count a completion.
+- **Ending.** Complete when `succeeded >= completions` (`completionTime` set, remaining pods deleted);
+  Failed with reason BackoffLimitExceeded when failures exceed `backoffLimit`, or DeadlineExceeded after
+  `activeDeadlineSeconds` from `startTime` (active pods deleted). `spec.suspend` deletes the active pods
+  and sets the Suspended condition. A finished Job with `ttlSecondsAfterFinished` is deleted that long
+  after it finished.
+- **Garbage collection.** Pods controlled by a Job that no longer exists are deleted.
+
+`job_step` is the pure decision (from the Job and its pods to the pods to create or delete and the
+status); the class reads the store and proposes, fenced by its term.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hacluster.config import ControllersConfig
+from hacluster.controllers.events import NORMAL, WARNING, EventRecorder
+from hacluster.controllers.informer import StoreFollower
+from hacluster.controllers.proposer import FencedProposer, NotLeading, propose_all
+from hacluster.controllers.replicaset import (
+    GENERATED_SUFFIX_LEN,
+    MAX_NAME_LEN,
+    NAME_ALPHABET,
+    controller_ref,
+    deletion_order,
+    is_active,
+    is_ready,
+)
+from hacluster.ids import new_uid
+from hacluster.model import validation
+from hacluster.model.commands import AnyCommand, Create, Delete, Replace
+from hacluster.model.timestamps import parse_rfc3339, rfc3339
+from hacluster.store.api import ReplicatedStore
+from hacluster.store.state import DELETED, StoreState
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+
+COMPONENT = "job-controller"
+IDLE_WAIT_S = 1.0
+BATCH_MAX_COMMANDS = 100
+BACKOFF_BASE_S = 10.0
+BACKOFF_MAX_S = 360.0
+
+
+@dataclass
+class JobStep:
+    """What one sync of a Job decides."""
+
+    create: int = 0
+    delete: list[Obj] = field(default_factory=list)
+    status: Obj = field(default_factory=dict)
+    finished: str = ""  # "", "Complete" or "Failed"
+    event: tuple[str, str, str] | None = None  # (type, reason, message)
+    recheck_at: float | None = None
+
+
+def _true(status: Obj, ctype: str) -> bool:
+    return any(c.get("type") == ctype and c.get("status") == "True" for c in status.get("conditions") or ())
+
+
+def finished_at(job: Obj) -> float | None:
+    """When the Job finished (its Complete or Failed condition became True), or None."""
+    for c in (job.get("status") or {}).get("conditions") or ():
+        if c.get("type") in ("Complete", "Failed") and c.get("status") == "True":
+            return parse_rfc3339(c.get("lastTransitionTime"))
+    return None
+
+
+def _condition(ctype: str, reason: str, message: str, now_text: str) -> Obj:
+    return {"type": ctype, "status": "True", "lastProbeTime": now_text, "lastTransitionTime": now_text,
+            "reason": reason, "message": message}
+
+
+def failures(pods: list[Obj], restart_policy: str) -> int:
+    """Failed pods, plus container restarts of pods that restart in place (restartPolicy OnFailure)."""
+    n = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Failed")
+    if restart_policy == "OnFailure":
+        for p in pods:
+            for cs in (p.get("status") or {}).get("containerStatuses") or ():
+                n += int(cs.get("restartCount") or 0)
+    return n
+
+
+def last_failure(pods: list[Obj]) -> float | None:
+    """When the most recent failed pod's containers finished (for the replacement back-off)."""
+    latest: float | None = None
+    for p in pods:
+        status = p.get("status") or {}
+        if status.get("phase") != "Failed":
+            continue
+        for cs in status.get("containerStatuses") or ():
+            t = parse_rfc3339(((cs.get("state") or {}).get("terminated") or {}).get("finishedAt"))
+            if t is not None and (latest is None or t > latest):
+                latest = t
+    return latest
+
+
+def job_step(job: Obj, pods: list[Obj], now: float) -> JobStep:
+    """The pods to create/delete and the status of `job`, given its owned `pods` (pure)."""
+    spec, old = job.get("spec") or {}, job.get("status") or {}
+    now_text = rfc3339(now)
+    step = JobStep()
+    active = [p for p in pods if is_active(p)]
+    succeeded = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Succeeded")
+    restart_policy = ((spec.get("template") or {}).get("spec") or {}).get("restartPolicy", "Never")
+    failed = failures(pods, restart_policy)
+    status: Obj = {k: v for k, v in old.items() if k in ("conditions", "startTime", "completionTime")}
+    conditions: list[Obj] = [dict(c) for c in status.get("conditions") or ()]
+    done = _true(old, "Complete") or _true(old, "Failed")
+    suspended = bool(spec.get("suspend"))
+    if not done and not suspended and not status.get("startTime"):
+        status["startTime"] = now_text
+    completions = spec.get("completions")
+    parallelism = int(spec.get("parallelism", 1))
+    if not done:
+        start = parse_rfc3339(status.get("startTime"))
+        deadline = spec.get("activeDeadlineSeconds")
+        backoff_limit = int(spec.get("backoffLimit", 6))
+        complete = (succeeded >= int(completions)) if completions is not None else (succeeded > 0 and not active)
+        if complete:
+            step.finished = "Complete"
+            conditions = [c for c in conditions if c.get("type") != "Suspended"]
+            conditions.append(_condition("Complete", "", "", now_text))
+            status["completionTime"] = now_text
+            step.event = (NORMAL, "Completed", "Job completed")
+        elif failed > backoff_limit:
+            step.finished = "Failed"
+            conditions.append(_condition("Failed", "BackoffLimitExceeded", "Job has reached the specified backoff "
+                                                                           "limit", now_text))
+            step.event = (WARNING, "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+        elif deadline is not None and start is not None and not suspended and start + int(deadline) <= now:
+            step.finished = "Failed"
+            conditions.append(_condition("Failed", "DeadlineExceeded", "Job was active longer than specified "
+                                                                       "deadline", now_text))
+            step.event = (WARNING, "DeadlineExceeded", "Job was active longer than specified deadline")
+        elif deadline is not None and start is not None and not suspended:
+            step.recheck_at = start + int(deadline)
+    if step.finished or done or suspended:
+        step.delete = list(active)
+        if suspended and not done and not _true(old, "Suspended"):
+            conditions = [c for c in conditions if c.get("type") != "Suspended"]
+            conditions.append(_condition("Suspended", "JobSuspended", "Job suspended", now_text))
+    else:
+        if _true(old, "Suspended"):
+            conditions = [c for c in conditions if c.get("type") != "Suspended"]
+        if completions is not None:
+            wanted = min(parallelism, int(completions) - succeeded)
+        else:
+            wanted = parallelism if succeeded == 0 else 0
+        diff = wanted - len(active)
+        if diff > 0 and failed > 0:
+            last = last_failure(pods)
+            delay = min(BACKOFF_BASE_S * 2 ** (failed - 1), BACKOFF_MAX_S)
+            if last is not None and last + delay > now:
+                step.recheck_at = min(step.recheck_at or math.inf, last + delay)
+                diff = 0
+        if diff > 0:
+            step.create = diff
+        elif diff < 0:
+            step.delete = deletion_order(active)[:-diff]
+    if conditions:
+        status["conditions"] = conditions
+    remaining_active = len(active) - len(step.delete) + step.create
+    status["active"] = remaining_active
+    status["ready"] = sum(1 for p in active if is_ready(p) and p not in step.delete)
+    status["succeeded"] = succeeded
+    status["failed"] = failed
+    for k in ("active", "succeeded", "failed"):
+        if not status[k]:
+            del status[k]  # omitempty
+    status["uncountedTerminatedPods"] = {}
+    step.status = status
+    return step
+
+
+class JobController:
+    """The Job controller of one leadership term (see the module docstring)."""
+
+    def __init__(self, store: ReplicatedStore, settings: ControllersConfig, *, instance: str = "",
+                 clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.recorder = EventRecorder(component=COMPONENT, instance=f"{COMPONENT}-{instance or 'local'}",
+                                      clock=clock, queue_max=settings.events_queue_max)
+        self.follower = StoreFollower(store, ("jobs", "pods"))
+        self.dirty: set[str] = set()
+        self.by_uid: dict[str, str] = {}
+        self.gone_owners: set[str] = set()
+        self.recheck_at: dict[str, float] = {}
+        self.proposer: FencedProposer | None = None
+
+    async def run(self, term: int) -> None:
+        """Sync Jobs as the store changes until cancelled or no longer leading `term`."""
+        self.start(term)
+        assert self.proposer is not None
+        events = asyncio.ensure_future(self.recorder.run(self.proposer))
+        log.info("job controller starts in term %d", term)
+        try:
+            while True:
+                await self.sync_dirty()
+                wait_s = IDLE_WAIT_S
+                if self.recheck_at:
+                    wait_s = max(0.0, min(wait_s, min(self.recheck_at.values()) - self.clock()))
+                await self.follower.wait(wait_s)
+                await asyncio.sleep(0)  # a cooperative yield: the wait returns at once while the store changes
+                self.take_changes()
+        except NotLeading as exc:
+            log.info("job controller stops: %s", exc)
+        finally:
+            events.cancel()
+            await asyncio.gather(events, return_exceptions=True)
+
+    def start(self, term: int) -> None:
+        """Prepare to sync in `term`: proposer and a full list (run() calls it; so do tests)."""
+        self.proposer = FencedProposer(self.store, term, component=COMPONENT,
+                                       timeout_s=self.settings.proposal_timeout_s)
+        objs = self.follower.list_all()
+        self.by_uid = {j["metadata"]["uid"]: _key(j) for j in objs["jobs"]}
+        self.dirty = set(self.by_uid.values())
+        for pod in objs["pods"]:
+            ref = controller_ref(pod)
+            if ref is not None and ref.get("kind") == "Job" and ref.get("uid") not in self.by_uid:
+                self.gone_owners.add(str(ref.get("uid")))
+
+    def take_changes(self) -> None:
+        """Mark the Jobs touched by store changes since the last call as dirty."""
+        events = self.follower.poll()
+        if events is None:
+            log.warning("job controller fell behind the store's history: relisting")
+            self.start(self._proposer().term)
+            return
+        for ev in events:
+            obj = ev.obj
+            if ev.resource == "jobs":
+                uid = obj["metadata"]["uid"]
+                if ev.type == DELETED:
+                    self.by_uid.pop(uid, None)
+                    self.gone_owners.add(uid)
+                else:
+                    self.by_uid[uid] = _key(obj)
+                    self.dirty.add(_key(obj))
+                continue
+            for pod in (obj, ev.prev):
+                ref = controller_ref(pod) if pod is not None else None
+                if ref is not None and ref.get("kind") == "Job":
+                    owner = self.by_uid.get(str(ref.get("uid")))
+                    if owner is not None:
+                        self.dirty.add(owner)
+                    elif ev.type != DELETED:
+                        self.gone_owners.add(str(ref.get("uid")))
+
+    def _proposer(self) -> FencedProposer:
+        assert self.proposer is not None
+        return self.proposer
+
+    async def sync_dirty(self) -> None:
+        """Sync every dirty Job, due re-checks and pending garbage collection."""
+        now = self.clock()
+        for key, when in list(self.recheck_at.items()):
+            if when <= now:
+                del self.recheck_at[key]
+                self.dirty.add(key)
+        if self.gone_owners:
+            await self._collect_garbage()
+        while self.dirty:
+            key = min(self.dirty)
+            self.dirty.discard(key)
+            await self.sync(key)
+
+    async def sync(self, key: str) -> None:
+        """Bring one Job ("ns/name") one step further and write its status."""
+        ns, _, name = key.partition("/")
+        job = self.store.read(lambda s: s.get("jobs", ns, name))
+        if job is None or job["metadata"].get("deletionTimestamp"):
+            return
+        uid = job["metadata"]["uid"]
+        now = self.clock()
+        ended = finished_at(job)
+        ttl = (job.get("spec") or {}).get("ttlSecondsAfterFinished")
+        if ended is not None and ttl is not None:
+            if ended + int(ttl) <= now:
+                log.info("job %s finished %ss ago: deleting it (ttlSecondsAfterFinished)", key, int(now - ended))
+                await propose_all(self._proposer(), [Delete(resource="jobs", namespace=ns, name=name,
+                                                            time=rfc3339(now), expected_uid=uid)])
+                return
+            self.recheck_at[key] = min(self.recheck_at.get(key, math.inf), ended + int(ttl))
+
+        def owned(s: StoreState) -> list[Obj]:
+            prefix = ns + "/"
+            return [p for k, p in s.objects["pods"].items()
+                    if k.startswith(prefix) and (controller_ref(p) or {}).get("uid") == uid]
+        pods = self.store.read(owned)
+        step = job_step(job, pods, now)
+        if step.recheck_at is not None:
+            self.recheck_at[key] = min(self.recheck_at.get(key, math.inf), step.recheck_at)
+        commands: list[AnyCommand] = []
+        now_text = rfc3339(now)
+        for _ in range(step.create):
+            pod = self._new_pod(job)
+            causes = validation.VALIDATORS["pods"](pod)
+            if causes:
+                self.recorder.emit(job, WARNING, "FailedCreate",
+                                   "Error creating: " + "; ".join(c.render() for c in causes))
+                break
+            commands.append(Create(resource="pods", namespace=ns, obj=pod))
+        for pod in step.delete:
+            commands.append(Delete(resource="pods", namespace=ns, name=pod["metadata"]["name"], time=now_text,
+                                   expected_uid=pod["metadata"].get("uid", "")))
+        if commands:
+            for c, r in await propose_all(self._proposer(), commands, max_count=BATCH_MAX_COMMANDS):
+                if isinstance(c, Create):
+                    if r.ok:
+                        self.recorder.emit(job, NORMAL, "SuccessfulCreate", f"Created pod: {c.obj['metadata']['name']}")
+                    else:
+                        self.dirty.add(key)
+                elif isinstance(c, Delete) and r.ok:
+                    self.recorder.emit(job, NORMAL, "SuccessfulDelete", f"Deleted pod: {c.name}")
+        if step.event is not None:
+            self.recorder.emit(job, *step.event)
+        if step.status != (job.get("status") or {}):
+            result = await propose_all(self._proposer(), [Replace(
+                resource="jobs", namespace=ns, name=name, obj={"metadata": {"uid": uid}, "status": step.status},
+                expected_rv=str(job["metadata"]["resourceVersion"]),
+                subresource="status")])
+            if not all(r.ok for _, r in result):
+                self.dirty.add(key)
+
+    def _new_pod(self, job: Obj) -> Obj:
+        meta = job["metadata"]
+        template = copy.deepcopy((job.get("spec") or {}).get("template") or {})
+        tmeta = template.get("metadata") or {}
+        base = f"{meta['name']}-"[:MAX_NAME_LEN - GENERATED_SUFFIX_LEN]
+        name = base + "".join(self.rng.choice(NAME_ALPHABET) for _ in range(GENERATED_SUFFIX_LEN))
+        pod_meta: Obj = {
+            "name": name, "generateName": f"{meta['name']}-", "namespace": meta.get("namespace", ""),
+            "uid": new_uid(), "creationTimestamp": rfc3339(self.clock()),
+            "labels": dict(tmeta.get("labels") or {}),
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"],
+                                 "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}],
+        }
+        if tmeta.get("annotations"):
+            pod_meta["annotations"] = dict(tmeta["annotations"])
+        pod: Obj = {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": template.get("spec") or {}}
+        validation.default_object("pods", pod)
+        return pod
+
+    async def _collect_garbage(self) -> None:
+        gone = set(self.gone_owners)
+        self.gone_owners.clear()
+        existing = self.store.read(lambda s: {j["metadata"]["uid"] for j in s.objects["jobs"].values()})
+        gone -= existing
+        if not gone:
+            return
+
+        def dependents(s: StoreState) -> list[Obj]:
+            return [p for p in s.objects["pods"].values()
+                    if (controller_ref(p) or {}).get("uid") in gone and not p["metadata"].get("deletionTimestamp")]
+        pods = self.store.read(dependents)
+        if not pods:
+            return
+        log.info("garbage collector: deleting %d pods of deleted Jobs", len(pods))
+        now_text = rfc3339(self.clock())
+        await propose_all(self._proposer(), [
+            Delete(resource="pods", namespace=p["metadata"].get("namespace", ""), name=p["metadata"]["name"],
+                   time=now_text, expected_uid=p["metadata"].get("uid", "")) for p in pods])
+
+
+def _key(obj: Obj) -> str:
+    meta = obj["metadata"]
+    return f"{meta.get('namespace', '')}/{meta['name']}"

@@ -1,0 +1,114 @@
+"""The pure parts behind Deployments, Jobs, `kubectl top` and `kubectl auth can-i`: validation with
+Kubernetes' wording, table rows, the kubelet's usage summary and the metrics built from it, the access
+answers from the real authorizer, and the sim runtime's command-line behaviour."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from hacluster.apiserver.auth import User
+from hacluster.apiserver.metrics_api import cpu_quantity, memory_quantity, node_metrics, pod_metrics
+from hacluster.apiserver.printers import TABLE_BUILDERS
+from hacluster.apiserver.printers_workloads import deployment_row, job_row
+from hacluster.apiserver.reviews import access_allowed, rules_for
+from hacluster.kubelet.behaviour import ImageCatalogue
+from hacluster.kubelet.stats import summary
+from hacluster.model import validation
+
+ADMIN = User("admin", ("system:masters",))
+VIEWER = User("viewer", ("viewers",))
+NODE = User("system:node:node-1", ("system:nodes",))
+
+
+def deployment(**strategy):
+    d = {"metadata": {"name": "web", "namespace": "default"},
+         "spec": {"selector": {"matchLabels": {"app": "web"}},
+                  "template": {"metadata": {"labels": {"app": "web"}},
+                               "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+    if strategy:
+        d["spec"]["strategy"] = strategy
+    validation.default_object("deployments", d)
+    return d
+
+
+def causes(obj, plural="deployments"):
+    return [(c.field, c.message) for c in validation.VALIDATORS[plural](obj)]
+
+
+def test_deployment_defaults_are_kubernetes():
+    d = deployment()
+    assert d["spec"]["strategy"] == {"type": "RollingUpdate",
+                                     "rollingUpdate": {"maxUnavailable": "25%", "maxSurge": "25%"}}
+    assert d["spec"]["replicas"] == 1 and d["spec"]["revisionHistoryLimit"] == 10
+    assert d["spec"]["progressDeadlineSeconds"] == 600
+    assert causes(d) == []
+
+
+def test_deployment_validation_words_as_kubernetes():
+    d = deployment(type="RollingUpdate", rollingUpdate={"maxSurge": 0, "maxUnavailable": "0%"})
+    assert causes(d) == [("spec.strategy.rollingUpdate.maxUnavailable",
+                          'Invalid value: "0%": may not be 0 when `maxSurge` is 0')]
+    d = deployment(type="RollingUpdate", rollingUpdate={"maxSurge": "x", "maxUnavailable": "120%"})
+    fields = [f for f, _ in causes(d)]
+    assert fields == ["spec.strategy.rollingUpdate.maxSurge", "spec.strategy.rollingUpdate.maxUnavailable"]
+    d = deployment(type="Recreate", rollingUpdate={})
+    assert causes(d) == [("spec.strategy.rollingUpdate",
+                          "Forbidden: may not be specified when strategy `type` is 'Recreate'")]
+    d = deployment(type="Blue")
+    assert causes(d)[0][0] == "spec.strategy.type"
+    d = deployment()
+    d["spec"]["template"]["metadata"]["labels"] = {"app": "other"}
+    assert causes(d)[0][0] == "spec.template.metadata.labels"
+
+
+def test_tables_for_deployments_and_jobs():
+    now = datetime(2026, 1, 1, 0, 10, tzinfo=UTC)
+    d = deployment()
+    d["metadata"]["creationTimestamp"] = "2026-01-01T00:00:00Z"
+    d["spec"]["replicas"] = 4
+    d["status"] = {"readyReplicas": 3, "updatedReplicas": 4, "availableReplicas": 3}
+    assert deployment_row(d, now) == ["web", "3/4", 4, 3, "10m", "c", "nginx", "app=web"]
+    j = {"metadata": {"name": "once", "creationTimestamp": "2026-01-01T00:00:00Z"},
+         "spec": {"completions": 1, "parallelism": 1, "selector": {"matchLabels": {"job-name": "once"}},
+                  "template": {"spec": {"containers": [{"name": "once", "image": "busybox"}]}}},
+         "status": {"succeeded": 1, "startTime": "2026-01-01T00:00:00Z", "completionTime": "2026-01-01T00:00:04Z",
+                    "conditions": [{"type": "Complete", "status": "True"}]}}
+    assert job_row(j, now) == ["once", "Complete", "1/1", "4s", "10m", "once", "busybox", "job-name=once"]
+    assert "deployments" in TABLE_BUILDERS and "jobs" in TABLE_BUILDERS
+
+
+def test_summary_and_metrics_from_what_the_runtime_measures():
+    s = summary("node-1", [("default", "web-1", "u1", {"c": 24 * 2**20}, {"c": 2})], 512 * 2**20, 1_700_000_000.0)
+    assert s["node"]["memory"]["workingSetBytes"] == 536 * 2**20
+    assert s["node"]["cpu"]["usageNanoCores"] == 2_000_000
+    node = {"metadata": {"name": "node-1", "labels": {"a": "b"}}}
+    nm = node_metrics(node, s)
+    assert nm["usage"] == {"cpu": "2000000n", "memory": "548864Ki"} and nm["metadata"]["name"] == "node-1"
+    pod = {"metadata": {"name": "web-1", "namespace": "default", "uid": "u1"}}
+    pm = pod_metrics(pod, s["pods"][0])
+    assert pm["containers"] == [{"name": "c", "usage": {"cpu": "2000000n", "memory": "24576Ki"}}]
+    assert cpu_quantity(0) == "0n" and memory_quantity(1023) == "0Ki"
+
+
+def test_access_answers_come_from_the_authorizer():
+    assert access_allowed(ADMIN, {"verb": "create", "resource": "pods", "namespace": "default"})[0]
+    assert access_allowed(ADMIN, {"verb": "*", "resource": "*"})[0]
+    assert access_allowed(VIEWER, {"verb": "list", "resource": "deployments", "group": "apps"})[0]
+    assert access_allowed(VIEWER, {"verb": "create", "resource": "pods", "namespace": "default"}) == (False, "")
+    assert not access_allowed(VIEWER, {"verb": "*", "resource": "pods"})[0]
+    # NodeRestriction: a kubelet may update its own node only
+    assert access_allowed(NODE, {"verb": "update", "resource": "nodes", "name": "node-1"})[0]
+    assert not access_allowed(NODE, {"verb": "update", "resource": "nodes", "name": "node-2"})[0]
+    assert rules_for(ADMIN)[0] == [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}]
+    assert rules_for(VIEWER)[0][0]["verbs"] == ["get", "list", "watch"]
+
+
+def test_a_command_line_decides_how_a_sim_container_ends():
+    cat = ImageCatalogue.load(seed=1)
+    meta = {"metadata": {"name": "once-x", "namespace": "default"}}
+    ok = cat.behaviour_for(meta, {"name": "once", "image": "busybox", "command": ["sh", "-c", "exit 0"]}, 0)
+    assert ok.run_s is not None and ok.exit_code == 0 and ok.size_bytes == 4300000  # busybox's image data kept
+    bad = cat.behaviour_for(meta, {"name": "once", "image": "busybox", "command": ["sh", "-c", "exit 3"]}, 0)
+    assert bad.run_s is not None and bad.exit_code != 0
+    server = cat.behaviour_for(meta, {"name": "web", "image": "nginx"}, 0)
+    assert server.run_s is None and server.cpu_millis == 1
