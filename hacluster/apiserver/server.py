@@ -222,6 +222,7 @@ class ApiServer:
             "fenced_term": term_seen, "fenced_refusals": fenced,
             "peers": [{"id": p.id, "address": p.address, "connected": p.connected, "match_index": p.match_index,
                        "last_response_age_s": p.last_response_age_s} for p in view.peers],
+            "elections": view.elections,
         })
 
     async def _openapi(self, request: web.Request) -> web.Response:

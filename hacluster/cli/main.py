@@ -152,13 +152,15 @@ def bench() -> None:
 @bench.command("api")
 @click.option("--seconds", type=float, default=8.0, help="Duration of each load level.")
 @click.option("--trials", type=int, default=5, help="Leader-failover trials.")
+@click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Also write the figures as JSON to this file.")
 @_state_dir_option
-def bench_api(seconds: float, trials: int, state_dir: str | None) -> None:
+def bench_api(seconds: float, trials: int, out: str | None, state_dir: str | None) -> None:
     """Pod creates/s and latency at 1, 16, 64 clients, linearizable gets/s, leader failover time."""
     from hacluster.cli import bench_api as bench_mod
 
     sd = Path(state_dir) if state_dir else Path(".hacluster-bench")
-    sys.exit(bench_mod.run(sd, seconds=seconds, trials=trials))
+    sys.exit(bench_mod.run(sd, seconds=seconds, trials=trials, out=Path(out) if out else None))
 
 
 # Commands of other components live beside their component and register here when present.

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pysyncobj import syncobj as pysyncobj_core
@@ -162,9 +162,15 @@ def has_majority(votes: int, cluster_size: int) -> bool:
 
 
 # ------------------------------------------------------------------------------------ the pysyncobj side
+GAP_BUCKETS_MS = (50, 100, 200, 300, 600, 1000)
+"""Thresholds of the gap counters: a gap of 250 ms counts in the 50, 100 and 200 buckets."""
+
+
 @dataclass
 class ElectionStats:
-    """Counters for /debug/raft and tests (written by the tick thread only)."""
+    """Counters for /debug/raft, benchmarks and tests (written by the tick thread only; readers copy them
+    with `as_dict`). The gap counters say why an election happened: a follower whose leader's appends
+    arrived more than an election timeout apart, and whether its own Raft thread was starved meanwhile."""
 
     pre_votes_started: int = 0
     pre_votes_won: int = 0
@@ -173,11 +179,34 @@ class ElectionStats:
     stepped_down_for_higher_term: int = 0
     check_quorum_step_downs: int = 0
     quorum_checks_skipped_stalled: int = 0
+    leader_contact_gaps: dict[int, int] = field(default_factory=lambda: dict.fromkeys(GAP_BUCKETS_MS, 0))
+    """Follower: appends from its leader (same leader, same term) that came more than N ms after the last."""
+    tick_gaps: dict[int, int] = field(default_factory=lambda: dict.fromkeys(GAP_BUCKETS_MS, 0))
+    """Ticks of the Raft thread that started more than N ms after the previous one (a tick waits at most
+    raft.tick_ms for its sockets: a longer gap is time the thread spent working or waiting for the GIL)."""
+    leader_contact_gap_max_s: float = 0.0
+    tick_gap_max_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in vars(self).items() if not isinstance(v, dict)}
+        out["leader_contact_gaps_over_ms"] = {str(k): v for k, v in dict(self.leader_contact_gaps).items()}
+        out["tick_gaps_over_ms"] = {str(k): v for k, v in dict(self.tick_gaps).items()}
+        return out
 
 
-class ElectionMixin(_SyncObjBase):  # type: ignore[misc,valid-type]
+def _count_gap(buckets: dict[int, int], gap_s: float) -> None:
+    gap_ms = gap_s * 1000
+    for threshold in GAP_BUCKETS_MS:
+        if gap_ms > threshold:
+            buckets[threshold] += 1
+
+
+class ElectionMixin(_SyncObjBase):  # type: ignore[misc]
     """PreVote, stickiness and CheckQuorum for a pysyncobj `SyncObj` subclass: list it before `SyncObj`
     and call `_init_election` before `SyncObj.__init__` (which starts the tick thread)."""
+
+    _SyncObj__raftElectionDeadline: float  # pysyncobj's fields this mixin assigns (for mypy)
+    _SyncObj__raftLeader: Any
 
     def _init_election(self, settings: ElectionSettings) -> None:
         self._election = settings
@@ -188,10 +217,16 @@ class ElectionMixin(_SyncObjBase):  # type: ignore[misc,valid-type]
         self._pre_vote_won_term: int | None = None  # pysyncobj's election may start for this term
         self._polled_at = pysyncobj_core.monotonicTime()
         self._transfer_terms: dict[Any, int] = {}  # voter side: candidate -> term of its transfer election
+        self._tick_started_at = self._polled_at
+        self._contact_from: tuple[Any, int] | None = None  # (leader node, term) of the last accepted append
 
     # ----------------------------------------------------------------------------------------- tick
     def _onTick(self, timeToWait: float = 0.0) -> None:  # noqa: N802, N803 (pysyncobj's names)
         now = pysyncobj_core.monotonicTime()
+        gap = now - self._tick_started_at
+        self._tick_started_at = now
+        _count_gap(self.election_stats.tick_gaps, gap)
+        self.election_stats.tick_gap_max_s = max(self.election_stats.tick_gap_max_s, gap)
         state = self._SyncObj__raftState
         if state == _LEADER:
             if self._election.check_quorum:
@@ -303,7 +338,14 @@ class ElectionMixin(_SyncObjBase):  # type: ignore[misc,valid-type]
                     self._SyncObj__transport.send(node, {"type": HIGHER_TERM,
                                                          "term": self._SyncObj__raftCurrentTerm})
             else:
-                self._leader_contact_at = pysyncobj_core.monotonicTime()
+                now = pysyncobj_core.monotonicTime()
+                if self._contact_from == (node, term):
+                    gap = now - self._leader_contact_at
+                    _count_gap(self.election_stats.leader_contact_gaps, gap)
+                    self.election_stats.leader_contact_gap_max_s = max(self.election_stats.leader_contact_gap_max_s,
+                                                                       gap)
+                self._contact_from = (node, term)
+                self._leader_contact_at = now
                 self._pre_vote_term = None
                 self._pre_vote_won_term = None
         super()._SyncObj__onMessageReceived(node, message)

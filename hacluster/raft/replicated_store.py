@@ -355,7 +355,8 @@ class RaftStore:
         else:
             quorum = False
         view = RaftView(self.id, role, s.raftCurrentTerm, leader, s.raftCommitIndex, s.raftLastApplied, quorum,
-                        tuple(sorted(peers, key=lambda p: p.id)), s._SyncObj__raftLog.__len__())
+                        tuple(sorted(peers, key=lambda p: p.id)), s._SyncObj__raftLog.__len__(),
+                        s.election_stats.as_dict())
         self._view = view
         key = (role, view.term, leader)
         if key != self._last_role_key or quorum != getattr(self, "_last_quorum", None):

@@ -26,7 +26,7 @@ async def wait_for(cond: Callable[[], bool], what: str, c: InProcessCluster, tim
 def stats(c: InProcessCluster, mid: str) -> ElectionStats:
     store = c.stores[mid]
     assert store is not None and store._sync is not None
-    return store._sync.election_stats  # type: ignore[no-any-return]
+    return store._sync.election_stats
 
 
 def terms_seen(c: InProcessCluster, since: int) -> set[int]:

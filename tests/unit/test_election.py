@@ -113,7 +113,12 @@ class Node:
         self.sync = _RaftStateMachine(self.me, peers, SyncObjConf(autoTick=False), apply_payload, settings)
         self.peers = sorted(self.sync._SyncObj__otherNodes, key=lambda n: n.address)
         self.sent: list[tuple[str, dict[str, Any]]] = []
-        self.sync._SyncObj__transport.send = lambda node, msg: self.sent.append((node.address, msg)) or True
+
+        def record(node: Any, message: dict[str, Any]) -> bool:
+            self.sent.append((node.address, message))
+            return True
+
+        self.sync._SyncObj__transport.send = record
         self.sync._SyncObj__connectedNodes.update(self.peers)
 
     def receive(self, peer: int, message: dict[str, Any]) -> None:
