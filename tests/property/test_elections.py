@@ -168,7 +168,7 @@ async def stall_once(c: InProcessCluster, mid: str, stall_s: float) -> list[bool
             done.append(True)
         on_tick(sync, time_to_wait)
 
-    sync._onTick = stalled_tick
+    sync._onTick = stalled_tick  # type: ignore[method-assign,assignment]
     await wait_for(lambda: bool(done), f"{mid}'s stall", c)
     return done
 
