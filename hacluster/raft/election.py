@@ -267,6 +267,10 @@ class ElectionMixin(_SyncObjBase):  # type: ignore[misc]
             return
         self._pre_vote_won_term = None
         self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
+        # Heard from no leader for an election timeout: forget it (etcd's pre-candidate has no leader), so
+        # this master answers 503 rather than forwarding to a leader that may be gone, as pysyncobj's own
+        # election start would. An append from a live leader sets it again.
+        self._SyncObj__raftLeader = None
         self._pre_vote_term = term + 1
         self._pre_vote_grants = set()
         self.election_stats.pre_votes_started += 1

@@ -161,9 +161,11 @@ def node() -> Iterator[Node]:
 
 
 def test_a_timed_out_follower_asks_for_pre_votes_without_raising_its_term(node: Node) -> None:
+    node.follow(0, 0)
     node.time_out()
     node.tick()
     assert node.term == 0 and node.state == el._FOLLOWER
+    assert node.sync._SyncObj__raftLeader is None, "a leader silent for an election timeout is forgotten"
     asked = node.sent_of(el.PRE_VOTE)
     assert sorted(a for a, _ in asked) == [p.address for p in node.peers]
     assert all(m["term"] == 1 for _, m in asked)
