@@ -50,6 +50,7 @@ PRE_VOTE = "pre_vote"
 PRE_VOTE_RESPONSE = "pre_vote_response"
 HIGHER_TERM = "higher_term"
 TRANSFER_ELECTION = "transfer_election"
+LEADER_STEPPED_DOWN = "leader_stepped_down"
 
 
 @dataclass(frozen=True)
@@ -252,6 +253,12 @@ class ElectionMixin(_SyncObjBase):  # type: ignore[misc]
                         self._election.check_quorum_s)
             self.election_stats.check_quorum_step_downs += 1
             self._become_follower(self._SyncObj__raftCurrentTerm, now, keep_vote=True)
+            # Tell the followers it can still reach, so they stop forwarding to it and answer 503 at once
+            # instead of waiting out their election timeout (pysyncobj's step-down was followed at once by
+            # an election that told them; a pre-vote does not).
+            for node in self._SyncObj__otherNodes:
+                self._SyncObj__transport.send(node, {"type": LEADER_STEPPED_DOWN,
+                                                     "term": self._SyncObj__raftCurrentTerm})
 
     def _before_election_check(self, now: float) -> None:
         """Runs just before pysyncobj's own check of the election deadline in `_onTick`. If the deadline has
@@ -388,5 +395,11 @@ class ElectionMixin(_SyncObjBase):  # type: ignore[misc]
     def _on_transfer_election(self, node: Any, message: dict[str, Any], now: float) -> None:
         self._transfer_terms[node] = int(message["term"])
 
+    def _on_leader_stepped_down(self, node: Any, message: dict[str, Any], now: float) -> None:
+        """Our leader lost its quorum and stepped down: follow nobody (and hold no lease) from now."""
+        if self._SyncObj__raftLeader == node and int(message["term"]) == self._SyncObj__raftCurrentTerm:
+            self._SyncObj__raftLeader = None
+
     _HANDLERS: dict[str | None, Any] = {PRE_VOTE: _on_pre_vote, PRE_VOTE_RESPONSE: _on_pre_vote_response,
-                                        HIGHER_TERM: _on_higher_term, TRANSFER_ELECTION: _on_transfer_election}
+                                        HIGHER_TERM: _on_higher_term, TRANSFER_ELECTION: _on_transfer_election,
+                                        LEADER_STEPPED_DOWN: _on_leader_stepped_down}

@@ -278,8 +278,23 @@ def test_a_leader_without_answers_from_a_majority_steps_down_but_not_after_its_o
         n.tick()  # the tick above read its sockets: nothing came, and no answer is within 0 s
         assert n.state == el._FOLLOWER and n.term == 1
         assert n.sync.election_stats.check_quorum_step_downs == 1
+        told = n.sent_of(el.LEADER_STEPPED_DOWN)
+        assert sorted(a for a, _ in told) == [p.address for p in n.peers] and told[0][1]["term"] == 1
     finally:
         n.sync._doDestroy()
+
+
+def test_a_follower_told_its_leader_stepped_down_follows_nobody(node: Node) -> None:
+    node.follow(0, 2)
+    node.receive(1, {"type": el.LEADER_STEPPED_DOWN, "term": 2})  # not our leader: ignored
+    node.receive(0, {"type": el.LEADER_STEPPED_DOWN, "term": 1})  # an older term: ignored
+    assert node.sync._SyncObj__raftLeader == node.peers[0]
+    node.receive(0, {"type": el.LEADER_STEPPED_DOWN, "term": 2})
+    assert node.sync._SyncObj__raftLeader is None and node.term == 2
+    node.receive(1, {"type": el.PRE_VOTE, "term": 3, "last_log_index": 9, "last_log_term": 2})
+    ((_, answer),) = node.sent_of(el.PRE_VOTE_RESPONSE)
+    assert answer["granted"], "no leader, no lease"
+
 
 
 def test_leadership_transfer_skips_the_pre_vote_and_voters_disregard_their_lease(node: Node) -> None:
