@@ -296,7 +296,6 @@ def test_a_follower_told_its_leader_stepped_down_follows_nobody(node: Node) -> N
     assert answer["granted"], "no leader, no lease"
 
 
-
 def test_leadership_transfer_skips_the_pre_vote_and_voters_disregard_their_lease(node: Node) -> None:
     node.follow(0, 2)
     node.receive(0, {"type": "timeout_now", "term": 2})
