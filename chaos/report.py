@@ -229,7 +229,9 @@ def conclusions(results: dict[str, Any]) -> list[str]:
         if split:
             avail = any(c["measured_available"] for c in split)
             terms = [(c["max_term"], c["elections"]) for c in split]
-            parts.append("; a 2/2 split stalled every write for the whole fault while terms kept rising "
+            rising = any(e > 0 for _, e in terms)
+            parts.append(f"; a 2/2 split stalled every write for the whole fault while terms "
+                          f"{'kept rising' if rising else 'stayed put (PreVote: no side finds a majority)'} "
                           f"({', '.join(f'{e} elections, term {t}' for t, e in terms)}): no side can elect a "
                           "leader, so nothing progresses — and nothing splits." if not avail else
                           f"; a 2/2 split kept writes going, which {MARK_DISAGREES}.")

@@ -66,6 +66,17 @@ class RaftConfig(_Frozen):
     fsync buys; benchmarks print which mode ran."""
     password: str = Field(default="", max_length=256)
     """Shared secret that authenticates and encrypts Raft traffic; `hacluster up` generates one if empty."""
+    pre_vote: bool = True
+    """PreVote (Raft thesis §9.6, etcd's `PreVote`): when its election timeout fires, a master first asks for
+    pre-votes at term+1 without raising its own term, and starts a real election only with a majority. A
+    master that was cut off or paused then comes back without a higher term and deposes no healthy leader.
+    Off: pysyncobj's plain elections (for experiments that show what PreVote buys)."""
+    check_quorum: bool = True
+    """Leader stickiness and CheckQuorum (etcd's `CheckQuorum`): a master that heard from its leader within
+    election_timeout_ms_min, and the leader itself, ignore vote and pre-vote requests without adopting their
+    term; a leader that had no answer from a majority within leader_fallback_ms steps down (only checked
+    when its Raft thread has just read its sockets, so a starved leader does not step down over answers it
+    has not read). Off: no lease, and pysyncobj's own step-down after leader_fallback_ms."""
 
     @model_validator(mode="after")
     def _check_timing(self) -> RaftConfig:

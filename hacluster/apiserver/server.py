@@ -227,6 +227,7 @@ class ApiServer:
             "journal": self._journal_stats(),
             "peers": [{"id": p.id, "address": p.address, "connected": p.connected, "match_index": p.match_index,
                        "last_response_age_s": p.last_response_age_s} for p in view.peers],
+            "elections": view.elections,
         })
 
     def _journal_stats(self) -> dict[str, Any] | None:

@@ -2,11 +2,18 @@
 
 Prints figures; asserts nothing. Load comes from this process (asyncio + aiohttp), on the same machine as
 the cluster, so the figures include the client's own CPU use — as the etcd baselines in the README do.
+With `--out FILE` the same figures are written as JSON: `fsync` (the masters' `raft.fsync`, set by
+`--fsync/--no-fsync`), `pre_vote`, `check_quorum`, `elections_during_load`, `terms`, `failover`
+(`trials`, `median_s`, …), `levels` (`operation`, `clients`, `target`, `ops_per_s`, `p50_ms`, `p99_ms`,
+`answers`), `cpu_per_master` and `client_cpu_s` (CPU seconds during the load levels) and `raft_gaps` (per
+master, from /debug/raft: how often the leader's appends arrived late and the Raft thread was starved
+during the load levels — what an election under load comes from).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import statistics
@@ -22,7 +29,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hacluster.cluster import launcher
-from hacluster.config import default_config
+from hacluster.config import ClusterConfig, default_config
 
 PAD = "x" * 700  # makes a pod ~1 KB of JSON
 
@@ -98,13 +105,54 @@ async def _first_ack_after(apis: list[str], token: str, tag: str, timeout_s: flo
     return float("nan")
 
 
-def run(state_dir: Path, *, seconds: float = 8.0, trials: int = 5, fsync: bool = True) -> int:
+def _cpu_s(pid: int | None) -> float | None:
+    """CPU seconds (user + system) a process has used, from /proc (None if it is gone)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_by_master(handle: launcher.ClusterHandle) -> dict[str, float | None]:
+    return {m.id: _cpu_s(handle.pid(m.id)) for m in handle.cfg.masters}
+
+
+def _raft_gaps(handle: launcher.ClusterHandle) -> dict[str, dict[str, Any]]:
+    """Each master's election counters from /debug/raft (empty for a master that does not answer)."""
+    out: dict[str, dict[str, Any]] = {}
+    for m in handle.cfg.masters:
+        try:
+            out[m.id] = dict(launcher.http_json(f"{handle.api(m.id)}/debug/raft", handle.admin_token).get(
+                "elections") or {})
+        except (OSError, ValueError):
+            out[m.id] = {}
+    return out
+
+
+def _gap_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What changed during the load levels: counters differenced, gap buckets differenced per threshold."""
+    out: dict[str, Any] = {}
+    for key, value in after.items():
+        old = before.get(key)
+        if isinstance(value, dict):
+            out[key] = {k: v - (old or {}).get(k, 0) for k, v in value.items()}
+        elif isinstance(value, int) and isinstance(old, int):
+            out[key] = value - old
+    return out
+
+
+def run(state_dir: Path, *, seconds: float = 8.0, trials: int = 5, fsync: bool = True,
+        out: Path | None = None) -> int:
     console = Console()
     console.print(f"[bold]hacluster bench api[/]: fresh 3-master cluster in {state_dir}, {os.cpu_count()} CPUs, "
                   f"journal fsync {'on' if fsync else 'off (raft.fsync: false)'}")
     cfg = default_config(3)
     cfg = cfg.model_copy(update={"raft": cfg.raft.model_copy(update={"fsync": fsync})})
     handle = launcher.up(cfg, state_dir)
+    results: dict[str, Any] = _settings(cfg) | {"cpus": os.cpu_count(), "seconds_per_level": seconds}
     try:
         token = handle.admin_token
         apis = list(handle.apis().values())
@@ -125,6 +173,9 @@ def run(state_dir: Path, *, seconds: float = 8.0, trials: int = 5, fsync: bool =
             launcher.start_master(handle, leader["id"])
             launcher.wait_ready(handle, 30)
         ok = [t for t in times if t == t]
+        results["failover"] = {"trials": [t if t == t else None for t in times],
+                               "median_s": statistics.median(ok) if ok else None,
+                               "min_s": min(ok) if ok else None, "max_s": max(ok) if ok else None}
         if ok:
             console.print(f"[bold]leader failover[/] ({len(ok)} trials): min {min(ok):.3f} s, median "
                           f"{statistics.median(ok):.3f} s, max {max(ok):.3f} s")
@@ -134,7 +185,11 @@ def run(state_dir: Path, *, seconds: float = 8.0, trials: int = 5, fsync: bool =
         # "stored": the API and Raft path alone (a scheduler name nobody serves); "scheduled": default pods,
         # which the leader's scheduler also handles — with no nodes, each gets its Unschedulable status and
         # a FailedScheduling event, as in Kubernetes: about 3.5 store changes per create.
+        launcher.wait_ready(handle, 30)
         terms_before = max((r["term"] or 0) for r in launcher.cluster_status(handle))
+        levels: list[dict[str, Any]] = []
+        gaps_before = _raft_gaps(handle)
+        cpu_before, client_before, wall_before = _cpu_by_master(handle), _own_cpu_s(), time.monotonic()
         for what, scheduler in (("create pod, stored", NO_SCHEDULER), ("create pod, scheduled", None)):
             for clients in (1, 16, 64):
                 for target in ("spread", "leader"):
@@ -144,17 +199,34 @@ def run(state_dir: Path, *, seconds: float = 8.0, trials: int = 5, fsync: bool =
                     targets = apis if target == "spread" else [leader["api"]] if leader else apis
                     tag = f"b{clients}{target[0]}{'s' if scheduler else 'd'}"
                     r = asyncio.run(_load(targets, token, clients, seconds, "create", tag, scheduler))
-                    table.add_row(what, str(clients), target, f"{r['rate']:.0f}", f"{r['p50']:.1f}",
-                                  f"{r['p99']:.1f}", _codes(r["codes"]))
+                    _add_level(table, levels, what, clients, target, r)
         asyncio.run(_seed_gets(apis[0], token))
         r = asyncio.run(_load(apis, token, 16, seconds, "get", "g"))
-        table.add_row("get pod (linearizable)", "16", "spread", f"{r['rate']:.0f}", f"{r['p50']:.1f}",
-                      f"{r['p99']:.1f}", _codes(r["codes"]))
+        _add_level(table, levels, "get pod (linearizable)", 16, "spread", r)
+        cpu_after, client_after, wall = _cpu_by_master(handle), _own_cpu_s(), time.monotonic() - wall_before
+        gaps_after = _raft_gaps(handle)
         console.print(table)
         terms_after = max((r["term"] or 0) for r in launcher.cluster_status(handle))
         console.print(f"elections during the load levels: {terms_after - terms_before} "
                       f"(term {terms_before} -> {terms_after})")
         console.print(_fsync_summary(handle, fsync))
+        cpu = {mid: _used(cpu_before[mid], cpu_after[mid]) for mid in cpu_after}
+        console.print(f"CPU during the load levels ({wall:.0f} s): " + ", ".join(
+            f"{mid} {c:.1f} s ({100 * c / wall:.0f} %)" if c is not None else f"{mid} restarted"
+            for mid, c in cpu.items()) + f", client {client_after - client_before:.1f} s")
+        gaps = {mid: _gap_delta(gaps_before.get(mid, {}), gaps_after.get(mid, {})) for mid in gaps_after}
+        console.print("Raft timing during the load levels (leader's appends arriving > 300 ms apart / Raft "
+                      "ticks > 100 ms apart): " + ", ".join(
+                          f"{mid} {g.get('leader_contact_gaps_over_ms', {}).get('300', '?')} / "
+                          f"{g.get('tick_gaps_over_ms', {}).get('100', '?')}" for mid, g in gaps.items()))
+        results.update({
+            "elections_during_load": terms_after - terms_before, "terms": [terms_before, terms_after],
+            "levels": levels, "cpu_per_master": cpu, "client_cpu_s": client_after - client_before,
+            "load_wall_s": wall, "raft_gaps": gaps,
+        })
+        if out is not None:
+            out.write_text(json.dumps(results, indent=2) + "\n")
+            console.print(f"results written to {out}")
         return 0
     finally:
         launcher.down(state_dir)
@@ -189,6 +261,36 @@ def _fsync_summary(handle: launcher.ClusterHandle, fsync: bool) -> str:
         b = next(b for b in sorted(buckets) if buckets[b] >= q * total)
         return "> 8 s" if b == float("inf") else f"<= {b * 1000:g} ms"
     return f"journal fsync: on; {total:.0f} fsyncs on 3 masters, p50 {bound(0.5)}, p99 {bound(0.99)}"
+
+
+def _settings(cfg: ClusterConfig) -> dict[str, Any]:
+    """Which Raft modes the figures are for."""
+    return {"fsync": cfg.raft.fsync, "pre_vote": cfg.raft.pre_vote,
+            "check_quorum": cfg.raft.check_quorum}
+
+
+def _used(before: float | None, after: float | None) -> float | None:
+    """CPU seconds between two readings; None if the process was gone or replaced (a restart resets it)."""
+    if before is None or after is None or after < before:
+        return None
+    return after - before
+
+
+def _finite(x: float) -> float | None:
+    return x if x == x else None  # NaN (no successful answer at all) is not JSON
+
+
+def _own_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _add_level(table: Table, levels: list[dict[str, Any]], operation: str, clients: int, target: str,
+               r: dict[str, Any]) -> None:
+    table.add_row(operation, str(clients), target, f"{r['rate']:.0f}", f"{r['p50']:.1f}", f"{r['p99']:.1f}",
+                  _codes(r["codes"]))
+    levels.append({"operation": operation, "clients": clients, "target": target, "ops_per_s": r["rate"],
+                   "p50_ms": _finite(r["p50"]), "p99_ms": _finite(r["p99"]), "answers": dict(r["codes"])})
 
 
 def _codes(codes: dict[str, int]) -> str:

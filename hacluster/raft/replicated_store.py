@@ -1,4 +1,5 @@
-"""The store replicated with pysyncobj's Raft — the only module of hacluster that imports pysyncobj.
+"""The store replicated with pysyncobj's Raft — with `hacluster.raft.election` (PreVote, leader stickiness,
+CheckQuorum, mixed into the pysyncobj subclass here), the only module of hacluster that imports pysyncobj.
 
 Created once per master process by `hacluster.apiserver.master`. pysyncobj runs its own tick thread;
 this module bridges it to asyncio:
@@ -42,6 +43,7 @@ from hacluster.config import ClusterConfig
 from hacluster.ids import new_request_id
 from hacluster.model import commands as cmds
 from hacluster.model.errors import BadRequest, ErrorInfo, Timeout, Unavailable
+from hacluster.raft.election import ElectionMixin, ElectionSettings
 from hacluster.raft.journal import FAIL_STOP_EXIT_CODE, DurableJournal, JournalCorrupt
 from hacluster.raft.storage import Storage, fsync_dir
 from hacluster.store.api import PeerView, RaftView
@@ -57,6 +59,7 @@ _RETRYABLE = {FAIL_REASON.DISCARDED, FAIL_REASON.LEADER_CHANGED, FAIL_REASON.NOT
 _RETRY_WAIT_S = 0.05  # how long to wait for a new leader between attempts (bounded by the deadline)
 APPEND_BATCH_BYTES = 256 * 1024  # most bytes of entries one AppendEntries carries (one entry may be larger)
 APPEND_BATCH_ENTRIES = 4096  # and at most this many entries
+CHECK_QUORUM_BACKSTOP = 3  # pysyncobj's own leader step-down after this many leader_fallback_ms (see start)
 
 
 _PYSYNCOBJ_CREATE_JOURNAL = pysyncobj_core.createJournal
@@ -99,7 +102,7 @@ class DialNode(TCPNode):  # type: ignore[misc]
         return self._dial_port
 
 
-class _RaftStateMachine(SyncObj):  # type: ignore[misc]
+class _RaftStateMachine(ElectionMixin, SyncObj):  # type: ignore[misc]
     """pysyncobj's SyncObj holding our pure state machine.
 
     Appends are sent eagerly but batched: pysyncobj either sends one AppendEntries per command (batching
@@ -112,7 +115,9 @@ class _RaftStateMachine(SyncObj):  # type: ignore[misc]
     """
 
     def __init__(self, self_addr: str, peers: list[TCPNode], conf: SyncObjConf,
-                 apply_payload: Callable[[bytes], Result], journal: DurableJournal | None = None) -> None:
+                 apply_payload: Callable[[bytes], Result], journal: DurableJournal | None = None,
+                 election: ElectionSettings | None = None) -> None:
+        self._init_election(election or ElectionSettings())
         self._apply_payload = apply_payload
         self._journal = journal
         self._wake_pipe: PipeNotifier | None = None
@@ -196,7 +201,7 @@ class _RaftStateMachine(SyncObj):  # type: ignore[misc]
         if (isinstance(message, dict) and message.get("type") == "append_entries" and "prevLogIdx" in message
                 and "transmission" not in message and message.get("term", -1) >= self._SyncObj__raftCurrentTerm):
             message = self._skip_matching_entries(message)
-        SyncObj._SyncObj__onMessageReceived(self, node, message)
+        super()._SyncObj__onMessageReceived(node, message)  # ElectionMixin, then pysyncobj
         if before is not None and self._SyncObj__raftNextIndex.get(node, before) < before:
             self._SyncObj__raftNextIndex[node] = before
 
@@ -326,7 +331,9 @@ class RaftStore:
             raftMaxTimeout=r.election_timeout_ms_max / 1000,
             appendEntriesPeriod=r.heartbeat_ms / 1000,
             autoTickPeriod=r.tick_ms / 1000,
-            leaderFallbackTimeout=r.leader_fallback_ms / 1000,
+            # With CheckQuorum, ElectionMixin steps a leader down after leader_fallback_ms (only when it has
+            # read its sockets); pysyncobj's own unguarded check stays as a backstop for a stalled thread.
+            leaderFallbackTimeout=r.leader_fallback_ms / 1000 * (CHECK_QUORUM_BACKSTOP if r.check_quorum else 1),
             connectionTimeout=r.connection_timeout_ms / 1000,
             connectionRetryTime=r.connection_retry_ms / 1000,
             appendEntriesUseBatch=True,  # batched per tick and sent at once: see _RaftStateMachine
@@ -350,7 +357,8 @@ class RaftStore:
             addr = f"127.0.0.1:{m.raft_port}"
             if addr != self.address:
                 peers.append(DialNode(addr, self._dial.get(addr)))
-        self._sync = _RaftStateMachine(self.address, peers, conf, self._apply_payload, journal)
+        self._sync = _RaftStateMachine(self.address, peers, conf, self._apply_payload, journal,
+                                       ElectionSettings.from_config(r))
         self._sync.addOnTickCallback(self._sync.flush_appends)
         self._sync.addOnTickCallback(self._on_tick)
 
@@ -454,7 +462,8 @@ class RaftStore:
         else:
             quorum = False
         view = RaftView(self.id, role, s.raftCurrentTerm, leader, s.raftCommitIndex, s.raftLastApplied, quorum,
-                        tuple(sorted(peers, key=lambda p: p.id)), s._SyncObj__raftLog.__len__())
+                        tuple(sorted(peers, key=lambda p: p.id)), s._SyncObj__raftLog.__len__(),
+                        s.election_stats.as_dict())
         self._view = view
         key = (role, view.term, leader)
         if key != self._last_role_key or quorum != getattr(self, "_last_quorum", None):

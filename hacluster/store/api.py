@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from hacluster.model.commands import AnyCommand
 from hacluster.store.state import Result, StoreState
@@ -45,6 +45,8 @@ class RaftView:
     quorum: bool  # leader: a majority answered recently; follower: the leader is reachable
     peers: tuple[PeerView, ...] = field(default_factory=tuple)
     log_length: int = 0
+    elections: dict[str, Any] = field(default_factory=dict)
+    """PreVote / stickiness / CheckQuorum counters and heartbeat-gap counts (`hacluster.raft.election`)."""
 
 
 class ReplicatedStore(Protocol):

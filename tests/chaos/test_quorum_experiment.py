@@ -31,7 +31,9 @@ def test_reduced_sweep_matches_theory(tmp_path):
         assert c["linearizable"] == "valid"
     assert [measured_tolerance(cells, n)[0] for n in (2, 3, 4)] == [0, 1, 1]
     even4 = next(c for c in cells if c["masters"] == 4 and c["fault"] == "split")
-    assert even4["elections"] >= 2, "a 2/2 split keeps electing: terms rise"
+    # With PreVote no term rises during the split (plain Raft: one per failed election, 10+ in a 3 s window);
+    # the election after the heal is one, or two after a split vote.
+    assert 1 <= even4["elections"] <= 2, even4
     paths = write_report(tmp_path, results)
     text = paths["md"].read_text()
     assert "disagrees with theory" not in text
