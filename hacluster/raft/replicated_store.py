@@ -164,7 +164,7 @@ class _RaftStateMachine(ElectionMixin, SyncObj):  # type: ignore[misc]
         pending: `flush_appends` usually synced already)."""
         if self._journal is not None:
             self._journal.sync()
-        SyncObj._onTick(self, timeToWait)
+        super()._onTick(timeToWait)  # ElectionMixin (PreVote, CheckQuorum), then pysyncobj
 
     def _SyncObj__onBecomeLeader(self) -> None:
         """The new leader's no-op is appended and sent here — inside a tick when a single master elects
