@@ -45,7 +45,7 @@ from hacluster.model.selectors import (
 )
 from hacluster.model.timestamps import rfc3339
 from hacluster.store.api import ReplicatedStore
-from hacluster.store.state import ADDED, DELETED, MODIFIED, Result, StoreState, WatchEvent
+from hacluster.store.state import ADDED, DELETED, MODIFIED, Result, StoreState, WatchEvent, deep_copy
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -720,7 +720,9 @@ class ApiServer:
                 raise E.not_found(t.res.plural, t.name, t.res.group)
             authorize(user, "update" if request.method == "PUT" else "patch", t.res, t.namespace, t.name,
                       t.subresource, current)
-            new = mutate(current)
+            # Stored objects are read-only and shared with every reader: mutation and defaulting below work
+            # on a private copy (a shallow copy would let them change the stored nested dicts).
+            new = mutate(deep_copy(current))
             meta = dict(new.get("metadata") or {})
             meta["name"], new = t.name, dict(new)
             if t.res.namespaced:

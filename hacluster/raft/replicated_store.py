@@ -211,8 +211,9 @@ class RaftStore:
         me = cfg.master(master_id)
         self.address = f"127.0.0.1:{me.raft_port}"
         self._id_by_address = {f"127.0.0.1:{m.raft_port}": m.id for m in cfg.masters}
-        self._limits = StoreLimits(watch_history_max=cfg.store.watch_history_max,
-                                   dedup_max=cfg.store.dedup_max, events_max=cfg.store.events_max)
+        # Only the watch history's length is this master's own choice; the limits that change what `apply`
+        # does (dedup_max, events_max) are the state machine's constants, the same on every master.
+        self._limits = StoreLimits(watch_history_max=cfg.store.watch_history_max)
         self._state = StoreState(self._limits)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None

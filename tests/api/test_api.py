@@ -347,3 +347,35 @@ async def test_metrics_and_debug(api):
     assert code == 200 and 'apiserver_request_total{code="200",resource="pods",verb="list"}' in text
     code, body, _ = await api.call("GET", "/debug/raft")
     assert body["role"] == "leader" and body["term"] == 1 and "fingerprint" in body
+
+
+async def test_scale_changes_stored_objects_only_through_the_log(api):
+    """Issue 13, finding 1: the scale path copied `spec` shallowly and defaulting then changed the stored
+    `spec.template.spec` in place — this master's state changed without any command. A dry run proposes
+    nothing, so the stored object must come out of it exactly as it went in."""
+    import copy
+
+    from hacluster.model import commands as C
+
+    bare = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "rs", "namespace": "default", "uid": "uid-rs", "creationTimestamp": "x"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "a"}},
+                     "template": {"metadata": {"labels": {"app": "a"}},
+                                  "spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
+            "status": {"replicas": 0}}
+    assert (await api.store.propose(C.Create(resource="replicasets", namespace="default", obj=bare))).ok
+    before = copy.deepcopy(api.store.state.get("replicasets", "default", "rs"))
+    proposals = len(api.store.proposals)
+    path = "/apis/apps/v1/namespaces/default/replicasets/rs/scale"
+    code, body, _ = await api.call("PUT", path + "?dryRun=All", {"apiVersion": "autoscaling/v1", "kind": "Scale",
+                                                                  "metadata": {"name": "rs"}, "spec": {"replicas": 3}})
+    assert code == 200 and body["spec"]["replicas"] == 3, body
+    code, body, _ = await api.call("PATCH", path + "?dryRun=All", {"spec": {"replicas": 4}},
+                                   headers={"Content-Type": "application/merge-patch+json"})
+    assert code == 200 and body["spec"]["replicas"] == 4, body
+    assert len(api.store.proposals) == proposals, "a dry run proposes nothing"
+    assert api.store.state.get("replicasets", "default", "rs") == before, "stored object changed outside the log"
+    code, body, _ = await api.call("PUT", path, {"apiVersion": "autoscaling/v1", "kind": "Scale",
+                                                 "metadata": {"name": "rs"}, "spec": {"replicas": 2}})
+    assert code == 200 and body["spec"]["replicas"] == 2, body
+    assert api.store.state.fingerprint() == api.store.state.recomputed_fingerprint()
