@@ -233,6 +233,7 @@ class RaftStore:
         self._applied_count = 0
         self._barrier_inflight = False
         self._barrier_next: asyncio.Future[None] | None = None
+        self._barrier_task: asyncio.Future[None] | None = None
         self.proposal_stats: dict[str, int] = {}
         self._on_outcome = on_proposal_outcome
         self._data_dir = Path(data_dir) if data_dir else None
@@ -557,7 +558,8 @@ class RaftStore:
         if not self._barrier_inflight:
             self._barrier_inflight = True
             first: asyncio.Future[None] = self._loop.create_future()
-            asyncio.ensure_future(self._run_barriers(first))
+            # Kept referenced (the loop holds tasks only weakly); `_run_barriers` clears it when it ends.
+            self._barrier_task = asyncio.ensure_future(self._run_barriers(first))
             await asyncio.shield(first)
             return
         if self._barrier_next is None:
@@ -565,17 +567,33 @@ class RaftStore:
         await asyncio.shield(self._barrier_next)
 
     async def _run_barriers(self, fut: asyncio.Future[None]) -> None:
-        while True:
-            try:
-                await self.propose(cmds.Barrier())
-                fut.set_result(None)
-            except Exception as exc:
-                fut.set_exception(exc)
-                fut.exception()  # mark retrieved: a waiter may have gone away
-            if self._barrier_next is None:
-                self._barrier_inflight = False
-                return
-            fut, self._barrier_next = self._barrier_next, None
+        """Propose barriers while readers wait for one. However it ends — even cancelled (shutdown) — no
+        waiter is left hanging and the next reader starts a new round."""
+        try:
+            while True:
+                try:
+                    await self.propose(cmds.Barrier())
+                    fut.set_result(None)
+                except Exception as exc:
+                    _fail_future(fut, exc)
+                if self._barrier_next is None:
+                    return
+                fut, self._barrier_next = self._barrier_next, None
+        finally:
+            self._barrier_inflight = False
+            self._barrier_task = None
+            gone = Unavailable(f"hacluster master {self.id}: the read barrier was cancelled (shutting down); "
+                               "the read was not served", retry_after_s=1)
+            _fail_future(fut, gone)
+            if self._barrier_next is not None:
+                _fail_future(self._barrier_next, gone)
+                self._barrier_next = None
+
+
+def _fail_future(fut: asyncio.Future[None], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+        fut.exception()  # mark retrieved: a waiter may have gone away
 
 
 def _settle(fut: asyncio.Future[tuple[Any, int]], res: Any, err: int) -> None:

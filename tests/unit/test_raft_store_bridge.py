@@ -84,3 +84,41 @@ async def test_a_definite_refusal_then_a_commit_succeeds() -> None:
     store, node = scripted_store([FAIL_REASON.NOT_LEADER, FAIL_REASON.QUEUE_FULL, "apply"])
     result = await store.propose(C.Create(resource="namespaces", namespace="", obj=NAMESPACE))
     assert result.ok and node.calls == 3
+
+
+async def test_a_cancelled_barrier_round_leaves_no_reader_hanging() -> None:
+    """Finding 7: the barrier task kept no reference, and when it was cancelled `_barrier_inflight` stayed set:
+    its waiter and every later linearizable read waited forever. Now the waiter fails at once with 503 and the
+    next read starts a new barrier."""
+    store, node = scripted_store([None, "apply"])  # the first barrier is never answered
+    waiter = asyncio.ensure_future(store.linearizable_barrier())
+    later = None
+    for _ in range(100):
+        await asyncio.sleep(0.001)
+        if node.calls:
+            later = asyncio.ensure_future(store.linearizable_barrier())  # coalesced behind the first
+            break
+    rounds = [t for t in asyncio.all_tasks() if "_run_barriers" in repr(t.get_coro())]
+    assert len(rounds) == 1 and later is not None
+    rounds[0].cancel()
+    done, _ = await asyncio.wait({waiter, later}, timeout=1.0)
+    assert done == {waiter, later}, "readers hang after the barrier round was cancelled"
+    assert isinstance(waiter.exception(), Unavailable) and isinstance(later.exception(), Unavailable)
+    await asyncio.wait_for(store.linearizable_barrier(), 1.0)  # a new round, answered
+    assert node.calls == 2
+
+
+def test_a_late_answer_after_the_loop_closed_does_not_raise_into_pysyncobj() -> None:
+    """Finding 7: pysyncobj calls the proposal callback inside its apply loop, before raftLastApplied advances;
+    if it raised (the event loop closed at shutdown), pysyncobj would apply the entry again."""
+    callbacks: list[Any] = []
+
+    async def propose_unanswered() -> None:
+        store, node = scripted_store([None])
+        node.apply_command = lambda payload, callback: callbacks.append(callback)  # type: ignore[method-assign]
+        with pytest.raises(Timeout):
+            await store.propose(C.Barrier(), timeout_s=0.05)
+
+    asyncio.run(propose_unanswered())
+    assert len(callbacks) == 1
+    callbacks[0](None, FAIL_REASON.SUCCESS)  # the loop is closed now: must not raise
