@@ -56,6 +56,9 @@ _SERVER_SET_META = ("uid", "resourceVersion", "creationTimestamp", "deletionTime
                     "deletionGracePeriodSeconds", "generation", "selfLink", "managedFields")
 _UPDATE_RETRIES = 5
 _BOOKMARK_PERIOD_S = 10.0
+FUTURE_REVISION_WAIT_S = 3.0
+"""How long a watch from a resourceVersion this master has not reached yet waits for it (kube-apiserver's
+watch cache blocks 3 s) before answering "Too large resource version"."""
 
 
 def encode_json(data: Any) -> bytes:
@@ -522,6 +525,14 @@ class ApiServer:
                 last_rev = int(rv_param)
             except ValueError:
                 raise E.BadRequest(f"invalid resource version: {rv_param!r}") from None
+            # A client resuming where it left off on a master that has not applied that far yet: starting from
+            # the local revision would replay changes it has seen. Wait for the revision, as Kubernetes does.
+            current = await self.store.wait_for_change(last_rev - 1, FUTURE_REVISION_WAIT_S)
+            if current < last_rev:
+                too_large = E.Timeout(f"Timeout: Too large resource version: {last_rev}, current: {current}",
+                                      causes=(E.Cause("ResourceVersionTooLarge", "Too large resource version", ""),),
+                                      retry_after_s=1)
+                return await self._watch_error(request, too_large)
 
         node = fields.value_of("spec.nodeName") if plural == "pods" else None
         subscribed = self.hub.subscribe(plural, prefix, node, last_rev)
@@ -545,12 +556,7 @@ class ApiServer:
             return out
 
         if subscribed is None:
-            try:
-                await resp.write(encode_json({"type": "ERROR", "object": E.Expired(
-                    f"too old resource version: {last_rev} ({self._floor()})").to_status()}) + b"\n")
-                await resp.write_eof()
-            except (ConnectionResetError, BrokenPipeError):
-                pass
+            await self._write_watch_error(resp, E.Expired(f"too old resource version: {last_rev} ({self._floor()})"))
             return resp
         sub, backlog = subscribed
         self.metrics.watchers.inc()
@@ -601,6 +607,23 @@ class ApiServer:
             self.hub.unsubscribe(sub)
             self.metrics.watchers.dec()
         return resp
+
+    async def _watch_error(self, request: web.Request, err: E.ApiError) -> web.StreamResponse:
+        """A watch that ends before it starts: as Kubernetes, 200 with one ERROR event carrying the Status."""
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
+                                                      "Cache-Control": "no-cache, private"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        await self._write_watch_error(resp, err)
+        return resp
+
+    @staticmethod
+    async def _write_watch_error(resp: web.StreamResponse, err: E.ApiError) -> None:
+        try:
+            await resp.write(encode_json({"type": "ERROR", "object": err.to_status()}) + b"\n")
+            await resp.write_eof()
+        except (ConnectionResetError, BrokenPipeError):
+            pass
 
     def _floor(self) -> int:
         return self.store.read(lambda s: s.history_floor)
