@@ -446,25 +446,23 @@ class ApiServer:
         if q.get("continue"):
             start_key, list_rv = _decode_continue(q["continue"])
 
-        def snapshot(s: StoreState) -> tuple[int, list[Obj], bool, int]:
-            bucket = s.objects.get(t.res.plural) or {}
-            prefix = t.namespace + "/" if t.namespace else ""
-            keys = sorted(k for k in bucket if k.startswith(prefix) and k > start_key)
-            out: list[Obj] = []
-            more = False
-            remaining = 0
-            for k in keys:
-                obj = bucket[k]
-                if not (labels.matches(obj["metadata"].get("labels")) and fields.matches(obj)):
-                    continue
-                if len(out) >= limit:
-                    more = True
-                    remaining += 1
-                    continue
-                out.append(obj)
-            return s.revision, out, more, remaining
-
-        revision, items, more, remaining = self.store.read(snapshot)
+        # Under the store lock (which the Raft thread takes to apply) only the bucket's entries are taken, a
+        # C-speed shallow copy; sorting and selecting run after it (stored objects are read-only).
+        revision, entries = self.store.read(lambda s: (s.revision, _entries(s, t.res.plural)))
+        prefix = t.namespace + "/" if t.namespace else ""
+        items: list[Obj] = []
+        more = False
+        remaining = 0
+        for k, obj in sorted(entries, key=_entry_key):
+            if not (k.startswith(prefix) and k > start_key):
+                continue
+            if not (labels.matches(obj["metadata"].get("labels")) and fields.matches(obj)):
+                continue
+            if len(items) >= limit:
+                more = True
+                remaining += 1
+                continue
+            items.append(obj)
         rv = str(list_rv if list_rv is not None else revision)
         meta: Obj = {"resourceVersion": rv}
         if more:
@@ -515,11 +513,8 @@ class ApiServer:
             if rv_param == "":
                 await self._consistent(request)
 
-            def snap(s: StoreState) -> tuple[int, list[Obj]]:
-                bucket = s.objects.get(plural) or {}
-                return s.revision, [bucket[k] for k in sorted(bucket) if k.startswith(prefix)
-                                    and matches(bucket[k])]
-            last_rev, initial = self.store.read(snap)
+            last_rev, entries = self.store.read(lambda s: (s.revision, _entries(s, plural)))
+            initial = [obj for k, obj in sorted(entries, key=_entry_key) if k.startswith(prefix) and matches(obj)]
         else:
             try:
                 last_rev = int(rv_param)
@@ -979,6 +974,15 @@ def _quoted_warning(text: str) -> str:
     must not start a header of its own."""
     clean = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text)
     return '"' + clean.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _entries(s: StoreState, plural: str) -> list[tuple[str, Obj]]:
+    """(key, object) of one resource, unsorted: what a reader copies while it holds the store lock."""
+    return list((s.objects.get(plural) or {}).items())
+
+
+def _entry_key(entry: tuple[str, Obj]) -> str:
+    return entry[0]
 
 
 def _dry_run(request: web.Request) -> bool:
