@@ -60,12 +60,21 @@ class FrozenList(list[Any]):
         return (list, (list(self),))
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def freeze(value: Any) -> Any:
-    """`value` with every dict and list in it (recursively) read-only; already frozen parts are shared."""
-    if type(value) is FrozenDict or type(value) is FrozenList:
+    """`value` with every dict and list in it (recursively) read-only; already frozen parts are shared.
+    Runs on the Raft thread for every stored object, hence the fast paths for plain types and scalars."""
+    kind = type(value)
+    if kind is dict:
+        return FrozenDict({k: v if type(v) in _SCALARS else freeze(v) for k, v in value.items()})
+    if kind is list or kind is tuple:
+        return FrozenList([v if type(v) in _SCALARS else freeze(v) for v in value])
+    if kind is FrozenDict or kind is FrozenList:
         return value
     if isinstance(value, dict):
-        return FrozenDict((k, freeze(v)) for k, v in value.items())
+        return FrozenDict({k: freeze(v) for k, v in value.items()})
     if isinstance(value, (list, tuple)):
-        return FrozenList(freeze(v) for v in value)
+        return FrozenList([freeze(v) for v in value])
     return value
