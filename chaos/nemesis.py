@@ -8,7 +8,8 @@ of each fault in `faults.jsonl`, and keeps what it must undo so that `heal_all()
 
 Fault kinds:
 - kill / kill-leader / kill-follower / kill-two: SIGKILL masters, restart them at the end (kill-leader and
-  kill-follower repeat every `every_s` if set); restart: SIGTERM then start again.
+  kill-follower repeat every `every_s` if set); while a master is dead its API proxies refuse connections,
+  as its closed port would; restart: SIGTERM then start again.
 - pause / pause-leader: SIGSTOP, SIGCONT at the end — the classic stale-leader case.
 - isolate / isolate-leader: cut every Raft link of one master (optionally its clients' API links too).
 - split: a minority (with the current leader, or a random one) cut from the majority;
@@ -102,6 +103,7 @@ class ActiveFault:
     paused: list[int] = field(default_factory=list)
     killed_kubelets: list[str] = field(default_factory=list)
     disk_faults: list[str] = field(default_factory=list)  # masters whose storage fault must be cleared
+    refusing: dict[str, list[Undo]] = field(default_factory=dict)  # killed master -> its disabled API proxies
 
 # The test storage under which a SIGKILL is a power cut (`hacluster master --unsafe-test-storage`).
 POWER_CUT_STORAGE = "write-back"
@@ -157,6 +159,22 @@ class Nemesis:
             except ChildProcessError:
                 pass
 
+    def _kill_master(self, fault: ActiveFault, mid: str) -> None:
+        """SIGKILL a master, and make its clients' proxies refuse connections. A dead master's port is closed:
+        a client's connect is refused, a definite "not processed". Through a live Toxiproxy proxy it would
+        instead see a connection accepted and then reset — indistinguishable from a master that died while
+        answering, so every such request would be recorded as "outcome unknown"."""
+        self._kill(mid)
+        fault.killed.append(mid)
+        if self.net is not None:
+            fault.refusing[mid] = self.net.cut_api(mid, tag=f"f{fault.index}-killed")
+
+    def _revive_master(self, fault: ActiveFault, mid: str) -> None:
+        """Start a killed master again and let its clients' connections through once more."""
+        self._restart(mid)
+        if self.net is not None:
+            self.net.undo(fault.refusing.pop(mid, []))
+
     def _restart(self, mid: str) -> None:
         pid = self.handle.pid(mid)
         if pid is None or not launcher.pid_alive(pid):
@@ -179,6 +197,9 @@ class Nemesis:
                 os.kill(pid, signal.SIGKILL)
                 pids.append(pid)
             fault.killed.append(mid)
+        if self.net is not None:  # as for a kill: a client of a dead master is never let in (see _kill_master)
+            for mid in fault.targets:
+                fault.refusing[mid] = self.net.cut_api(mid, tag=f"f{fault.index}-power")
         for pid in pids:
             try:
                 os.waitpid(pid, 0)
@@ -258,8 +279,7 @@ class Nemesis:
             fault.targets = ([ld] if ld else []) + others[: 2 - (1 if ld else 0)]
         if kind in ("kill", "kill-leader", "kill-follower", "kill-two"):
             for mid in fault.targets:
-                self._kill(mid)
-                fault.killed.append(mid)
+                self._kill_master(fault, mid)
         elif kind == "restart":
             fault.targets = [spec.target]
             pid = self.handle.pid(spec.target)
@@ -360,7 +380,7 @@ class Nemesis:
         if fault is None:
             return
         for mid in fault.killed:
-            self._restart(mid)
+            self._revive_master(fault, mid)
         fault.killed = []
         if fault.spec.kind == "kill-leader":
             ld = self.leader()
@@ -369,8 +389,7 @@ class Nemesis:
             fs = self._followers()
             victims = [self.rng.choice(fs)] if fs else []
         for mid in victims:
-            self._kill(mid)
-            fault.killed.append(mid)
+            self._kill_master(fault, mid)
         fault.targets = victims
         self.log.write("repeat", fault)
 
@@ -387,7 +406,7 @@ class Nemesis:
             except ProcessLookupError:
                 pass
         for mid in fault.killed:
-            self._restart(mid)
+            self._revive_master(fault, mid)
         fail_stopped = [mid for mid in fault.disk_faults if self._end_disk_fault(mid)]
         for node in fault.killed_kubelets:
             if self.restart_kubelet is not None:

@@ -9,9 +9,10 @@ Each key is a pod (`chaos-<i>` in `default`); its register value is the integer 
 - cas    → JSON patch `test` of the old value then `replace` (422 test failed / 404: fail);
 - delete → DELETE with gracePeriodSeconds=0 (404: fail);
 - list   → GET the collection (load only; not part of the history's register model).
-Outcomes: a 2xx is `ok`; a definite refusal (4xx, 503, connection refused before sending) is `fail`;
-a 504, a 5xx, or a timeout / dropped connection after the request was sent is `info` — and the process
-that got it is never reused (a new process id takes its place), as the history format requires.
+Outcomes: a 2xx is `ok`; a definite refusal (4xx, 503, connection refused, a body that could not be
+written) is `fail`; a 504, a 5xx, or a timeout / dropped connection after the request was sent is `info` —
+and the process that got it is never reused (a new process id takes its place), as the history format
+requires. Every read that did not succeed is `fail` (a read changes nothing).
 Pods carry a scheduler name no scheduler serves, so they stay unbound and a delete removes them at once.
 """
 
@@ -85,6 +86,19 @@ def _value_of(body: Any) -> int | None:
         return int(raw)
     except (KeyError, TypeError, ValueError):
         return None
+
+
+# aiohttp's words for a request whose body never went out: the connection was already closing when the body
+# was to be written (`StreamWriter` refuses to write to a closing transport, so not one byte of it was queued).
+_BODY_NOT_SENT = ("Can not write request body", "Failed to send bytes into the underlying connection")
+
+
+def body_not_sent(exc: BaseException) -> bool:
+    """Did the request provably not reach the server whole? Its body could not be written: the API server
+    reads the whole body (Content-Length) before it acts, so such a request was never processed. Only for
+    bodies smaller than aiohttp's write buffer limit (64 KiB), which it writes in one piece without waiting;
+    the workload's are well below it."""
+    return isinstance(exc, aiohttp.ClientError) and any(words in str(exc) for words in _BODY_NOT_SENT)
 
 
 class Outcome(Exception):
@@ -226,9 +240,9 @@ class Workload:
         except aiohttp.ClientConnectorError as exc:
             raise Outcome("fail", f"connect: {exc}") from exc  # never reached the server
         except (TimeoutError, aiohttp.ClientError) as exc:
-            if f == "read":
-                raise Outcome("fail", f"{type(exc).__name__}: {exc}") from exc  # a read changes nothing
-            raise Outcome("info", f"{type(exc).__name__}: {exc}") from exc
+            # A read changes nothing; a request whose body was never sent was never processed.
+            definite = f == "read" or body_not_sent(exc)
+            raise Outcome("fail" if definite else "info", f"{type(exc).__name__}: {exc}") from exc
         try:
             parsed = json.loads(body) if body else None
         except ValueError:

@@ -16,6 +16,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from hacluster.store.state import DEDUP_MAX as STATE_MACHINE_DEDUP_MAX
+from hacluster.store.state import EVENTS_MAX as STATE_MACHINE_EVENTS_MAX
+
 
 class ConfigError(Exception):
     """A configuration file that cannot be used; the message names the file, the key and the reason."""
@@ -117,10 +120,24 @@ class ApiConfig(_Frozen):
 class StoreConfig(_Frozen):
     watch_history_max: int = Field(default=10_000, gt=0)
     """Changes kept for watches; an older resourceVersion gets 410 Expired."""
-    dedup_max: int = Field(default=20_000, gt=0)
-    """Request ids remembered to answer a retried proposal with its first outcome."""
-    events_max: int = Field(default=5_000, gt=0)
-    """Event objects kept before the oldest are deleted."""
+    dedup_max: int = Field(default=STATE_MACHINE_DEDUP_MAX, gt=0)
+    """Request ids remembered to answer a retried proposal with its first outcome. A constant of the
+    replicated state machine (it changes what a command returns, so every master must apply with the same
+    value); accepted only with that value, for config files written when it was a setting."""
+    events_max: int = Field(default=STATE_MACHINE_EVENTS_MAX, gt=0)
+    """Event objects kept before the oldest are deleted. A constant of the replicated state machine (it
+    decides which objects exist); accepted only with that value."""
+
+    @model_validator(mode="after")
+    def _state_machine_constants(self) -> StoreConfig:
+        problems = [f"{key}: is a constant of the replicated state machine ({constant}), the same on every "
+                    f"master; remove it from the config (got {value})"
+                    for key, value, constant in (("dedup_max", self.dedup_max, STATE_MACHINE_DEDUP_MAX),
+                                                 ("events_max", self.events_max, STATE_MACHINE_EVENTS_MAX))
+                    if value != constant]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class UserConfig(_Frozen):

@@ -45,7 +45,7 @@ from hacluster.model.selectors import (
 )
 from hacluster.model.timestamps import rfc3339
 from hacluster.store.api import ReplicatedStore
-from hacluster.store.state import ADDED, DELETED, MODIFIED, Result, StoreState, WatchEvent
+from hacluster.store.state import ADDED, DELETED, MODIFIED, Result, StoreState, WatchEvent, deep_copy
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -56,6 +56,9 @@ _SERVER_SET_META = ("uid", "resourceVersion", "creationTimestamp", "deletionTime
                     "deletionGracePeriodSeconds", "generation", "selfLink", "managedFields")
 _UPDATE_RETRIES = 5
 _BOOKMARK_PERIOD_S = 10.0
+FUTURE_REVISION_WAIT_S = 3.0
+"""How long a watch from a resourceVersion this master has not reached yet waits for it (kube-apiserver's
+watch cache blocks 3 s) before answering "Too large resource version"."""
 
 
 def encode_json(data: Any) -> bytes:
@@ -478,25 +481,23 @@ class ApiServer:
         if q.get("continue"):
             start_key, list_rv = _decode_continue(q["continue"])
 
-        def snapshot(s: StoreState) -> tuple[int, list[Obj], bool, int]:
-            bucket = s.objects.get(t.res.plural) or {}
-            prefix = t.namespace + "/" if t.namespace else ""
-            keys = sorted(k for k in bucket if k.startswith(prefix) and k > start_key)
-            out: list[Obj] = []
-            more = False
-            remaining = 0
-            for k in keys:
-                obj = bucket[k]
-                if not (labels.matches(obj["metadata"].get("labels")) and fields.matches(obj)):
-                    continue
-                if len(out) >= limit:
-                    more = True
-                    remaining += 1
-                    continue
-                out.append(obj)
-            return s.revision, out, more, remaining
-
-        revision, items, more, remaining = self.store.read(snapshot)
+        # Under the store lock (which the Raft thread takes to apply) only the bucket's entries are taken, a
+        # C-speed shallow copy; sorting and selecting run after it (stored objects are read-only).
+        revision, entries = self.store.read(lambda s: (s.revision, _entries(s, t.res.plural)))
+        prefix = t.namespace + "/" if t.namespace else ""
+        items: list[Obj] = []
+        more = False
+        remaining = 0
+        for k, obj in sorted(entries, key=_entry_key):
+            if not (k.startswith(prefix) and k > start_key):
+                continue
+            if not (labels.matches(obj["metadata"].get("labels")) and fields.matches(obj)):
+                continue
+            if len(items) >= limit:
+                more = True
+                remaining += 1
+                continue
+            items.append(obj)
         rv = str(list_rv if list_rv is not None else revision)
         meta: Obj = {"resourceVersion": rv}
         if more:
@@ -547,16 +548,21 @@ class ApiServer:
             if rv_param == "":
                 await self._consistent(request)
 
-            def snap(s: StoreState) -> tuple[int, list[Obj]]:
-                bucket = s.objects.get(plural) or {}
-                return s.revision, [bucket[k] for k in sorted(bucket) if k.startswith(prefix)
-                                    and matches(bucket[k])]
-            last_rev, initial = self.store.read(snap)
+            last_rev, entries = self.store.read(lambda s: (s.revision, _entries(s, plural)))
+            initial = [obj for k, obj in sorted(entries, key=_entry_key) if k.startswith(prefix) and matches(obj)]
         else:
             try:
                 last_rev = int(rv_param)
             except ValueError:
                 raise E.BadRequest(f"invalid resource version: {rv_param!r}") from None
+            # A client resuming where it left off on a master that has not applied that far yet: starting from
+            # the local revision would replay changes it has seen. Wait for the revision, as Kubernetes does.
+            current = await self.store.wait_for_change(last_rev - 1, FUTURE_REVISION_WAIT_S)
+            if current < last_rev:
+                too_large = E.Timeout(f"Timeout: Too large resource version: {last_rev}, current: {current}",
+                                      causes=(E.Cause("ResourceVersionTooLarge", "Too large resource version", ""),),
+                                      retry_after_s=1)
+                return await self._watch_error(request, too_large)
 
         node = fields.value_of("spec.nodeName") if plural == "pods" else None
         subscribed = self.hub.subscribe(plural, prefix, node, last_rev)
@@ -580,12 +586,7 @@ class ApiServer:
             return out
 
         if subscribed is None:
-            try:
-                await resp.write(encode_json({"type": "ERROR", "object": E.Expired(
-                    f"too old resource version: {last_rev} ({self._floor()})").to_status()}) + b"\n")
-                await resp.write_eof()
-            except (ConnectionResetError, BrokenPipeError):
-                pass
+            await self._write_watch_error(resp, E.Expired(f"too old resource version: {last_rev} ({self._floor()})"))
             return resp
         sub, backlog = subscribed
         self.metrics.watchers.inc()
@@ -636,6 +637,23 @@ class ApiServer:
             self.hub.unsubscribe(sub)
             self.metrics.watchers.dec()
         return resp
+
+    async def _watch_error(self, request: web.Request, err: E.ApiError) -> web.StreamResponse:
+        """A watch that ends before it starts: as Kubernetes, 200 with one ERROR event carrying the Status."""
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
+                                                      "Cache-Control": "no-cache, private"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        await self._write_watch_error(resp, err)
+        return resp
+
+    @staticmethod
+    async def _write_watch_error(resp: web.StreamResponse, err: E.ApiError) -> None:
+        try:
+            await resp.write(encode_json({"type": "ERROR", "object": err.to_status()}) + b"\n")
+            await resp.write_eof()
+        except (ConnectionResetError, BrokenPipeError):
+            pass
 
     def _floor(self) -> int:
         return self.store.read(lambda s: s.history_floor)
@@ -755,7 +773,9 @@ class ApiServer:
                 raise E.not_found(t.res.plural, t.name, t.res.group)
             authorize(user, "update" if request.method == "PUT" else "patch", t.res, t.namespace, t.name,
                       t.subresource, current)
-            new = mutate(current)
+            # Stored objects are read-only and shared with every reader: mutation and defaulting below work
+            # on a private copy (a shallow copy would let them change the stored nested dicts).
+            new = mutate(deep_copy(current))
             meta = dict(new.get("metadata") or {})
             meta["name"], new = t.name, dict(new)
             if t.res.namespaced:
@@ -989,6 +1009,15 @@ def _quoted_warning(text: str) -> str:
     must not start a header of its own."""
     clean = "".join(" " if unicodedata.category(ch) == "Cc" else ch for ch in text)
     return '"' + clean.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _entries(s: StoreState, plural: str) -> list[tuple[str, Obj]]:
+    """(key, object) of one resource, unsorted: what a reader copies while it holds the store lock."""
+    return list((s.objects.get(plural) or {}).items())
+
+
+def _entry_key(entry: tuple[str, Obj]) -> str:
+    return entry[0]
 
 
 def _dry_run(request: web.Request) -> bool:

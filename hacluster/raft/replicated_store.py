@@ -7,9 +7,10 @@ this module bridges it to asyncio:
   through `loop.call_soon_threadsafe`, with its own deadline (pysyncobj has none for async calls).
   Before proposing it checks this master's view of the cluster: with no leader, or (on the leader) no
   recent answer from a majority, it refuses at once with `Unavailable` — nothing was proposed.
-  Outcomes that may or may not have committed (DISCARDED, LEADER_CHANGED, NOT_LEADER, UNKNOWN_OUTCOME)
-  are retried with the same request id until the deadline — the state machine deduplicates — and end in
-  `Timeout` (outcome unknown) if the deadline passes after something was proposed.
+  Failed attempts are retried with the same request id until the deadline — the state machine
+  deduplicates. The write ends in `Timeout` (outcome unknown) only if some attempt may have reached a log
+  (LEADER_CHANGED, UNKNOWN_OUTCOME, or no answer); attempts that provably appended nothing (QUEUE_FULL,
+  MISSING_LEADER, NOT_LEADER) or can never commit (DISCARDED) end in `Unavailable`: it did not happen.
 - the replicated method is a one-liner that hands the bytes to the pure state machine and never raises.
 - a per-tick callback publishes an immutable `RaftView` (role, term, leader, quorum contact) so the event
   loop never reads pysyncobj's internals while the tick thread mutates them.
@@ -53,9 +54,15 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _ROLE = {0: "follower", 1: "candidate", 2: "leader"}
-# Outcomes after which the command may or may not be in the log: safe to retry (request ids dedupe).
-_RETRYABLE = {FAIL_REASON.DISCARDED, FAIL_REASON.LEADER_CHANGED, FAIL_REASON.NOT_LEADER,
-              FAIL_REASON.UNKNOWN_OUTCOME, FAIL_REASON.MISSING_LEADER, FAIL_REASON.QUEUE_FULL}
+# Outcomes after which this attempt's command may be in some master's log (and may yet commit): a forwarded
+# command whose leader changed before it answered, or a forwarded answer that came too late to track.
+_MAYBE_IN_LOG = {FAIL_REASON.LEADER_CHANGED, FAIL_REASON.UNKNOWN_OUTCOME}
+# Outcomes after which this attempt's command is in no log, or can never commit: pysyncobj's queue was full,
+# there was no leader to forward to, or the master it was forwarded to no longer leads (each raised before
+# anything is appended); DISCARDED: another entry committed at the index it was appended at.
+_NOT_IN_LOG = {FAIL_REASON.QUEUE_FULL, FAIL_REASON.MISSING_LEADER, FAIL_REASON.NOT_LEADER, FAIL_REASON.DISCARDED}
+# Both are retried with the same request id until the deadline (the state machine deduplicates).
+_RETRYABLE = _MAYBE_IN_LOG | _NOT_IN_LOG
 _RETRY_WAIT_S = 0.05  # how long to wait for a new leader between attempts (bounded by the deadline)
 APPEND_BATCH_BYTES = 256 * 1024  # most bytes of entries one AppendEntries carries (one entry may be larger)
 APPEND_BATCH_ENTRIES = 4096  # and at most this many entries
@@ -282,8 +289,9 @@ class RaftStore:
         me = cfg.master(master_id)
         self.address = f"127.0.0.1:{me.raft_port}"
         self._id_by_address = {f"127.0.0.1:{m.raft_port}": m.id for m in cfg.masters}
-        self._limits = StoreLimits(watch_history_max=cfg.store.watch_history_max,
-                                   dedup_max=cfg.store.dedup_max, events_max=cfg.store.events_max)
+        # Only the watch history's length is this master's own choice; the limits that change what `apply`
+        # does (dedup_max, events_max) are the state machine's constants, the same on every master.
+        self._limits = StoreLimits(watch_history_max=cfg.store.watch_history_max)
         self._state = StoreState(self._limits)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -296,6 +304,7 @@ class RaftStore:
         self._applied_count = 0
         self._barrier_inflight = False
         self._barrier_next: asyncio.Future[None] | None = None
+        self._barrier_task: asyncio.Future[None] | None = None
         self.proposal_stats: dict[str, int] = {}
         self._on_outcome = on_proposal_outcome
         self._data_dir = Path(data_dir) if data_dir else None
@@ -620,7 +629,7 @@ class RaftStore:
             raise BadRequest(str(exc)) from exc
         timeout = self.cfg.api.proposal_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout
-        proposed = False
+        maybe_in_log = False  # has any attempt possibly put the command in some master's log?
         last_reason = "no leader"
         while True:
             view = self._view
@@ -629,7 +638,7 @@ class RaftStore:
                 break
             if not view.quorum:
                 last_reason = self._why_unavailable(view)
-                if not proposed:
+                if not maybe_in_log:
                     # Nothing is in flight: refuse now rather than wait (a definite failure).
                     self._count("unavailable")
                     raise Unavailable(f"hacluster master {self.id}: {last_reason}; the write was not made",
@@ -641,14 +650,19 @@ class RaftStore:
 
             def on_result(res: Any, err: int, fut: asyncio.Future[tuple[Any, int]] = fut,
                           loop: asyncio.AbstractEventLoop = loop) -> None:
-                loop.call_soon_threadsafe(_settle, fut, res, err)
+                # Called inside pysyncobj's apply loop (tick thread) after the entry was applied but before
+                # raftLastApplied advances: raising here would make pysyncobj apply the entry again.
+                try:
+                    loop.call_soon_threadsafe(_settle, fut, res, err)
+                except Exception:  # the loop is closed (shutdown): nobody waits for the answer any more
+                    pass
 
             self._sync.apply_command(payload, callback=on_result)
             self._sync.wake()
-            proposed = True
             # asyncio.wait neither cancels `fut` on the deadline nor swallows a cancellation of this task.
             await asyncio.wait({fut}, timeout=remaining)
             if not fut.done():
+                maybe_in_log = True
                 last_reason = "no commit before the deadline"
                 break
             res, err = fut.result()
@@ -656,11 +670,13 @@ class RaftStore:
                 self._count("committed")
                 return res  # type: ignore[no-any-return]
             last_reason = f"Raft reported {_reason_name(err)}"
+            if err not in _NOT_IN_LOG:
+                maybe_in_log = True
             if err not in _RETRYABLE:
                 break
             self._count("retried")
             await self.wait_for_view(min(max(deadline - time.monotonic(), 0), _RETRY_WAIT_S))
-        if proposed:
+        if maybe_in_log:
             self._count("unknown")
             raise Timeout(f"Timeout: request did not complete within {timeout:g}s ({last_reason}); the write may "
                           "or may not have been committed", retry_after_s=1)
@@ -680,7 +696,8 @@ class RaftStore:
         if not self._barrier_inflight:
             self._barrier_inflight = True
             first: asyncio.Future[None] = self._loop.create_future()
-            asyncio.ensure_future(self._run_barriers(first))
+            # Kept referenced (the loop holds tasks only weakly); `_run_barriers` clears it when it ends.
+            self._barrier_task = asyncio.ensure_future(self._run_barriers(first))
             await asyncio.shield(first)
             return
         if self._barrier_next is None:
@@ -688,17 +705,33 @@ class RaftStore:
         await asyncio.shield(self._barrier_next)
 
     async def _run_barriers(self, fut: asyncio.Future[None]) -> None:
-        while True:
-            try:
-                await self.propose(cmds.Barrier())
-                fut.set_result(None)
-            except Exception as exc:
-                fut.set_exception(exc)
-                fut.exception()  # mark retrieved: a waiter may have gone away
-            if self._barrier_next is None:
-                self._barrier_inflight = False
-                return
-            fut, self._barrier_next = self._barrier_next, None
+        """Propose barriers while readers wait for one. However it ends — even cancelled (shutdown) — no
+        waiter is left hanging and the next reader starts a new round."""
+        try:
+            while True:
+                try:
+                    await self.propose(cmds.Barrier())
+                    fut.set_result(None)
+                except Exception as exc:
+                    _fail_future(fut, exc)
+                if self._barrier_next is None:
+                    return
+                fut, self._barrier_next = self._barrier_next, None
+        finally:
+            self._barrier_inflight = False
+            self._barrier_task = None
+            gone = Unavailable(f"hacluster master {self.id}: the read barrier was cancelled (shutting down); "
+                               "the read was not served", retry_after_s=1)
+            _fail_future(fut, gone)
+            if self._barrier_next is not None:
+                _fail_future(self._barrier_next, gone)
+                self._barrier_next = None
+
+
+def _fail_future(fut: asyncio.Future[None], exc: BaseException) -> None:
+    if not fut.done():
+        fut.set_exception(exc)
+        fut.exception()  # mark retrieved: a waiter may have gone away
 
 
 SNAPSHOT_FILE = "raft.snapshot"

@@ -4,8 +4,9 @@ The API server, scheduler and controllers talk only to a `ReplicatedStore`; how 
 (pysyncobj's Raft in `hacluster.raft`, or later an external etcd) stays behind it.
 
 Failure contract:
-- `Unavailable` (503): nothing was proposed (no leader, or this master lacks a quorum) — it did not happen.
-- `Timeout` (504): a proposal was made and its outcome is unknown — it may still be committed.
+- `Unavailable` (503): the command is in no log and never will be (no leader, this master lacks a quorum,
+  or every attempt was refused before anything was appended) — it did not happen.
+- `Timeout` (504): an attempt may have reached a log and its outcome is unknown — it may still be committed.
 - Any other outcome is the state machine's own `Result` (which may be a refusal such as Conflict).
 """
 

@@ -10,6 +10,11 @@ Like etcd, one global revision counts changes; an object's `metadata.resourceVer
 its last change, and every change is one `WatchEvent` in a bounded history that feeds watches.
 Reads (`get`, `list_objects`, `events_since`) are for the owner of this object; the Raft layer serialises
 them against `apply` with a lock.
+
+Everything it stores and hands out — objects, watch events, results — is frozen (`hacluster.store.frozen`):
+readers get the stored objects without a copy, and an attempt to change one in place raises instead of
+changing this master's state outside the log. `fingerprint()` digests every object's content; it is kept
+up to date by `apply` one object at a time, so taking it costs nothing however large the store.
 """
 
 from __future__ import annotations
@@ -22,25 +27,39 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from hacluster.model import resources
 from hacluster.model.commands import AnyCommand, Barrier, Batch, Bind, Create, Delete, LeaderElected, Replace
 from hacluster.model.errors import ErrorInfo
 from hacluster.model.timestamps import add_seconds
+from hacluster.store.frozen import freeze
 
 Obj = dict[str, Any]
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 
 
+DEDUP_MAX = 20_000
+"""Request ids remembered so that a retried proposal is answered with its first outcome. A constant of this
+state machine's version, not configuration: which outcome a retry gets depends on it, so every master
+must apply with the same value (a per-master setting would let two masters answer a retry differently)."""
+EVENTS_MAX = 5_000
+"""Event objects kept; the oldest are deleted beyond this (Kubernetes expires them after 1 h). A constant
+of this state machine's version for the same reason: it decides which objects exist."""
+
+
 @dataclass(frozen=True)
 class StoreLimits:
-    """Bounds of the state machine; identical on every master (they come from the cluster config)."""
+    """Bounds of the state machine. `dedup_max` and `events_max` change what `apply` does, so the Raft
+    store always runs with the defaults (`DEDUP_MAX`, `EVENTS_MAX`); other values are for tests of the pure
+    state machine. `watch_history_max` only bounds what this master keeps for its own watches."""
 
     watch_history_max: int = 10_000
     """Change events kept for watches; a watch from an older revision gets 410 Expired."""
-    dedup_max: int = 20_000
+    dedup_max: int = DEDUP_MAX
     """Request ids remembered so that a retried proposal is answered with its first outcome."""
-    events_max: int = 5_000
+    events_max: int = EVENTS_MAX
     """Event objects kept; the oldest are deleted beyond this (Kubernetes expires them after 1 h)."""
 
 
@@ -103,6 +122,9 @@ class StoreState:
         self.leader_id = ""
         self.dedup: OrderedDict[str, Result] = OrderedDict()
         self.event_keys: OrderedDict[str, None] = OrderedDict()  # events in creation order, for expiry
+        # The content fingerprint, kept incrementally: a digest per stored object, and their sum.
+        self._digests: dict[tuple[str, str], int] = {}
+        self._digest_sum = 0
 
     # ----------------------------------------------------------------------------------------- apply
     def apply(self, command: AnyCommand) -> Result:
@@ -154,6 +176,15 @@ class StoreState:
             self.history_floor = self.history[0].revision
         self.history.append(WatchEvent(self.revision, etype, plural, key, obj, prev))
 
+    def _set_digest(self, plural: str, key: str, obj: Obj | None) -> None:
+        """Keep the content fingerprint: replace the digest of one object (None: it is gone)."""
+        old = self._digests.pop((plural, key), 0)
+        new = 0
+        if obj is not None:
+            new = _object_digest(plural, key, obj)
+            self._digests[(plural, key)] = new
+        self._digest_sum = (self._digest_sum - old + new) % _DIGEST_MODULUS
+
     def _next_revision(self) -> str:
         self.revision += 1
         return str(self.revision)
@@ -161,17 +192,21 @@ class StoreState:
     def _put(self, plural: str, key: str, obj: Obj, prev: Obj | None) -> Obj:
         """Store `obj` (metadata already a fresh dict) at a new revision and record the event."""
         obj["metadata"]["resourceVersion"] = self._next_revision()
+        stored: Obj = freeze(obj)
         bucket = self.objects[plural]
-        bucket[key] = obj
-        self._record(ADDED if prev is None else MODIFIED, plural, key, obj, prev)
-        return obj
+        bucket[key] = stored
+        self._set_digest(plural, key, stored)
+        self._record(ADDED if prev is None else MODIFIED, plural, key, stored, prev)
+        return stored
 
     def _remove(self, plural: str, key: str) -> Obj:
         bucket = self.objects[plural]
         prev = bucket.pop(key)
-        gone = dict(prev)
-        gone["metadata"] = dict(prev["metadata"])
-        gone["metadata"]["resourceVersion"] = self._next_revision()
+        last = dict(prev)
+        last["metadata"] = dict(prev["metadata"])
+        last["metadata"]["resourceVersion"] = self._next_revision()
+        gone: Obj = freeze(last)
+        self._set_digest(plural, key, None)
         self._record(DELETED, plural, key, gone, prev)
         if plural == "events":
             self.event_keys.pop(key, None)
@@ -405,7 +440,9 @@ class StoreState:
         s = cls(limits)
         s.revision = int(data["revision"])
         for plural, objs in data["objects"].items():
-            s.objects[plural] = dict(objs)
+            s.objects[plural] = {key: freeze(obj) for key, obj in objs.items()}
+            for key, obj in s.objects[plural].items():
+                s._set_digest(plural, key, obj)
         s.term_seen = int(data["term_seen"])
         s.fenced_refusals = int(data.get("fenced_refusals", 0))
         s.leader_id = str(data["leader_id"])
@@ -415,14 +452,35 @@ class StoreState:
         return s
 
     def fingerprint(self) -> str:
-        """A digest of (revision, every object's key and resourceVersion): equal on masters that applied
-        the same log prefix, different as soon as one of them diverged."""
-        h = hashlib.sha256(str(self.revision).encode())
-        for plural in sorted(self.objects):
-            objs = self.objects[plural]
-            for key in sorted(objs):
-                h.update(f"{plural}/{key}@{objs[key]['metadata'].get('resourceVersion')};".encode())
-        return h.hexdigest()[:16]
+        """A digest of the revision and the full content of every object: equal on masters that applied the
+        same log prefix, different as soon as one of them holds different objects. O(1): `apply` keeps the
+        sum of per-object digests up to date."""
+        return _fingerprint(self.revision, self._digest_sum)
+
+    def recomputed_fingerprint(self) -> str:
+        """`fingerprint()` computed from scratch from the objects as they are now (O(store size); for tests
+        and checks: it differs from `fingerprint()` if a stored object was changed outside `apply`)."""
+        total = 0
+        for plural, objs in self.objects.items():
+            for key, obj in objs.items():
+                total = (total + _object_digest(plural, key, obj)) % _DIGEST_MODULUS
+        return _fingerprint(self.revision, total)
+
+
+_DIGEST_MODULUS = 2 ** 128
+_canonical_json = msgspec.json.Encoder(order="sorted")
+
+
+def _object_digest(plural: str, key: str, obj: Obj) -> int:
+    """A digest of one stored object's identity and content (keys sorted, so equal content digests equally;
+    a sum of these is independent of the order in which objects were stored)."""
+    h = hashlib.blake2b(f"{plural}/{key}\n".encode(), digest_size=16)
+    h.update(_canonical_json.encode(obj))
+    return int.from_bytes(h.digest(), "big")
+
+
+def _fingerprint(revision: int, digest_sum: int) -> str:
+    return hashlib.sha256(f"{revision}:{digest_sum:032x}".encode()).hexdigest()[:16]
 
 
 def _same_except_rv(a: Obj, b: Obj) -> bool:
@@ -451,7 +509,7 @@ def _result_to_plain(r: Result) -> list[Any]:
 def _result_from_plain(p: list[Any]) -> Result:
     ok, obj, err, revision, results = p
     error = None if err is None else ErrorInfo(reason=err[0], message=err[1], kind=err[2], name=err[3])
-    return Result(ok=bool(ok), obj=obj, error=error, revision=int(revision),
+    return Result(ok=bool(ok), obj=None if obj is None else freeze(obj), error=error, revision=int(revision),
                   results=tuple(_result_from_plain(x) for x in results))
 
 

@@ -360,3 +360,78 @@ async def test_storage_faults_need_the_admin_and_write_back_storage(api):
     assert code == 404 and "write-back test storage" in body["message"], body
     code, _, _ = await api.call("GET", "/metrics")
     assert code == 200
+
+
+async def test_scale_changes_stored_objects_only_through_the_log(api):
+    """Issue 13, finding 1: the scale path copied `spec` shallowly and defaulting then changed the stored
+    `spec.template.spec` in place — this master's state changed without any command. A dry run proposes
+    nothing, so the stored object must come out of it exactly as it went in."""
+    import copy
+
+    from hacluster.model import commands as C
+
+    bare = {"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "rs", "namespace": "default", "uid": "uid-rs", "creationTimestamp": "x"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "a"}},
+                     "template": {"metadata": {"labels": {"app": "a"}},
+                                  "spec": {"containers": [{"name": "c", "image": "nginx"}]}}},
+            "status": {"replicas": 0}}
+    assert (await api.store.propose(C.Create(resource="replicasets", namespace="default", obj=bare))).ok
+    before = copy.deepcopy(api.store.state.get("replicasets", "default", "rs"))
+    proposals = len(api.store.proposals)
+    path = "/apis/apps/v1/namespaces/default/replicasets/rs/scale"
+    code, body, _ = await api.call("PUT", path + "?dryRun=All", {"apiVersion": "autoscaling/v1", "kind": "Scale",
+                                                                  "metadata": {"name": "rs"}, "spec": {"replicas": 3}})
+    assert code == 200 and body["spec"]["replicas"] == 3, body
+    code, body, _ = await api.call("PATCH", path + "?dryRun=All", {"spec": {"replicas": 4}},
+                                   headers={"Content-Type": "application/merge-patch+json"})
+    assert code == 200 and body["spec"]["replicas"] == 4, body
+    assert len(api.store.proposals) == proposals, "a dry run proposes nothing"
+    assert api.store.state.get("replicasets", "default", "rs") == before, "stored object changed outside the log"
+    code, body, _ = await api.call("PUT", path, {"apiVersion": "autoscaling/v1", "kind": "Scale",
+                                                 "metadata": {"name": "rs"}, "spec": {"replicas": 2}})
+    assert code == 200 and body["spec"]["replicas"] == 2, body
+    assert api.store.state.fingerprint() == api.store.state.recomputed_fingerprint()
+
+
+async def test_watch_from_a_future_revision_waits_for_it_and_never_replays(api):
+    """Issue 13, finding 5: a watch resumed at a resourceVersion ahead of this master (a follower behind the
+    one the client saw last) started from the local revision and delivered events the client had already
+    seen. As kube-apiserver's watch cache does, the watch waits (bounded) for the revision and then delivers
+    only what follows it."""
+    await api.call("POST", PODS, pod("f0"))
+    future = api.store.state.revision + 2
+    # The answer's headers wait for the revision too: the writes go in while the request is pending.
+    watch = asyncio.ensure_future(api.client.get(f"{PODS}?watch=true&resourceVersion={future}&timeoutSeconds=5",
+                                                 headers={"Authorization": f"Bearer {ADMIN}"}))
+    await asyncio.sleep(0.05)
+    for i in range(1, 5):
+        await api.call("POST", PODS, pod(f"f{i}"))
+    resp = await asyncio.wait_for(watch, 5)
+    evs = await read_watch(resp, 2)
+    rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in evs]
+    assert [e["type"] for e in evs] == ["ADDED", "ADDED"] and rvs == [future + 1, future + 2], evs
+    resp.close()
+
+
+async def test_watch_from_a_revision_that_never_comes_is_too_large(api, monkeypatch):
+    """...and when the revision does not arrive in time, answers as Kubernetes' NewTooLargeResourceVersionError:
+    a 504 Timeout Status, cause ResourceVersionTooLarge, retryAfterSeconds 1, and no event."""
+    from hacluster.apiserver import server
+
+    monkeypatch.setattr(server, "FUTURE_REVISION_WAIT_S", 0.2)
+    current = api.store.state.revision
+    watch = asyncio.ensure_future(api.client.get(
+        f"{PODS}?watch=true&resourceVersion={current + 50}&timeoutSeconds=5",
+        headers={"Authorization": f"Bearer {ADMIN}"}))
+    await asyncio.sleep(0.05)
+    await api.call("POST", PODS, pod("late"))
+    resp = await asyncio.wait_for(watch, 5)
+    evs = await read_watch(resp, 2)
+    assert len(evs) == 1 and evs[0]["type"] == "ERROR", evs
+    status = evs[0]["object"]
+    assert (status["code"], status["reason"]) == (504, "Timeout")
+    assert status["message"] == f"Timeout: Too large resource version: {current + 50}, current: {current + 1}"
+    assert status["details"]["retryAfterSeconds"] == 1
+    assert status["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
+    assert status["details"]["causes"][0]["message"] == "Too large resource version"

@@ -114,3 +114,27 @@ def test_latency_slows_writes_without_breaking_them(chaos_factory):
     assert statistics.median(times) >= 0.06, "a commit needs a round trip to a follower through the slow link"
     c.net.undo(undo)
     c.wait_converged(list(c.status()))
+
+
+def test_a_killed_master_refuses_connections_through_its_proxies_until_it_is_back(chaos_factory):
+    """Issue 13, finding 8: behind Toxiproxy a killed master was seen through a proxy that accepted each
+    connection and then reset it — to a client, a master that may have processed the request. The kill
+    nemesis disables the dead master's API proxies, so its clients are refused, as by its closed port; the
+    restart lets them through again."""
+    import socket
+
+    c = chaos_factory(3)
+    endpoints = c.net.api_endpoints("workload")
+    victim = c.leader()["id"]
+    def address(mid):
+        host, port = endpoints[mid].removeprefix("http://").split(":")
+        return host, int(port)
+
+    c.nemesis.start(0, FaultSpec(at_s=0, duration_s=5, kind="kill", target=victim))
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(address(victim), timeout=2).close()
+    other = next(m for m in endpoints if m != victim)
+    socket.create_connection(address(other), timeout=2).close()  # the others' proxies still let clients in
+    c.nemesis.end(0)
+    wait_for(lambda: c.status()[victim]["role"] in ("follower", "leader"), 15, "the victim is back")
+    socket.create_connection(address(victim), timeout=2).close()

@@ -4,6 +4,7 @@ is recorded as `info`, never `ok` or `fail`."""
 import asyncio
 import json
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -84,3 +85,47 @@ def test_short_scenario_run_records_consistent_files(tmp_path):
     assert s["leader_changes"] >= 1 and s["final_state_identical_on_all_masters"]
     assert s["checker"]["linearizable"] == "valid"
     assert (out / "raft.jsonl").read_text().count("\n") > 10
+
+
+class _Raising:
+    """An aiohttp request context that fails the way aiohttp reports a lost connection."""
+
+    def __init__(self, exc):
+        self.exc = exc
+
+    async def __aenter__(self):
+        raise self.exc
+
+    async def __aexit__(self, *exc):
+        return False
+
+
+class RaisingSession:
+    def __init__(self, exc):
+        self.exc = exc
+
+    def _request(self, *args, **kwargs):
+        return _Raising(self.exc)
+
+    get = post = patch = delete = _request
+
+
+@pytest.mark.parametrize("exc,expected", [
+    # aiohttp could not write the body: the connection was already closing, nothing of it went out, and the
+    # API server acts only on a whole body — the request was never processed (issue 13, finding 8).
+    (aiohttp.ClientOSError(32, "Can not write request body for http://127.0.0.1:1/api/v1/x"), "fail"),
+    (aiohttp.ClientConnectionError("Failed to send bytes into the underlying connection <conn>: "
+                                   "ClientConnectionResetError('Cannot write to closing transport')"), "fail"),
+    # sent, then the connection died: it may have been processed
+    (aiohttp.ClientOSError(104, "Connection reset by peer"), "info"),
+    (aiohttp.ServerDisconnectedError(), "info"),
+    (TimeoutError(), "info"),
+])
+@pytest.mark.parametrize("f", ["create", "write", "cas"])
+async def test_a_request_that_provably_never_reached_the_server_is_a_definite_failure(tmp_path, exc, expected, f):
+    rec = HistoryRecorder(None)
+    spec = WorkloadSpec(rate_per_s=10, concurrency=1, keys=1, mix={f: 1.0})
+    wl = Workload(spec, {"m1": "http://127.0.0.1:1"}, "t", rec, seed=1)
+    kind, _ = await wl._one(RaisingSession(exc), 0, "m1", f, "chaos-0")
+    assert kind == expected
+    assert [e.type for e in rec.events] == ["invoke", expected]

@@ -153,6 +153,10 @@ class RunRecord:
     changes: dict[str, list[tuple[int, str, str, str, dict[str, Any]]]]
     floors: dict[str, int]
     trace: list[str] = field(default_factory=list)
+    # master -> resource -> key -> object, taken after the heal once every master applied the same index
+    objects: dict[str, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
+    # master -> (incremental fingerprint, fingerprint recomputed from the objects), taken with `objects`
+    fingerprints: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 async def _apply_fault(c: InProcessCluster, fault: Fault) -> None:
@@ -214,6 +218,10 @@ async def run_program(program: Program) -> RunRecord:
                 await asyncio.sleep(rnd.wait_ms / 1000)
         await c.heal_all()
         settled = await c.settle()
+        objects = {mid: c.read_state(mid, lambda s: {plural: dict(objs) for plural, objs in s.objects.items()})
+                   for mid in c.ids}
+        fingerprints = {mid: c.read_state(mid, lambda s: (s.fingerprint(), s.recomputed_fingerprint()))
+                        for mid in c.ids}
         for mid in c.ids:
             for k in range(KEYS):
                 await c.operate(mid, "read", f"k{k}", final=True)
@@ -222,7 +230,7 @@ async def run_program(program: Program) -> RunRecord:
         for mid in c.ids:
             changes[mid], floors[mid] = c.read_state(mid, lambda s: (
                 [(e.revision, e.type, e.resource, e.key, e.obj) for e in s.history], s.history_floor))
-        return RunRecord(program, c.obs, settled, changes, floors, list(c.obs.trace))
+        return RunRecord(program, c.obs, settled, changes, floors, list(c.obs.trace), objects, fingerprints)
 
 
 # ----------------------------------------------------------------------------------------- checking
@@ -242,6 +250,9 @@ def check_record(rec: RunRecord) -> list[str]:
     violations += inv.same_state_violations(rec.settled.values())
     violations += inv.bind_acknowledgement_violations(rec.obs.binds)
 
+    problems += object_content_problems(rec.objects)
+    problems += [f"{mid}: fingerprint {kept} kept by apply, but its objects digest to {recomputed} (changed "
+                 "outside the log)" for mid, (kept, recomputed) in rec.fingerprints.items() if kept != recomputed]
     # Every master holds the same change history (over the revisions all of them still keep).
     floor = max(rec.floors.values())
     common = {mid: [(r, t, res, k) for r, t, res, k, _ in ch if r > floor] for mid, ch in rec.changes.items()}
@@ -266,6 +277,21 @@ def check_record(rec: RunRecord) -> list[str]:
         violations += acknowledged_write_violations(operations, key_changes)
         problems += _local_read_problems(rec, history)
     problems += [v.message for v in violations]
+    return problems
+
+
+def object_content_problems(objects: dict[str, dict[str, dict[str, dict[str, Any]]]]) -> list[str]:
+    """Every master holds the same objects, compared by full content (not only key and resourceVersion)."""
+    problems = []
+    if not objects:
+        return problems
+    first = next(iter(objects))
+    for mid, objs in objects.items():
+        for plural in sorted(set(objs) | set(objects[first])):
+            mine, theirs = objs.get(plural, {}), objects[first].get(plural, {})
+            differing = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            if differing:
+                problems.append(f"{mid} holds different {plural} from {first}'s after the heal: {differing[:5]}")
     return problems
 
 

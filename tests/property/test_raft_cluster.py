@@ -158,3 +158,16 @@ def test_a_follower_keeps_acknowledged_entries_when_a_stale_append_arrives() -> 
         assert node._SyncObj__getCurrentLogIndex() == 4, "entries 3 and 4 match the leader's and were applied"
     finally:
         node._doDestroy()
+
+
+def test_object_content_check_sees_a_divergence_that_keys_and_versions_hide() -> None:
+    """Issue 13, finding 1: the cluster check compares object content across masters, so a master whose
+    object changed outside the log (same key, same resourceVersion) is reported."""
+    from tests.property.programs import object_content_problems
+
+    pod = {"metadata": {"name": "k0", "resourceVersion": "5"}, "spec": {"restartPolicy": "Always"}}
+    changed = {"metadata": {"name": "k0", "resourceVersion": "5"}, "spec": {"restartPolicy": "Never"}}
+    same = {m: {"pods": {"default/k0": pod}} for m in ("m1", "m2", "m3")}
+    assert object_content_problems(same) == []
+    diverged = dict(same, m3={"pods": {"default/k0": changed}})
+    assert object_content_problems(diverged) == ["m3 holds different pods from m1's after the heal: ['default/k0']"]

@@ -382,6 +382,7 @@ class StoreMachine(RuleBasedStateMachine):
     @invariant()
     def replay_agrees(self) -> None:
         assert self.replica.fingerprint() == self.state.fingerprint()
+        assert self.state.fingerprint() == self.state.recomputed_fingerprint(), "incremental fingerprint drifted"
         assert self.replica.revision == self.state.revision
         assert self.replica.objects == self.state.objects
         assert (self.replica.term_seen, self.replica.leader_id) == (self.state.term_seen, self.state.leader_id)

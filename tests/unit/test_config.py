@@ -46,3 +46,25 @@ def test_cli_reports_a_bad_config_in_one_line(tmp_path):
                         str(tmp_path / "sd")], capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert r.stderr.startswith("error: ") and "masters" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_state_machine_limits_are_not_per_master_settings(tmp_path):
+    """Issue 13, finding 2: `dedup_max` and `events_max` change what `apply` returns and which events exist;
+    read from each master's own file, two masters with different files diverged. They are constants of the
+    state machine: a config may only repeat them, and every master's store applies with them."""
+    from hacluster.raft.replicated_store import RaftStore
+    from hacluster.store.state import DEDUP_MAX, EVENTS_MAX
+
+    base = "masters:\n  - id: m1\n    api_port: 7001\n    raft_port: 7002\n"
+    p = tmp_path / "c.yaml"
+    p.write_text(base + f"store:\n  events_max: {EVENTS_MAX}\n  dedup_max: {DEDUP_MAX}\n")
+    cfg = load_config(p)
+    p.write_text(base + "store:\n  events_max: 3\n  dedup_max: 4\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(p)
+    assert f"{p}: store: events_max: is a constant of the replicated state machine ({EVENTS_MAX})" in str(exc.value)
+    assert f"{p}: store: dedup_max: is a constant of the replicated state machine ({DEDUP_MAX})" in str(exc.value)
+    # Even a config built in code with other values cannot reach the state machine.
+    odd = cfg.model_copy(update={"store": cfg.store.model_construct(watch_history_max=50, dedup_max=4, events_max=3)})
+    limits = RaftStore(odd, "m1", data_dir=None)._state.limits
+    assert (limits.dedup_max, limits.events_max, limits.watch_history_max) == (DEDUP_MAX, EVENTS_MAX, 50)

@@ -1,0 +1,125 @@
+"""What hacluster relies on inside pysyncobj, beyond its public API — checked so that an upgrade fails here,
+loudly and by name, instead of quietly changing replication (issue 13, finding 7; STYLE.md "pin what you
+patch").
+
+`hacluster.raft.replicated_store` subclasses `SyncObj`, overrides three of its private (name-mangled)
+methods and reads its private fields once per tick; it also depends on when pysyncobj calls a proposal's
+callback with which FAIL_REASON. Everything of that kind is listed here, in one place: a branch that relies
+on another private name or behaviour adds it to these tables (with who relies on it), and a pysyncobj
+upgrade means re-reading each listed method against the overrides and updating the digests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import inspect
+import re
+import socket
+from pathlib import Path
+
+import pytest
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PYSYNCOBJ_VERSION = "0.3.17"
+"""The version the overrides were written against; pyproject.toml pins exactly this one."""
+
+PRIVATE_FIELDS = {
+    # field of a live SyncObj: who reads or writes it
+    "_SyncObj__raftState": "replicated_store: flush_appends, the message override, _on_tick (role)",
+    "_SyncObj__raftCommitIndex": "replicated_store: flush_appends, __sendNextNodeIdx override",
+    "_SyncObj__raftCurrentTerm": "replicated_store: __onMessageReceived override (append term check)",
+    "_SyncObj__raftNextIndex": "replicated_store: __onMessageReceived override (nextIndex never moves back)",
+    "_SyncObj__raftLeader": "replicated_store: _on_tick (leader)",
+    "_SyncObj__connectedNodes": "replicated_store: _on_tick (quorum contact)",
+    "_SyncObj__lastResponseTime": "replicated_store: _on_tick (quorum contact, pysyncobj's clock)",
+    "_SyncObj__raftMatchIndex": "replicated_store: _on_tick (peer match index)",
+    "_SyncObj__otherNodes": "replicated_store: _on_tick; tests/property/test_raft_cluster.py",
+    "_SyncObj__raftLog": "replicated_store: _on_tick (log length)",
+    "_SyncObj__thread": "tests/property/harness.py (joins the tick thread on stop)",
+    "_poller": "replicated_store: flush_appends (wake pipe registered on the tick thread)",
+}
+
+PRIVATE_METHODS = {
+    # method: (signature, who calls or overrides it)
+    "_SyncObj__onMessageReceived": ("(self, node, message)", "replicated_store: overridden"),
+    "_SyncObj__getEntries": ("(self, fromIDx, count=None, maxSizeBytes=None)", "replicated_store: overridden"),
+    "_SyncObj__sendNextNodeIdx": ("(self, node, reset=False, nextNodeIdx=None, success=False)",
+                                  "replicated_store: overridden"),
+    "_SyncObj__sendAppendEntries": ("(self)", "replicated_store: flush_appends"),
+    "_SyncObj__getCurrentLogIndex": ("(self)", "replicated_store; tests/property/test_raft_cluster.py"),
+    "_SyncObj__getCurrentLogTerm": ("(self)", "replicated_store: _skip_matching_entries"),
+}
+
+SOURCE_DIGESTS = {
+    # sha256[:16] of the method's source. The overridden methods, and the ones whose FAIL_REASON rules
+    # RaftStore.propose relies on: QUEUE_FULL (_applyCommand), MISSING_LEADER and NOT_LEADER before anything
+    # is appended (_checkCommandsToApply), DISCARDED only when another term's entry committed at the index,
+    # and callbacks called before raftLastApplied advances (__applyLogEntries), LEADER_CHANGED for forwarded
+    # commands (__onLeaderChanged), and the message shapes the overrides inspect (__onMessageReceived).
+    "_SyncObj__onMessageReceived": "ddfe34b6c0282179",
+    "_SyncObj__getEntries": "e29c4b33293b2101",
+    "_SyncObj__sendNextNodeIdx": "68aaeefc267b8896",
+    "_SyncObj__sendAppendEntries": "9cb9073128c392fa",
+    "_checkCommandsToApply": "a386a8079361d204",
+    "_SyncObj__applyLogEntries": "073db677773b5a2d",
+    "_applyCommand": "827f207d515b2d64",
+    "_SyncObj__onLeaderChanged": "53b7685e1d897887",
+}
+
+FAIL_REASONS_USED = ("SUCCESS", "QUEUE_FULL", "MISSING_LEADER", "DISCARDED", "NOT_LEADER", "LEADER_CHANGED",
+                     "UNKNOWN_OUTCOME")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_installed_version_is_the_pinned_one() -> None:
+    assert importlib.metadata.version("pysyncobj") == PYSYNCOBJ_VERSION
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert re.search(rf'"pysyncobj=={re.escape(PYSYNCOBJ_VERSION)}"', pyproject), \
+        "pyproject.toml must pin pysyncobj to the exact version the overrides were written against"
+
+
+@pytest.mark.parametrize("name", sorted(SOURCE_DIGESTS))
+def test_relied_on_methods_are_unchanged(name: str) -> None:
+    digest = hashlib.sha256(inspect.getsource(getattr(SyncObj, name)).encode()).hexdigest()[:16]
+    assert digest == SOURCE_DIGESTS[name], (
+        f"pysyncobj's SyncObj.{name} changed: re-read it against hacluster/raft/replicated_store.py "
+        "(see this module's docstring), then update SOURCE_DIGESTS")
+
+
+@pytest.mark.parametrize("name", sorted(PRIVATE_METHODS))
+def test_private_methods_keep_their_signatures(name: str) -> None:
+    signature, who = PRIVATE_METHODS[name]
+    assert str(inspect.signature(getattr(SyncObj, name))) == signature, f"{name} (used by {who})"
+
+
+def test_private_fields_and_fail_reasons_exist() -> None:
+    node = SyncObj(f"127.0.0.1:{_free_port()}", [], SyncObjConf(autoTick=False))
+    try:
+        missing = {name: who for name, who in PRIVATE_FIELDS.items() if not hasattr(node, name)}
+        assert not missing, f"pysyncobj no longer has {missing}"
+    finally:
+        node.destroy()
+    assert [r for r in FAIL_REASONS_USED if not hasattr(FAIL_REASON, r)] == []
+
+
+def test_without_a_leader_a_command_is_refused_before_anything_is_appended() -> None:
+    """The behaviour finding 3's 503 rests on: MISSING_LEADER comes from the local queue, nothing appended."""
+    node = SyncObj(f"127.0.0.1:{_free_port()}", [f"127.0.0.1:{_free_port()}"],
+                   SyncObjConf(autoTick=False, commandsWaitLeader=False))  # as RaftStore runs it
+    try:
+        answers: list[tuple[object, int]] = []
+        before = len(node._SyncObj__raftLog)
+        node._applyCommand(b"\x00command", lambda res, err: answers.append((res, err)))
+        node._checkCommandsToApply()
+        assert answers == [(None, FAIL_REASON.MISSING_LEADER)]
+        assert len(node._SyncObj__raftLog) == before
+    finally:
+        node.destroy()
