@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,6 +48,7 @@ _ROLE = {0: "follower", 1: "candidate", 2: "leader"}
 # Outcomes after which the command may or may not be in the log: safe to retry (request ids dedupe).
 _RETRYABLE = {FAIL_REASON.DISCARDED, FAIL_REASON.LEADER_CHANGED, FAIL_REASON.NOT_LEADER,
               FAIL_REASON.UNKNOWN_OUTCOME, FAIL_REASON.MISSING_LEADER, FAIL_REASON.QUEUE_FULL}
+_RAFT_POSITIONS_MAX = 50_000  # revisions whose Raft entry the audit log can still name
 _RETRY_WAIT_S = 0.05  # how long to wait for a new leader between attempts (bounded by the deadline)
 APPEND_BATCH_BYTES = 256 * 1024  # most bytes of entries one AppendEntries carries (one entry may be larger)
 APPEND_BATCH_ENTRIES = 4096  # and at most this many entries
@@ -231,6 +233,8 @@ class RaftStore:
         self._dial = dial_addresses or {}
         self._sync: _RaftStateMachine | None = None
         self._snapshot_child: int | None = None
+        # store revision -> (Raft log index, term) of the entry that produced it, for the audit log; bounded
+        self._raft_positions: OrderedDict[int, tuple[int, int]] = OrderedDict()
 
     # ------------------------------------------------------------------------------- lifecycle
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -294,8 +298,19 @@ class RaftStore:
         with self._lock:
             result = self._state.apply(command)
             self._applied_count += 1
+        sync = self._sync
+        if result.ok and result.revision and sync is not None:
+            # pysyncobj applies entry raftLastApplied + 1 and counts it only after this returns; a write it
+            # acknowledges was committed in the term it was proposed in, the current one
+            self._raft_positions[result.revision] = (sync.raftLastApplied + 1, sync.raftCurrentTerm)
+            if len(self._raft_positions) > _RAFT_POSITIONS_MAX:
+                self._raft_positions.popitem(last=False)
         self._signal_change()
         return result
+
+    def raft_position(self, revision: int) -> tuple[int, int] | None:
+        """(log index, term) of the Raft entry that made store revision `revision`, while remembered."""
+        return self._raft_positions.get(revision)
 
     def _signal_change(self) -> None:
         loop = self._loop
