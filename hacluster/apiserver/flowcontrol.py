@@ -39,7 +39,8 @@ def is_long_running(method: str, path: str, query: dict[str, str]) -> bool:
     if method != "GET":
         return False
     segments = [s for s in path.split("/") if s]
-    if "watch" in segments[:4] or query.get("watch", "").lower() in ("true", "1"):
+    prefix = 2 if segments[:1] == ["api"] else 3  # /api/v1/watch/… or /apis/GROUP/VERSION/watch/…
+    if segments[prefix:prefix + 1] == ["watch"] or query.get("watch", "").lower() in ("true", "1"):
         return True
     return bool(segments) and segments[-1] == "log" and query.get("follow", "").lower() in ("true", "1")
 
