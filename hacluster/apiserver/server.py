@@ -87,6 +87,8 @@ USER = web.RequestKey("user", User)
 COMMITTED: contextvars.ContextVar[int] = contextvars.ContextVar("committed_revision", default=0)
 """Store revision of the write a request committed (for the audit event's Raft index and term)."""
 _UNAUDITED_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
+_METHOD_VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+"""The verb of a request refused before its path was parsed (a list is then recorded as get)."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +201,7 @@ class ApiServer:
         try:
             user = self.authn.authenticate(request.headers.get("Authorization"))
             name, groups = user.name, user.groups
+            request[USER] = user  # for the audit event of a request refused here
         except E.Unauthorized:
             name, groups = "system:anonymous", ()  # the handler answers 401; its request still takes a seat
         if is_long_running(request.method, request.path, dict(request.query)):
@@ -277,7 +280,8 @@ class ApiServer:
             raft = position(revision) if position is not None else None
         peer = request.transport.get_extra_info("peername") if request.transport is not None else None
         self.audit_log.write(audit.event(
-            audit_id=audit_id, master_id=self.master_id, verb=request.get(VERB, request.method.lower()),
+            audit_id=audit_id, master_id=self.master_id,
+            verb=request.get(VERB, _METHOD_VERBS.get(request.method, request.method.lower())),
             uri=request.path_qs, username=user.name if user else "system:anonymous",
             groups=user.groups if user else ("system:unauthenticated",), source_ip=peer[0] if peer else "",
             user_agent=request.headers.get("User-Agent", ""), ref=ref, code=code, status=status,
