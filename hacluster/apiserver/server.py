@@ -206,7 +206,11 @@ class ApiServer:
             name, groups = "system:anonymous", ()  # the handler answers 401; its request still takes a seat
         if is_long_running(request.method, request.path, dict(request.query)):
             return await self._long_running(request, handler, name)
-        seat: Seat = await self.flow.admit(request.method, name, groups)
+        try:
+            seat: Seat = await self.flow.admit(request.method, name, groups)
+        except E.TooManyRequests:
+            self.metrics.rejected.labels(self.flow.pool_for(request.method).name).inc()
+            raise
         try:
             timeout_s = self.cfg.api.request_timeout_s
             try:
@@ -227,7 +231,11 @@ class ApiServer:
         that stops reading is dropped (see `limits.drop_if_stalled`)."""
         watch = not request.path.endswith("/log")
         if watch:
-            self.watch_caps.acquire(user)
+            try:
+                self.watch_caps.acquire(user)
+            except E.TooManyRequests:
+                self.metrics.rejected.labels("watch").inc()
+                raise
         transport = request.transport
         monitor = None
         if watch and isinstance(transport, asyncio.Transport):
@@ -322,6 +330,9 @@ class ApiServer:
         self.metrics.is_leader.set(1 if view.role == "leader" else 0)
         self.metrics.commit_index.set(view.commit_index)
         self.metrics.revision.set(self.store.read(lambda s: s.revision))
+        for pool in (self.flow.reads, self.flow.writes):
+            self.metrics.inflight.labels(pool.name).set(pool.in_use)
+            self.metrics.inqueue.labels(pool.name).set(pool.waiting())
         body, ctype = self.metrics.render()
         return web.Response(body=body, headers={"Content-Type": ctype})
 
@@ -444,6 +455,9 @@ class ApiServer:
             raise E.MethodNotAllowed("the server does not allow this method on the requested resource")
 
     def _authenticate(self, request: web.Request) -> User:
+        known = request.get(USER)  # authenticated already by the admission middleware
+        if known is not None:
+            return known
         user: User = self.authn.authenticate(request.headers.get("Authorization"))
         request[USER] = user
         return user

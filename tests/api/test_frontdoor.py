@@ -122,6 +122,9 @@ async def test_flood_gets_429_status_nothing_proposed_and_another_user_is_served
         assert not any(getattr(c, "obj", {}).get("metadata", {}).get("name") == f"flood-{i}"
                        for c in store.proposals for i, r in enumerate(results) if r[0] == 429)
         assert s.server.flow.writes.in_use == 0 and s.server.flow.reads.in_use == 0
+        code, metrics, _ = await s.call("GET", "/metrics")
+        assert 'apiserver_flowcontrol_rejected_requests_total{request_kind="mutating"} 16.0' in metrics
+        assert 'apiserver_current_inflight_requests{request_kind="mutating"} 0.0' in metrics
     finally:
         store.gate.set()
         await stop(s)
@@ -223,6 +226,7 @@ async def test_watch_cap_per_user_is_429():
             assert w1.status == w2.status == 200
             third = await session.get(f"{s.base}{PODS}?watch=1")
             assert third.status == 429 and third.headers["Retry-After"] == "1"
+            assert s.server.metrics.rejected.labels("watch")._value.get() == 1
             assert (await third.json())["reason"] == "TooManyRequests"
             code, _, _ = await s.call("GET", f"{PODS}?watch=true&timeoutSeconds=1", token=VIEWER)
             assert code == 200  # another user's watches are counted apart
