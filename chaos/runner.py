@@ -2,7 +2,8 @@
 
 Workload, nemesis and checker are separate pieces (as in maelstrom): the workload records what clients saw
 (`history.jsonl`), the nemesis records what it did (`faults.jsonl`), a sampler records every master's Raft
-status (`raft.jsonl`), and the summary (`summary.json`) and the checkers read only those records. Whatever
+status (`raft.jsonl`), every master's audit trail is copied to `audit/`, and the summary (`summary.json`)
+and the checkers read only those records. Whatever
 happens — the end of the schedule, Ctrl-C, an exception, a step that times out — every fault is undone and
 every process is stopped before the run returns.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from chaos.scenario import Scenario
 from chaos.summary import summarize
 from chaos.watch_recorder import WatchRecorder, record_final
 from chaos.workload import HistoryRecorder, Workload, final_reads
+from hacluster.apiserver.audit import AUDIT_DIR, log_files
 from hacluster.asyncwait import wait_event
 from hacluster.cluster import launcher
 from hacluster.config import ClusterConfig, default_config, parse_config
@@ -114,6 +117,19 @@ def run_scenario(scenario: Scenario, out_dir: Path, *, masters: int | None = Non
         return asyncio.run(_run(scenario, handle, out_dir, say, check))
     finally:
         launcher.down(state_dir)
+        copy_audit_logs(state_dir, out_dir)
+
+
+def copy_audit_logs(state_dir: Path, out_dir: Path) -> None:
+    """Keep every master's audit trail with the run's record (`OUT/audit/`, read by `hacluster audit --dir`):
+    the cluster directory is wiped by the next run in the same place."""
+    target = out_dir / AUDIT_DIR
+    shutil.rmtree(target, ignore_errors=True)
+    files = log_files(state_dir / AUDIT_DIR)
+    if files:
+        target.mkdir(parents=True, exist_ok=True)
+        for path in files:
+            shutil.copy2(path, target / path.name)
 
 
 async def _run(scenario: Scenario, handle: launcher.ClusterHandle, out_dir: Path, say: Callable[[str], None],

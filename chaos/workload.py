@@ -9,9 +9,10 @@ Each key is a pod (`chaos-<i>` in `default`); its register value is the integer 
 - cas    → JSON patch `test` of the old value then `replace` (422 test failed / 404: fail);
 - delete → DELETE with gracePeriodSeconds=0 (404: fail);
 - list   → GET the collection (load only; not part of the history's register model).
-Outcomes: a 2xx is `ok`; a definite refusal (4xx, 503, connection refused, a body that could not be
-written) is `fail`; a 504, a 5xx, or a timeout / dropped connection after the request was sent is `info` —
-and the process that got it is never reused (a new process id takes its place), as the history format
+Outcomes: a 2xx is `ok`; a definite refusal (4xx — 429 TooManyRequests included —, 503, connection refused,
+a body that could not be written) is `fail`; after a 429 the worker waits as long as its `Retry-After` asks
+(at most 10 s); a 504, a 5xx, or a timeout / dropped connection after the request was sent is `info` — and
+the process that got it is never reused (a new process id takes its place), as the history format
 requires. Every read that did not succeed is `fail` (a read changes nothing).
 Pods carry a scheduler name no scheduler serves, so they stay unbound and a delete removes them at once.
 """
@@ -32,6 +33,7 @@ import aiohttp
 from chaos.jsonlines import JsonLinesFile
 from chaos.scenario import WorkloadSpec
 from hacluster.asyncwait import wait_event
+from hacluster.client import retry_after_of
 from hacluster.consistency.history import Event, event_to_json
 
 VALUE_ANNOTATION = "hacluster.io/value"
@@ -104,10 +106,11 @@ def body_not_sent(exc: BaseException) -> bool:
 class Outcome(Exception):
     """How an operation ended when it was not a plain success."""
 
-    def __init__(self, kind: str, error: str) -> None:
+    def __init__(self, kind: str, error: str, retry_after_s: float = 0.0) -> None:
         super().__init__(error)
         self.kind = kind  # "fail" | "info"
         self.error = error
+        self.retry_after_s = retry_after_s  # what a 429 asked the client to wait before its next request
 
 
 class Workload:
@@ -204,6 +207,8 @@ class Workload:
             nxt = master
             if o.kind == "info" or "503" in o.error or "connect" in o.error.lower():
                 nxt = self.masters[(self.masters.index(master) + 1) % len(self.masters)]
+            if o.retry_after_s > 0:
+                await asyncio.sleep(o.retry_after_s)  # the master asked this client to slow down
             return o.kind, nxt
         except asyncio.CancelledError:
             self.rec.record(process, "info", f, full_key, None if f == "read" else value, node=master,
@@ -237,6 +242,7 @@ class Workload:
             async with req as r:
                 body = await r.read()
                 status = r.status
+                retry_after = r.headers.get("Retry-After") if status == 429 else None
         except aiohttp.ClientConnectorError as exc:
             raise Outcome("fail", f"connect: {exc}") from exc  # never reached the server
         except (TimeoutError, aiohttp.ClientError) as exc:
@@ -257,7 +263,7 @@ class Workload:
             if f == "read":
                 raise Outcome("fail", err)
             raise Outcome("info", err)
-        raise Outcome("fail", err)
+        raise Outcome("fail", err, retry_after_of(retry_after) or 0.0)
 
 
 async def final_reads(endpoints: dict[str, str], token: str, keys: int, recorder: HistoryRecorder,

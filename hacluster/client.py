@@ -1,8 +1,9 @@
 """An asyncio client of the hacluster API that knows every master and moves between them.
 
 Used by kubelets, the demo, benchmarks and chaos workloads. A request goes to the current master; on a
-connection error, a 503 (no leader/quorum there) or — for requests that are safe to repeat — a 504, it
-moves to the next master and tries again until its deadline. Non-idempotent requests (create) are not
+connection error, a 503 (no leader/quorum there), a 429 (that master's flow control refused it) or — for
+requests that are safe to repeat — a 504, it moves to the next master and tries again until its deadline,
+waiting first as long as the answer's `Retry-After` asks (as client-go does). Non-idempotent requests (create) are not
 repeated after an outcome-unknown answer: the caller gets `Indeterminate` and decides.
 """
 
@@ -45,11 +46,26 @@ class Unreachable(Exception):
     """No master gave a definite answer before the deadline, and nothing was sent that could have applied."""
 
 
+RETRY_AFTER_MAX_S = 10.0  # a Retry-After longer than this (or than the deadline) is cut short
+
+
 @dataclass
 class Response:
     code: int
     body: Any
     endpoint: str
+    retry_after_s: float | None = None
+
+
+def retry_after_of(value: str | None) -> float | None:
+    """Seconds of a `Retry-After` header (the delay form; Kubernetes never sends a date), capped."""
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    if seconds is None or seconds != seconds or seconds < 0:
+        return None
+    return min(seconds, RETRY_AFTER_MAX_S)
 
 
 class ApiClient:
@@ -98,7 +114,7 @@ class ApiClient:
                 parsed = _decoder.decode(raw) if raw else None
             except msgspec.DecodeError:
                 parsed = raw.decode(errors="replace")
-            return Response(resp.status, parsed, endpoint)
+            return Response(resp.status, parsed, endpoint, retry_after_of(resp.headers.get("Retry-After")))
 
     async def request(self, method: str, path: str, body: Any = None, *, idempotent: bool | None = None,
                       content_type: str = "application/json", params: dict[str, str] | None = None,
@@ -132,7 +148,10 @@ class ApiClient:
             if resp.code == 503 or (resp.code == 504 and idempotent) or resp.code == 429:
                 last = f"{endpoint}: {resp.code}"
                 self._rotate(endpoint)
-                await asyncio.sleep(min(0.05 * attempt, 0.5))
+                pause = min(0.05 * attempt, 0.5)
+                if resp.code == 429 and resp.retry_after_s is not None:
+                    pause = resp.retry_after_s  # the master asked for it: a flood must not be fed faster
+                await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
                 continue
             if resp.code == 504:
                 raise Indeterminate(f"{endpoint}: 504 outcome unknown", endpoint)
@@ -175,7 +194,7 @@ class ApiClient:
                         status = _decoder.decode(raw)
                     except msgspec.DecodeError:
                         status = {"message": raw.decode(errors="replace")}
-                    if resp.status in (503, 504):
+                    if resp.status in (429, 503, 504):
                         self._rotate(endpoint)
                     raise ClientError(resp.status, status, endpoint)
                 buf = b""

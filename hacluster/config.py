@@ -115,6 +115,41 @@ class ApiConfig(_Frozen):
     """Longest a watch stays open; clients resume from the last resourceVersion they saw."""
     list_limit_max: int = Field(default=5000, gt=0)
     """Largest page a list returns even when the client asks for more or for no limit."""
+    # -- the front door: overload, slow clients, audit (hacluster.apiserver.flowcontrol, .limits, .audit)
+    max_requests_inflight: int = Field(default=400, ge=1)
+    """Reads (get, list) one master serves at once, as kube-apiserver's --max-requests-inflight; past it and a
+    full queue a read is refused with 429 TooManyRequests and `Retry-After: 1`. Watches and followed logs
+    are not counted."""
+    max_mutating_requests_inflight: int = Field(default=200, ge=1)
+    """Writes (create, update, patch, delete) one master serves at once, as kube-apiserver's
+    --max-mutating-requests-inflight; past it and a full queue a write is refused with 429, unproposed."""
+    system_reserved_share: float = Field(default=0.1, ge=0, lt=1)
+    """Share of each in-flight limit kept for system users (kubelets, `system:*`), rounded up to at least one
+    seat, so that nodes stay Ready while another user floods the API."""
+    queue_length_per_user: int = Field(default=10, ge=0)
+    """Requests of one user that may wait for a seat when every seat is taken; one more is refused at once
+    with 429. Freed seats go to the waiting user holding the fewest (per-user fair queueing)."""
+    queue_wait_s: float = Field(default=1.0, gt=0, le=60)
+    """Longest a request waits in its user's queue for a seat before it is refused with 429."""
+    request_timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    """Longest a request other than a watch or a followed log may run (Kubernetes' default request timeout);
+    past it the answer is 504 Timeout (outcome unknown for a write)."""
+    body_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    """Longest a client may take to send a request body once its headers arrived; past it the answer is
+    408 and nothing is done (a client trickling its body is cut off)."""
+    idle_connection_timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    """A connection must bring the complete headers of a request within this many seconds of being opened
+    or of its previous answer, else it is closed: this closes idle keep-alive connections and cuts off
+    clients trickling their headers (slowloris)."""
+    max_watches_per_user: int = Field(default=500, ge=1)
+    """Watches one user may hold open on one master; one more is refused with 429 TooManyRequests."""
+    watch_write_timeout_s: float = Field(default=10.0, gt=0, le=600)
+    """A watcher whose connection does not take a write for this long (it stopped reading and the socket
+    buffers are full) is dropped; the fan-out to other watchers never waits for it."""
+    audit_log_max_bytes: int = Field(default=16 * 1024 * 1024, ge=4096)
+    """Size at which a master's audit log (`audit/<master>.log` in the state directory) is rotated."""
+    audit_log_backups: int = Field(default=3, ge=1, le=100)
+    """Rotated audit logs kept per master (`<master>.log.1` … ); older ones are deleted."""
 
 
 class StoreConfig(_Frozen):

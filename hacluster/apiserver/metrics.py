@@ -35,6 +35,14 @@ class MasterMetrics:
                                        "Latency of the Raft journal's fsyncs (one per group commit)",
                                        buckets=_FSYNC_BUCKETS_S, registry=self.registry)
         self.watchers = Gauge("apiserver_registered_watchers", "Open watches", registry=self.registry)
+        # flow control (hacluster.apiserver.flowcontrol), named as kube-apiserver names them
+        self.inflight = Gauge("apiserver_current_inflight_requests", "Requests holding a seat, by kind",
+                              ["request_kind"], registry=self.registry)
+        self.inqueue = Gauge("apiserver_flowcontrol_current_inqueue_requests", "Requests waiting for a seat",
+                             ["request_kind"], registry=self.registry)
+        self.rejected = Counter("apiserver_flowcontrol_rejected_requests_total",
+                                "Requests refused with 429 (no seat, or the user's watch cap)",
+                                ["request_kind"], registry=self.registry)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import json
 import logging
 import random
@@ -22,19 +23,19 @@ from datetime import UTC
 from typing import Any
 
 import msgspec
-import yaml
 from aiohttp import web
 
-from hacluster.apiserver import discovery, metrics_api, reviews
+from hacluster.apiserver import audit, bodies, discovery, limits, metrics_api, reviews
 from hacluster.apiserver import patch as patching
 from hacluster.apiserver.auth import Authenticator, User, authorize
+from hacluster.apiserver.flowcontrol import FlowControl, Seat, is_long_running
 from hacluster.apiserver.metrics import MasterMetrics
 from hacluster.apiserver.watchhub import WatchHub
 from hacluster.config import ClusterConfig
 from hacluster.ids import new_uid
 from hacluster.model import commands as cmds
 from hacluster.model import errors as E
-from hacluster.model import resources, schema, validation, yamljson
+from hacluster.model import resources, schema, validation
 from hacluster.model.resources import Resource
 from hacluster.model.selectors import (
     FieldSelector,
@@ -86,6 +87,11 @@ def result_error(result: Result) -> E.ApiError:
 VERB = web.RequestKey("verb", str)
 RESOURCE = web.RequestKey("resource", str)
 USER = web.RequestKey("user", User)
+COMMITTED: contextvars.ContextVar[int] = contextvars.ContextVar("committed_revision", default=0)
+"""Store revision of the write a request committed (for the audit event's Raft index and term)."""
+_UNAUDITED_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
+_METHOD_VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+"""The verb of a request refused before its path was parsed (a list is then recorded as get)."""
 
 
 @dataclass(frozen=True)
@@ -98,11 +104,15 @@ class Target:
     subresource: str
 
 
+TARGET = web.RequestKey("target", Target)
+
+
 class ApiServer:
     """Handlers of one master's API; `app()` gives the aiohttp application."""
 
     def __init__(self, cfg: ClusterConfig, master_id: str, store: ReplicatedStore, *,
-                 clock: Callable[[], float] = time.time, metrics: MasterMetrics | None = None) -> None:
+                 clock: Callable[[], float] = time.time, metrics: MasterMetrics | None = None,
+                 audit_log: audit.AuditLog | None = None) -> None:
         self.cfg = cfg
         self.master_id = master_id
         self.store = store
@@ -110,10 +120,18 @@ class ApiServer:
         self.metrics = metrics or MasterMetrics()
         self.authn = Authenticator(cfg)
         self.hub = WatchHub(store, cfg.api.watch_queue_max)
+        self.flow = FlowControl(max_inflight=cfg.api.max_requests_inflight,
+                                max_mutating_inflight=cfg.api.max_mutating_requests_inflight,
+                                system_reserved_share=cfg.api.system_reserved_share,
+                                queue_length_per_user=cfg.api.queue_length_per_user,
+                                queue_wait_s=cfg.api.queue_wait_s)
+        self.watch_caps = limits.WatchCaps(cfg.api.max_watches_per_user)
+        self.audit_log = audit_log
 
     # ------------------------------------------------------------------------------ application
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self._middleware], client_max_size=self.cfg.api.max_body_bytes)
+        app = web.Application(middlewares=[self._audit, self._middleware, self._admission],
+                              client_max_size=self.cfg.api.max_body_bytes)
         r = app.router
         r.add_get("/version", self._version)
         r.add_get("/version/", self._version)
@@ -179,6 +197,111 @@ class ApiServer:
             self.metrics.latency.labels(verb, resource).observe(time.monotonic() - start)
         return resp
 
+    # ------------------------------------------------------------------- front door (issue 19)
+    @web.middleware
+    async def _admission(self, request: web.Request,
+                         handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        """Inside the Status middleware: a seat from flow control (429 without one), the request timeout,
+        and for watches the per-user cap and the stalled-watcher drop. Health probes and metrics pass."""
+        if request.path in _UNAUDITED_PATHS:
+            return await handler(request)
+        try:
+            user = self.authn.authenticate(request.headers.get("Authorization"))
+            name, groups = user.name, user.groups
+            request[USER] = user  # for the audit event of a request refused here
+        except E.Unauthorized:
+            name, groups = "system:anonymous", ()  # the handler answers 401; its request still takes a seat
+        if is_long_running(request.method, request.path, dict(request.query)):
+            return await self._long_running(request, handler, name)
+        try:
+            seat: Seat = await self.flow.admit(request.method, name, groups)
+        except E.TooManyRequests:
+            self.metrics.rejected.labels(self.flow.pool_for(request.method).name).inc()
+            raise
+        try:
+            timeout_s = self.cfg.api.request_timeout_s
+            try:
+                async with asyncio.timeout(timeout_s) as deadline:
+                    return await handler(request)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
+                raise E.Timeout(f"the request did not complete within {timeout_s:g} s; a write may or may not "
+                                "have been committed") from None
+        finally:
+            seat.release()
+
+    async def _long_running(self, request: web.Request,
+                            handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+                            user: str) -> web.StreamResponse:
+        """Watches and followed logs take no seat; a watch counts towards its user's cap, and a watcher
+        that stops reading is dropped (see `limits.drop_if_stalled`)."""
+        watch = not request.path.endswith("/log")
+        if watch:
+            try:
+                self.watch_caps.acquire(user)
+            except E.TooManyRequests:
+                self.metrics.rejected.labels("watch").inc()
+                raise
+        transport = request.transport
+        monitor = None
+        if watch and isinstance(transport, asyncio.Transport):
+            monitor = asyncio.ensure_future(limits.drop_if_stalled(transport, self.cfg.api.watch_write_timeout_s))
+        try:
+            return await handler(request)
+        finally:
+            if monitor is not None:
+                monitor.cancel()
+            if watch:
+                self.watch_caps.release(user)
+
+    @web.middleware
+    async def _audit(self, request: web.Request,
+                     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+        """Outermost: one audit event per API request once it is answered, with an `Audit-Id` header."""
+        if self.audit_log is None or request.path in _UNAUDITED_PATHS:
+            return await handler(request)
+        received = self.clock()
+        audit_id = request.headers.get("Audit-ID") or new_uid()
+        COMMITTED.set(0)
+        code, status = 500, None
+        try:
+            resp = await handler(request)
+            code = resp.status
+            if code >= 400 and isinstance(resp, web.Response) and isinstance(resp.body, (bytes, bytearray)):
+                try:
+                    status = json.loads(resp.body)
+                except ValueError:
+                    status = None
+            if not resp.prepared:
+                resp.headers["Audit-Id"] = audit_id
+            return resp
+        finally:
+            self._write_audit(request, audit_id, code, status if isinstance(status, dict) else None, received)
+
+    def _write_audit(self, request: web.Request, audit_id: str, code: int, status: Obj | None,
+                     received: float) -> None:
+        assert self.audit_log is not None
+        user = request.get(USER)
+        t = request.get(TARGET)
+        ref = None
+        if t is not None:
+            ref = audit.ObjectRef(resource=t.res.plural, namespace=t.namespace, name=t.name,
+                                  subresource=t.subresource, api_group=t.res.group, api_version=t.res.version)
+        revision = COMMITTED.get()
+        raft = None
+        if revision and 200 <= code < 300:
+            position = getattr(self.store, "raft_position", None)
+            raft = position(revision) if position is not None else None
+        peer = request.transport.get_extra_info("peername") if request.transport is not None else None
+        self.audit_log.write(audit.event(
+            audit_id=audit_id, master_id=self.master_id,
+            verb=request.get(VERB, _METHOD_VERBS.get(request.method, request.method.lower())),
+            uri=request.path_qs, username=user.name if user else "system:anonymous",
+            groups=user.groups if user else ("system:unauthenticated",), source_ip=peer[0] if peer else "",
+            user_agent=request.headers.get("User-Agent", ""), ref=ref, code=code, status=status,
+            received=received, completed=self.clock(), raft=raft))
+
     def _unavailable(self, err: E.Unavailable) -> E.Unavailable:
         """Keep `Retry-After` only while this master reaches a majority of the masters (an election can end
         here, and client-go's 10 retries one second apart will succeed on it). A master cut off from the
@@ -214,6 +337,9 @@ class ApiServer:
         self.metrics.is_leader.set(1 if view.role == "leader" else 0)
         self.metrics.commit_index.set(view.commit_index)
         self.metrics.revision.set(self.store.read(lambda s: s.revision))
+        for pool in (self.flow.reads, self.flow.writes):
+            self.metrics.inflight.labels(pool.name).set(pool.in_use)
+            self.metrics.inqueue.labels(pool.name).set(pool.waiting())
         body, ctype = self.metrics.render()
         return web.Response(body=body, headers={"Content-Type": ctype})
 
@@ -301,6 +427,7 @@ class ApiServer:
                 raise E.NotFound("the server could not find the requested resource")
             return json_response(doc)
         target = self._parse_target(group_version, segs)
+        request[TARGET] = target
         request[RESOURCE] = target.res.plural + (f"/{target.subresource}" if target.subresource else "")
         user = self._authenticate(request)
         q = request.query
@@ -366,6 +493,9 @@ class ApiServer:
             raise E.MethodNotAllowed("the server does not allow this method on the requested resource")
 
     def _authenticate(self, request: web.Request) -> User:
+        known = request.get(USER)  # authenticated already by the admission middleware
+        if known is not None:
+            return known
         user: User = self.authn.authenticate(request.headers.get("Authorization"))
         request[USER] = user
         return user
@@ -379,14 +509,19 @@ class ApiServer:
         # segments or TLS records (kubectl's PUT of a whole pod) must be read until EOF.
         chunks: list[bytes] = []
         size = 0
-        while True:
-            chunk = await request.content.read(limit + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                raise E.TooLarge(f"Request entity too large: limit is {limit}")
+        body_timeout_s = self.cfg.api.body_timeout_s
+        try:
+            async with asyncio.timeout(body_timeout_s):
+                while True:
+                    chunk = await request.content.read(limit + 1 - size)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > limit:
+                        raise E.TooLarge(f"Request entity too large: limit is {limit}")
+        except TimeoutError:
+            raise E.RequestTimeout(f"the request body did not arrive within {body_timeout_s:g} s") from None
         raw = b"".join(chunks)
         if not raw.strip():
             if allow_empty:
@@ -395,14 +530,8 @@ class ApiServer:
                                "application/json, application/yaml")
         ctype = (request.content_type or "").lower()
         if "yaml" in ctype:
-            try:
-                return yamljson.load(raw)
-            except (yaml.YAMLError, yamljson.YAMLJSONError) as exc:
-                raise E.BadRequest(f"error converting YAML to JSON: {exc}") from exc
-        try:
-            return msgspec.json.decode(raw)
-        except msgspec.DecodeError as exc:
-            raise E.BadRequest(f"couldn't get version/kind; json parse error: {exc}") from exc
+            return bodies.decode_yaml(raw)
+        return bodies.decode_json(raw)
 
     def _decode_object(self, request: web.Request, res: Resource, body: Any) -> tuple[Obj, list[str]]:
         """Check kind/apiVersion and field types; return the object and the unknown-field warnings."""
@@ -663,6 +792,7 @@ class ApiServer:
         result = await self.store.propose(command)
         if not result.ok:
             raise result_error(result)
+        COMMITTED.set(result.revision)
         return result
 
     def _new_name(self, generate_name: str) -> str:
@@ -809,6 +939,7 @@ class ApiServer:
                 resource=t.res.plural, namespace=t.namespace, name=t.name, obj=new, expected_rv=cur_rv,
                 subresource="status" if t.subresource == "status" else ""))
             if result.ok:
+                COMMITTED.set(result.revision)
                 return json_response(result.obj)
             err = result_error(result)
             if isinstance(err, E.Conflict) and not client_rv and "Precondition" not in err.message:

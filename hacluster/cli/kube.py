@@ -36,6 +36,20 @@ REQUEST_TIMEOUT_S = 10.0
 DEADLINE_S = 20.0
 """All attempts of one request, across masters."""
 RETRY_PAUSE_S = 0.3
+RETRY_AFTER_MAX_S = 10.0
+
+
+def _pause_asked(code: int, retry_after: str | None, pinned: bool) -> float:
+    """How long to wait before the next attempt as the answer asks: a 429's `Retry-After` always (the master
+    is overloaded: feeding it faster makes it worse, as client-go knows), a 503's only when pinned to that
+    master (unpinned, another master may answer at once). Capped at RETRY_AFTER_MAX_S."""
+    if retry_after is None or not (code == 429 or pinned):
+        return 0.0
+    try:
+        seconds = float(retry_after)
+    except ValueError:
+        return 1.0
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S) if seconds == seconds else 1.0
 """Pause after every master failed once, before the next round."""
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
@@ -262,18 +276,20 @@ class KubeClient:
                 tried.append(f"{ep.name}: {answer.code} {status.get('message', '')}")
                 if self.cfg.pinned and not retry_after:
                     raise KubeError(error_line(status, answer.code), answer.code, status)
-                if self._next(attempt, n, deadline, pause=retry_after and self.cfg.pinned):
+                if self._next(attempt, n, deadline,
+                              pause_s=_pause_asked(answer.code, answer.headers.get("retry-after"), self.cfg.pinned)):
                     continue
             raise KubeError(error_line(status, answer.code), answer.code, status)
 
-    def _next(self, attempt: int, n: int, deadline: float, *, pause: bool = False) -> bool:
-        """Move to the next master; pause after a full round. False when the deadline has passed."""
+    def _next(self, attempt: int, n: int, deadline: float, *, pause_s: float = 0.0) -> bool:
+        """Move to the next master; pause `pause_s` (what the server asked), else a short pause after a full
+        round. False when the deadline has passed."""
         if time.monotonic() >= deadline:
             return False
         if not self.cfg.pinned:
             self.current = (self.current + 1) % n
-        if pause or attempt % n == 0:
-            time.sleep(min(1.0 if pause else RETRY_PAUSE_S, max(0.0, deadline - time.monotonic())))
+        if pause_s > 0 or attempt % n == 0:
+            time.sleep(min(pause_s or RETRY_PAUSE_S, max(0.0, deadline - time.monotonic())))
         return time.monotonic() < deadline
 
     def get_json(self, path: str, *, query: Mapping[str, str] | None = None, table: bool = False) -> Any:
@@ -317,7 +333,8 @@ class KubeClient:
                 retry_after = resp.getheader("Retry-After") is not None
                 if resp.status in (503, 504, 429) and not (self.cfg.pinned and not retry_after):
                     tried.append(f"{ep.name}: {resp.status}")
-                    if self._next(attempt, n, deadline, pause=retry_after and self.cfg.pinned):
+                    if self._next(attempt, n, deadline,
+                                  pause_s=_pause_asked(resp.status, resp.getheader("Retry-After"), self.cfg.pinned)):
                         continue
                 raise KubeError(error_line(status, resp.status), resp.status, status)
             try:

@@ -184,7 +184,8 @@ def bench_api(seconds: float, trials: int, fsync: bool, out: str | None, state_d
 
 # Commands of other components live beside their component and register here when present.
 _COMMAND_MODULES = ("hacluster.cli.kubelet_cmd", "hacluster.cli.chaos_cmd", "hacluster.cli.experiment_cmd",
-                    "hacluster.cli.check_cmd", "hacluster.cli.kubectl_cmd", "hacluster.cli.bench_cmd")
+                    "hacluster.cli.check_cmd", "hacluster.cli.kubectl_cmd", "hacluster.cli.bench_cmd",
+                    "hacluster.cli.audit_cmd")
 
 
 def _register_optional_commands() -> None:

@@ -298,7 +298,7 @@ def prepare(cfg: ClusterConfig, state_dir: str | Path) -> ClusterHandle:
         raise LauncherError(f"a cluster is already running in {sd}: run `hacluster down --state-dir {sd}` first")
     sd.mkdir(parents=True, exist_ok=True)
     (sd / TEST_STORAGE_FILE).unlink(missing_ok=True)
-    for stale in ("pids", "data", "logs"):
+    for stale in ("pids", "data", "logs", "audit"):
         _rmtree(sd / stale)
     cfg = with_generated_secrets(resolve_ports(cfg))
     from hacluster.kubelet.launch import with_node_users

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from hacluster.apiserver import audit, limits
 from hacluster.apiserver.metrics import MasterMetrics
 from hacluster.apiserver.server import ApiServer
 from hacluster.cluster.pki import pki_paths
@@ -56,14 +57,19 @@ class Master:
 
     def __init__(self, cfg: ClusterConfig, master_id: str, *, data_dir: Path | None,
                  dial_addresses: dict[str, str] | None = None, with_leader_loops: bool = True,
-                 tls: tuple[Path, Path] | None = None, storage_mode: str = "disk") -> None:
+                 tls: tuple[Path, Path] | None = None, storage_mode: str = "disk",
+                 state_dir: Path | None = None) -> None:
         self.cfg = cfg
         self.id = master_id
         self.metrics = MasterMetrics()
         self.store = RaftStore(cfg, master_id, data_dir=data_dir, dial_addresses=dial_addresses,
                                on_proposal_outcome=lambda o: self.metrics.proposals.labels(o).inc(),
                                storage_mode=storage_mode, on_fsync=self.metrics.journal_fsync.observe)
-        self.api = ApiServer(cfg, master_id, self.store, metrics=self.metrics)
+        self.audit_log = None
+        if state_dir is not None:  # the audit trail lives beside the cluster's logs (`hacluster audit` reads it)
+            self.audit_log = audit.AuditLog(audit.log_path(state_dir, master_id),
+                                            max_bytes=cfg.api.audit_log_max_bytes, backups=cfg.api.audit_log_backups)
+        self.api = ApiServer(cfg, master_id, self.store, metrics=self.metrics, audit_log=self.audit_log)
         self.leader_loops = LeaderLoops(self.store, master_id)
         if with_leader_loops:
             for factory in leader_loop_factories():
@@ -88,7 +94,7 @@ class Master:
         self.store.add_view_listener(self._on_view)
         self.store.start(loop)
         self._runner = web.AppRunner(self.api.app(), access_log=None, handle_signals=False,
-                                     shutdown_timeout=STOP_GRACE_S)
+                                     shutdown_timeout=STOP_GRACE_S, **limits.server_options(self.cfg.api))
         await self._runner.setup()
         me = self.cfg.master(self.id)
         site = web.TCPSite(self._runner, "127.0.0.1", me.api_port, reuse_address=True, backlog=1024)
@@ -106,6 +112,8 @@ class Master:
         if self._runner is not None:
             await self._runner.cleanup()
         self.store.stop()
+        if self.audit_log is not None:
+            self.audit_log.close()
 
 
 async def _serve(config_path: str, master_id: str, storage_mode: str) -> None:
@@ -115,7 +123,8 @@ async def _serve(config_path: str, master_id: str, storage_mode: str) -> None:
     dial = _dial_addresses(state_dir, master_id)
     pki = pki_paths(state_dir)
     tls = (pki["cert"], pki["key"]) if pki["cert"].exists() else None
-    master = Master(cfg, master_id, data_dir=data_dir, dial_addresses=dial, tls=tls, storage_mode=storage_mode)
+    master = Master(cfg, master_id, data_dir=data_dir, dial_addresses=dial, tls=tls, storage_mode=storage_mode,
+                    state_dir=state_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

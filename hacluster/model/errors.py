@@ -135,6 +135,21 @@ class Invalid(ApiError):
     reason = "Invalid"
 
 
+class TooManyRequests(ApiError):
+    """Refused by the master's flow control (in-flight limits, a full queue, a watch cap) before anything was
+    done: a definite failure; retry after `retry_after_s` (HTTP 429)."""
+
+    code = 429
+    reason = "TooManyRequests"
+
+
+class RequestTimeout(ApiError):
+    """The client did not send its request body in time; nothing was done (HTTP 408)."""
+
+    code = 408
+    reason = "Timeout"
+
+
 class Unavailable(ApiError):
     """No leader or no quorum *before* anything was proposed: the operation certainly did not happen."""
 

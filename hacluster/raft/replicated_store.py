@@ -29,6 +29,7 @@ import os
 import signal
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -63,6 +64,7 @@ _MAYBE_IN_LOG = {FAIL_REASON.LEADER_CHANGED, FAIL_REASON.UNKNOWN_OUTCOME}
 _NOT_IN_LOG = {FAIL_REASON.QUEUE_FULL, FAIL_REASON.MISSING_LEADER, FAIL_REASON.NOT_LEADER, FAIL_REASON.DISCARDED}
 # Both are retried with the same request id until the deadline (the state machine deduplicates).
 _RETRYABLE = _MAYBE_IN_LOG | _NOT_IN_LOG
+_RAFT_POSITIONS_MAX = 50_000  # revisions whose Raft entry the audit log can still name
 _RETRY_WAIT_S = 0.05  # how long to wait for a new leader between attempts (bounded by the deadline)
 APPEND_BATCH_BYTES = 256 * 1024  # most bytes of entries one AppendEntries carries (one entry may be larger)
 APPEND_BATCH_ENTRIES = 4096  # and at most this many entries
@@ -316,6 +318,8 @@ class RaftStore:
         self._on_fsync = on_fsync
         self._on_journal_fatal = on_journal_fatal
         self.journal: DurableJournal | None = None
+        # store revision -> (Raft log index, term) of the entry that produced it, for the audit log; bounded
+        self._raft_positions: OrderedDict[int, tuple[int, int]] = OrderedDict()
 
     # ------------------------------------------------------------------------------- lifecycle
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -417,8 +421,19 @@ class RaftStore:
         with self._lock:
             result = self._state.apply(command)
             self._applied_count += 1
+        sync = self._sync
+        if result.ok and result.revision and sync is not None:
+            # pysyncobj applies entry raftLastApplied + 1 and counts it only after this returns; a write it
+            # acknowledges was committed in the term it was proposed in, the current one
+            self._raft_positions[result.revision] = (sync.raftLastApplied + 1, sync.raftCurrentTerm)
+            if len(self._raft_positions) > _RAFT_POSITIONS_MAX:
+                self._raft_positions.popitem(last=False)
         self._signal_change()
         return result
+
+    def raft_position(self, revision: int) -> tuple[int, int] | None:
+        """(log index, term) of the Raft entry that made store revision `revision`, while remembered."""
+        return self._raft_positions.get(revision)
 
     def _signal_change(self) -> None:
         loop = self._loop

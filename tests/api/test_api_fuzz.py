@@ -248,3 +248,120 @@ async def test_scale(api, scale):
         assert code == 201, created
     await send(api, "PUT", f"{rs}/rs/scale", scale)
     await send(api, "PATCH", f"{rs}/rs/scale", scale, content_type="application/merge-patch+json")
+
+
+# ----------------------------------------------------------------------------------------------- raw bodies
+# What a JSON or YAML parser can be made to do, not only what the schema allows: nesting, numbers beyond any
+# Go type, NaN/Infinity literals, huge strings, duplicate keys, invalid UTF-8 and unpaired surrogates,
+# truncation, stray bytes. Every write path gets them; each answer is a success or a 4xx Status.
+HOSTILE_LITERALS = [
+    b"1e400", b"-1e999", b"1.5e-400", b"9" * 40, b"-" + b"9" * 400, b"NaN", b"Infinity", b"-Infinity", b"-0",
+    b"0x10", b"01", b"tru", b'"\\ud800"', b'"\\udfff\\ud800"', b'"\xff\xfe"', b'"\xc3"', b'"\\u0000"',
+    b'"' + b"x" * 70_000 + b'"', b"[" * 300 + b"]" * 300, b'{"a":' * 200 + b"1" + b"}" * 200,
+    b"[" * 20_000 + b"]" * 20_000, b'"' + "é".encode() * 1000 + b'"', b"[]", b"{}", b"null",
+]
+SENTINEL = "__hostile__"
+
+
+@st.composite
+def hostile_body(draw: st.DrawFn, template: Any) -> bytes:
+    how = draw(st.sampled_from(["literal", "duplicate", "truncate", "insert", "binary", "yaml"]))
+    if how == "binary":
+        return draw(st.binary(max_size=200))
+    doc: Any = copy.deepcopy(template)
+    where = draw(st.sampled_from(paths(doc)))
+    if how in ("literal", "duplicate"):
+        if not where:
+            doc = SENTINEL
+        else:
+            parent = doc
+            for step in where[:-1]:
+                parent = parent[step]
+            if how == "duplicate" and isinstance(parent, dict):
+                parent[SENTINEL] = draw(json_values)
+                raw = json.dumps(doc).encode()
+                return raw.replace(json.dumps(SENTINEL).encode(), json.dumps(where[-1]).encode(), 1)
+            parent[where[-1]] = SENTINEL
+        return json.dumps(doc).encode().replace(json.dumps(SENTINEL).encode(), draw(st.sampled_from(HOSTILE_LITERALS)))
+    raw = json.dumps(doc).encode()
+    if how == "truncate":
+        return raw[:draw(st.integers(0, max(0, len(raw) - 1)))]
+    if how == "insert":
+        at = draw(st.integers(0, len(raw)))
+        return raw[:at] + draw(st.binary(min_size=1, max_size=8)) + raw[at:]
+    return draw(st.sampled_from([  # yaml: anchors, aliases, tags and nesting
+        b"a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+        b"d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: [*e,*e,*e,*e,*e,*e]\n",
+        b"metadata: " + b"[" * 3000 + b"]" * 3000, b"metadata: !!binary aGVsbG8=", b"metadata: !!python/object {}",
+        b"metadata: {name: .inf}", b"? [a, b]\n: c", b"metadata:\n  name: a\n  name: b\n", b"\t- x",
+        b"metadata: {name: \xff}", b"{{{{", b"metadata: 2024-01-01T00:00:00Z"]))
+
+
+async def send_raw(api, method: str, path: str, raw: bytes, content_type: str, token: str | None = None):
+    before = revision(api)
+    kw = {"token": token} if token else {}
+    code, answer, _ = await api.call(method, path, raw=raw, headers={"Content-Type": content_type}, **kw)
+    assert code < 500, f"{method} {path} answered {code} for {raw[:200]!r}: {answer}"
+    if code >= 400:
+        assert isinstance(answer, dict) and answer.get("kind") == "Status", answer
+        assert answer["status"] == "Failure" and answer["code"] == code and answer["reason"], answer
+        assert revision(api) == before, f"{method} {path} was refused with {code} but changed the store"
+    return code
+
+
+RS = "/apis/apps/v1/namespaces/default/replicasets"
+WRITE_PATHS = [  # (method, path, template, content type unless yaml); every write route of the API
+    ("POST", PODS, "pod", "application/json"),
+    ("PUT", f"{PODS}/target", "pod", "application/json"),
+    ("PUT", f"{PODS}/target/status", "pod", "application/json"),
+    ("PATCH", f"{PODS}/target", "pod", "application/merge-patch+json"),
+    ("PATCH", f"{PODS}/target", "pod", "application/strategic-merge-patch+json"),
+    ("PATCH", f"{PODS}/target", "jsonpatch", "application/json-patch+json"),
+    ("PATCH", f"{PODS}/target/status", "pod", "application/merge-patch+json"),
+    ("POST", f"{PODS}/target/binding", "binding", "application/json"),
+    ("POST", f"{PODS}/target/eviction", "eviction", "application/json"),
+    ("DELETE", f"{PODS}/target", "deleteoptions", "application/json"),
+    ("POST", NODES, "node", "application/json"),
+    ("PUT", f"{NODES}/node-1", "node", "application/json"),
+    ("PUT", f"{NODES}/node-1/status", "node", "application/json"),
+    ("PATCH", f"{NODES}/node-1", "node", "application/strategic-merge-patch+json"),
+    ("PUT", f"{RS}/rs/scale", "scale", "application/json"),
+    ("PATCH", f"{RS}/rs/scale", "scale", "application/merge-patch+json"),
+] + [(m, p, c, "application/json") for c in sorted(OTHER_KINDS) for m, p in
+     (("POST", c), ("PUT", f"{c}/{OTHER_KINDS[c]['metadata']['name']}"))] + [
+    ("PATCH", f"{c}/{OTHER_KINDS[c]['metadata']['name']}", c, "application/merge-patch+json")
+    for c in sorted(OTHER_KINDS)]
+TEMPLATES: dict[str, Any] = {
+    "pod": rich_pod("target"), "node": rich_node("node-1"),
+    "jsonpatch": [{"op": "replace", "path": "/metadata/labels", "value": {"a": "b"}}],
+    "binding": {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "target"},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": "node-1"}},
+    "eviction": {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "target"},
+                 "deleteOptions": {"gracePeriodSeconds": 0}},
+    "deleteoptions": {"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0,
+                      "preconditions": {"uid": "u"}},
+    "scale": {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "rs"}, "spec": {"replicas": 3}},
+    **OTHER_KINDS,
+}
+
+
+async def ensure_targets(api) -> None:
+    await ensure_target_pod(api)
+    for path, body in ((f"{NODES}/node-1", rich_node("node-1")), (f"{RS}/rs", OTHER_KINDS[RS]),
+                       *((f"{c}/{t['metadata']['name']}", t) for c, t in OTHER_KINDS.items())):
+        code, _, _ = await api.call("GET", path)
+        if code == 404:
+            code, created, _ = await api.call("POST", path.rsplit("/", 1)[0], body)
+            assert code == 201, created
+
+
+@FUZZ
+@given(data=st.data(), route=st.sampled_from(WRITE_PATHS), yaml_body=st.booleans())
+async def test_raw_bodies_on_every_write_path(api, data, route, yaml_body):
+    method, path, template, content_type = route
+    await ensure_targets(api)
+    raw = data.draw(hostile_body(TEMPLATES[template]))
+    if yaml_body and content_type == "application/json":
+        content_type = "application/yaml"
+    token = NODE1 if path.endswith("node-1/status") else None
+    await send_raw(api, method, path, raw, content_type, token=token)

@@ -85,6 +85,7 @@ def test_short_scenario_run_records_consistent_files(tmp_path):
     assert s["leader_changes"] >= 1 and s["final_state_identical_on_all_masters"]
     assert s["checker"]["linearizable"] == "valid"
     assert (out / "raft.jsonl").read_text().count("\n") > 10
+    assert {p.name for p in (out / "audit").iterdir()} >= {"m1.jsonl", "m2.jsonl", "m3.jsonl"}  # kept with the run
 
 
 class _Raising:

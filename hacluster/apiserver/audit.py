@@ -1,0 +1,140 @@
+"""The audit trail of one master: one JSON line per API request in Kubernetes' `audit.k8s.io/v1` Event
+shape at level Metadata (who, what, on which object, with which answer, when), rotated by size.
+
+Written by the API server's outermost middleware (`hacluster.apiserver.server`) into
+`<state dir>/audit/<master>.jsonl` (`<master>.jsonl.1` … after rotation, `api.audit_log_max_bytes`,
+`api.audit_log_backups`); read back and merged across masters by `hacluster audit`
+(`hacluster.cli.audit_cmd`) and copied into chaos run records (`chaos.runner`). For a write that went
+through Raft the event carries the log index and term of its entry in the annotations
+`hacluster.io/raft-index` and `hacluster.io/raft-term`.
+
+Rotation is the standard library's `RotatingFileHandler` (tested, thread-safe, keeps N backups) on a logger
+of its own that never propagates, so audit lines never reach the master's log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hacluster.model.timestamps import parse_rfc3339, rfc3339_micro
+
+AUDIT_DIR = "audit"
+API_VERSION = "audit.k8s.io/v1"
+RAFT_INDEX = "hacluster.io/raft-index"
+RAFT_TERM = "hacluster.io/raft-term"
+MASTER = "hacluster.io/master"
+Obj = dict[str, Any]
+
+
+def log_path(state_dir: Path, master_id: str) -> Path:
+    return state_dir / AUDIT_DIR / f"{master_id}.jsonl"
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """What a request names: Kubernetes' `objectRef`."""
+
+    resource: str = ""
+    namespace: str = ""
+    name: str = ""
+    subresource: str = ""
+    api_group: str = ""
+    api_version: str = ""
+
+
+def event(*, audit_id: str, master_id: str, verb: str, uri: str, username: str, groups: tuple[str, ...],
+          source_ip: str, user_agent: str, ref: ObjectRef | None, code: int, status: Obj | None,
+          received: float, completed: float, raft: tuple[int, int] | None) -> Obj:
+    """One audit Event at level Metadata (no request or response bodies), stage ResponseComplete. `status`
+    is the failure Status of the answer (its reason and message are kept), None for a success."""
+    ev: Obj = {
+        "kind": "Event", "apiVersion": API_VERSION, "level": "Metadata", "auditID": audit_id,
+        "stage": "ResponseComplete", "requestURI": uri, "verb": verb,
+        "user": {"username": username, "groups": list(groups)},
+        "sourceIPs": [source_ip] if source_ip else [],
+        "userAgent": user_agent,
+    }
+    if ref is not None and ref.resource:
+        obj_ref: Obj = {"resource": ref.resource}
+        for key, value in (("namespace", ref.namespace), ("name", ref.name), ("subresource", ref.subresource),
+                           ("apiGroup", ref.api_group), ("apiVersion", ref.api_version)):
+            if value:
+                obj_ref[key] = value
+        ev["objectRef"] = obj_ref
+    response: Obj = {"metadata": {}, "code": code}
+    if status is not None and code >= 400:
+        response.update(status="Failure", reason=str(status.get("reason", "")),
+                        message=str(status.get("message", ""))[:1024])
+    ev["responseStatus"] = response
+    ev["requestReceivedTimestamp"] = rfc3339_micro(received)
+    ev["stageTimestamp"] = rfc3339_micro(completed)
+    annotations = {MASTER: master_id}
+    if raft is not None:
+        annotations[RAFT_INDEX], annotations[RAFT_TERM] = str(raft[0]), str(raft[1])
+    ev["annotations"] = annotations
+    return ev
+
+
+class AuditLog:
+    """Appends events to one master's audit file, rotating it by size. `close()` when the master stops."""
+
+    def __init__(self, path: Path, *, max_bytes: int, backups: int) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups,
+                                                             encoding="utf-8")
+        self._handler.setFormatter(logging.Formatter("%(message)s"))
+        self._logger = logging.getLogger(f"hacluster.audit.{path}")
+        self._logger.propagate = False
+        self._logger.setLevel(logging.INFO)
+        self._logger.handlers[:] = [self._handler]
+        self.written = 0
+
+    def write(self, ev: Obj) -> None:
+        """Append one event; an unwritable disk is logged by the logging module, never raised to a request."""
+        self._logger.info(json.dumps(ev, separators=(",", ":"), ensure_ascii=False))
+        self.written += 1
+
+    def close(self) -> None:
+        self._logger.removeHandler(self._handler)
+        self._handler.close()
+
+
+# ------------------------------------------------------------------------------------------- reading
+def log_files(audit_dir: Path) -> list[Path]:
+    """Every audit file of every master in a directory, rotated ones included."""
+    if not audit_dir.is_dir():
+        return []
+    return sorted(p for p in audit_dir.iterdir() if p.is_file() and ".jsonl" in p.name)
+
+
+def read_events(files: Iterable[Path]) -> Iterator[Obj]:
+    """The events of these files; a torn or foreign line (a master killed mid-write) is skipped."""
+    for path in files:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(ev, dict) and ev.get("apiVersion") == API_VERSION:
+                    yield ev
+
+
+def received_at(ev: Obj) -> float:
+    return parse_rfc3339(ev.get("requestReceivedTimestamp")) or 0.0
+
+
+def merged(events: Iterable[Obj], *, user: str | None = None, since: float | None = None) -> list[Obj]:
+    """Events of every master in the order they were received, optionally of one user and from a time on."""
+    out = [ev for ev in events
+           if (user is None or (ev.get("user") or {}).get("username") == user)
+           and (since is None or received_at(ev) >= since)]
+    out.sort(key=lambda ev: (received_at(ev), str((ev.get("annotations") or {}).get(MASTER, ""))))
+    return out
