@@ -124,7 +124,7 @@ class _RaftStateMachine(ElectionMixin, SyncObj):  # type: ignore[misc]
     """
 
     def __init__(self, self_addr: str, peers: list[TCPNode], conf: SyncObjConf,
-                 apply_payload: Callable[[bytes], Result], journal: DurableJournal | None = None,
+                 apply_payload: Callable[[bytes], Result], *, journal: DurableJournal | None = None,
                  election: ElectionSettings | None = None) -> None:
         self._init_election(election or ElectionSettings())
         self._apply_payload = apply_payload
@@ -370,8 +370,8 @@ class RaftStore:
             addr = f"127.0.0.1:{m.raft_port}"
             if addr != self.address:
                 peers.append(DialNode(addr, self._dial.get(addr)))
-        self._sync = _RaftStateMachine(self.address, peers, conf, self._apply_payload, journal,
-                                       ElectionSettings.from_config(r))
+        self._sync = _RaftStateMachine(self.address, peers, conf, self._apply_payload, journal=journal,
+                                       election=ElectionSettings.from_config(r))
         self._sync.addOnTickCallback(self._sync.flush_appends)
         self._sync.addOnTickCallback(self._on_tick)
 

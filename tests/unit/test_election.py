@@ -110,7 +110,7 @@ class Node:
         def apply_payload(payload: bytes) -> Result:
             raise AssertionError("no-op entries are never handed to the state machine")
 
-        self.sync = _RaftStateMachine(self.me, peers, SyncObjConf(autoTick=False), apply_payload, settings)
+        self.sync = _RaftStateMachine(self.me, peers, SyncObjConf(autoTick=False), apply_payload, election=settings)
         self.peers = sorted(self.sync._SyncObj__otherNodes, key=lambda n: n.address)
         self.sent: list[tuple[str, dict[str, Any]]] = []
 

@@ -291,7 +291,7 @@ def test_a_follower_acknowledges_only_after_its_fsync(tmp_path: Path) -> None:
     journal.events = []
     me, leader_addr = f"127.0.0.1:{_free_port()}", f"127.0.0.1:{_free_port()}"
     node = _RaftStateMachine(me, [leader_addr], SyncObjConf(autoTick=False, journalFile=journal),
-                             lambda payload: pytest.fail("no-ops are not applied"), journal)
+                             lambda payload: pytest.fail("no-ops are not applied"), journal=journal)
     try:
         assert node._SyncObj__raftLog is journal
         leader = next(iter(node._SyncObj__otherNodes))
@@ -326,7 +326,7 @@ def test_a_leader_counts_only_entries_on_stable_storage(tmp_path: Path) -> None:
 
     conf = SyncObjConf(autoTick=False, journalFile=journal, raftMinTimeout=0.05, raftMaxTimeout=0.06,
                        appendEntriesPeriod=0.01, appendEntriesUseBatch=True)
-    node = _RaftStateMachine(f"127.0.0.1:{_free_port()}", [], conf, apply, journal)
+    node = _RaftStateMachine(f"127.0.0.1:{_free_port()}", [], conf, apply, journal=journal)
     try:
         import time
 

@@ -25,6 +25,9 @@ class ScriptedNode:
     a FAIL_REASON (the callback is called with it from another thread, as pysyncobj's tick thread does),
     "apply" (the command is applied and answered SUCCESS), or None (no answer at all)."""
 
+    raftLastApplied = 0  # read by the apply path (the audit log's Raft position of each revision)
+    raftCurrentTerm = 1
+
     def __init__(self, store: RaftStore, outcomes: list[Any]) -> None:
         self.store = store
         self.outcomes = list(outcomes)
