@@ -125,8 +125,8 @@ class ApiServer:
         r.add_get("/apis", self._apis)
         r.add_get("/apis/", self._apis)
         # APIs with handlers of their own (not stored), before the generic group routes that would take them:
-        reviews.add_routes(r, self)
-        metrics_api.add_routes(r, self)
+        reviews.add_routes(r, authenticate=self._authenticate_as, read_body=self._read_body)
+        metrics_api.add_routes(r, authenticate=self._authenticate_as, store=self.store)
         r.add_route("*", "/api/v1", self._dispatch_core)
         r.add_route("*", "/api/v1/{tail:.*}", self._dispatch_core)
         r.add_get("/apis/{group}", self._api_group)
@@ -329,6 +329,11 @@ class ApiServer:
     def _need_name(target: Target) -> None:
         if not target.name:
             raise E.MethodNotAllowed("the server does not allow this method on the requested resource")
+
+    def _authenticate_as(self, request: web.Request, verb: str, resource: str) -> User:
+        """Authenticate a request to a handler of its own (reviews, metrics), naming it for the metrics."""
+        request[VERB], request[RESOURCE] = verb, resource
+        return self._authenticate(request)
 
     def _authenticate(self, request: web.Request) -> User:
         user: User = self.authn.authenticate(request.headers.get("Authorization"))
