@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from hacluster.apiserver import protowire
 from hacluster.apiserver.auth import READ_VERBS, User, authorize
 from hacluster.model import errors as E
 from hacluster.model import resources, schema
@@ -80,7 +81,13 @@ def add_routes(router: web.UrlDispatcher, *, authenticate: Authenticate, read_bo
 
     async def review_body(request: web.Request, kind: str) -> tuple[User, Obj]:
         user = authenticate(request, "create", kind.lower() + "s")
-        body = await read_body(request)
+        if "protobuf" in (request.content_type or "").lower():
+            try:
+                body: Any = protowire.decode_review(await request.read())  # bounded by the app's client_max_size
+            except protowire.ProtobufError as exc:
+                raise E.BadRequest(f"{kind} in version \"v1\" cannot be handled as a {kind}: {exc}") from exc
+        else:
+            body = await read_body(request)
         if not isinstance(body, dict):
             raise E.BadRequest(f"{kind} in version \"v1\" cannot be handled as a {kind}: expected an object")
         if body.get("kind") not in (None, "", kind):

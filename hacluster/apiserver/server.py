@@ -364,6 +364,10 @@ class ApiServer:
             raise E.BadRequest("the body of the request was in an unknown format - accepted media types include: "
                                "application/json, application/yaml")
         ctype = (request.content_type or "").lower()
+        if "protobuf" in ctype or "cbor" in ctype:
+            # 415 (not 400) lets a client that sent protobuf or CBOR retry the request as JSON.
+            raise E.UnsupportedMediaType(f'the body of the request was in an unknown format - accepted media types '
+                                         f'include: application/json, application/yaml (got "{ctype}")')
         if "yaml" in ctype:
             try:
                 return yamljson.load(raw)

@@ -111,3 +111,24 @@ def test_a_command_line_decides_how_a_sim_container_ends():
     assert bad.run_s is not None and bad.exit_code != 0
     server = cat.behaviour_for(meta, {"name": "web", "image": "nginx"}, 0)
     assert server.run_s is None and server.cpu_millis == 1
+
+
+def test_protobuf_reviews_as_kubectl_132_sends_them():
+    from hacluster.apiserver.discovery import _pb_bytes
+    from hacluster.apiserver.protowire import ProtobufError, decode_review
+
+    attrs = _pb_bytes(1, b"default") + _pb_bytes(2, b"create") + _pb_bytes(5, b"pods")
+    review = _pb_bytes(1, b"") + _pb_bytes(2, _pb_bytes(1, attrs))
+    type_meta = _pb_bytes(1, b"authorization.k8s.io/v1") + _pb_bytes(2, b"SelfSubjectAccessReview")
+    body = b"k8s\x00" + _pb_bytes(1, type_meta) + _pb_bytes(2, review) + _pb_bytes(4, b"application/vnd.kubernetes.protobuf")
+    assert decode_review(body) == {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                                   "spec": {"resourceAttributes": {"namespace": "default", "verb": "create",
+                                                                   "resource": "pods"}}}
+    whoami = b"k8s\x00" + _pb_bytes(1, _pb_bytes(1, b"authentication.k8s.io/v1") + _pb_bytes(2, b"SelfSubjectReview"))
+    assert decode_review(whoami)["kind"] == "SelfSubjectReview"
+    for bad in (b"{}", b"k8s\x00\x0a\xff", b"k8s\x00\x0b"):
+        try:
+            decode_review(bad)
+        except ProtobufError:
+            continue
+        raise AssertionError(f"{bad!r} accepted")
