@@ -132,3 +132,35 @@ def test_protobuf_reviews_as_kubectl_132_sends_them():
         except ProtobufError:
             continue
         raise AssertionError(f"{bad!r} accepted")
+
+
+def test_hacluster_describe_prints_what_kubectl_prints_for_deployments_and_jobs():
+    from hacluster.cli.describe import describe_deployment, describe_job
+
+    now = datetime(2026, 1, 1, 0, 10, tzinfo=UTC)
+    d = deployment()
+    d["metadata"].update(creationTimestamp="2026-01-01T00:00:00Z", labels={"app": "web"},
+                         annotations={"deployment.kubernetes.io/revision": "2"})
+    d["spec"]["replicas"] = 3
+    d["status"] = {"replicas": 3, "updatedReplicas": 3, "availableReplicas": 3,
+                   "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+                                  {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]}
+    new = {"metadata": {"name": "web-abc"}, "spec": {"replicas": 3}, "status": {"replicas": 3}}
+    text = describe_deployment(d, [], new, None, now)
+    lines = text.splitlines()
+    assert lines[0].split() == ["Name:", "web"] and lines[0].index("web") == 24  # kubectl's column
+    assert "Replicas:               3 desired | 3 updated | 3 total | 3 available | 0 unavailable" in lines
+    assert "RollingUpdateStrategy:  25% max unavailable, 25% max surge" in lines
+    words = [ln.split() for ln in lines]
+    assert ["OldReplicaSets:", "<none>"] in words
+    assert ["NewReplicaSet:", "web-abc", "(3/3", "replicas", "created)"] in words
+    assert "  Progressing    True    NewReplicaSetAvailable" in lines
+    job = {"metadata": {"name": "once", "namespace": "default"},
+           "spec": {"parallelism": 1, "completions": 1, "completionMode": "NonIndexed", "suspend": False,
+                    "backoffLimit": 6, "selector": {"matchLabels": {"job-name": "once"}},
+                    "template": {"spec": {"containers": [{"name": "once", "image": "busybox"}]}}},
+           "status": {"startTime": "2026-01-01T00:00:00Z", "completionTime": "2026-01-01T00:00:04Z", "succeeded": 1,
+                      "ready": 0}}
+    lines = describe_job(job, None, now).splitlines()
+    assert lines[:3] == ["Name:             once", "Namespace:        default", "Selector:         job-name=once"]
+    assert "Duration:         4s" in lines and "Pods Statuses:    0 Active (0 Ready) / 1 Succeeded / 0 Failed" in lines
