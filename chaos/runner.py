@@ -22,6 +22,7 @@ from typing import Any
 from chaos.jsonlines import JsonLinesFile
 from chaos.nemesis import POWER_CUT_STORAGE, FaultLog, Nemesis, run_schedule
 from chaos.network import load_network
+from chaos.rollout import RolloutDriver
 from chaos.scenario import Scenario
 from chaos.summary import summarize
 from chaos.watch_recorder import WatchRecorder, record_final
@@ -147,6 +148,12 @@ async def _run(scenario: Scenario, handle: launcher.ClusterHandle, out_dir: Path
     watcher = WatchRecorder(await asyncio.to_thread(net.api_endpoints, "watch"), handle.admin_token,
                             out_dir / "watch.jsonl")
     watch_task = asyncio.ensure_future(watcher.run(sampler_stop))
+    rollout: RolloutDriver | None = None
+    if scenario.rollout is not None:
+        rollout = RolloutDriver(scenario.rollout, await asyncio.to_thread(net.api_endpoints, "rollout"),
+                                handle.admin_token)
+        say(f"creating deployment {scenario.rollout.deployment} ({scenario.rollout.replicas} replicas) …")
+        await rollout.prepare()
     t0 = time.monotonic()
     t0_ns = time.monotonic_ns()
     say(f"running {scenario.name} for {scenario.duration_s:g} s: {len(scenario.faults)} fault(s), "
@@ -154,6 +161,8 @@ async def _run(scenario: Scenario, handle: launcher.ClusterHandle, out_dir: Path
     work = asyncio.ensure_future(workload.run(stop, scenario.duration_s))
     sched = asyncio.ensure_future(run_schedule(nemesis, scenario.faults, t0, stop))
     ticker = asyncio.ensure_future(_progress(say, workload, nemesis, t0, scenario.duration_s, stop))
+    updates = asyncio.ensure_future(rollout.run(t0, stop, scenario.duration_s) if rollout is not None
+                                    else asyncio.sleep(0))
     try:
         await asyncio.wait({work}, timeout=scenario.duration_s + scenario.workload.request_timeout_s + 5)
         if not work.done():
@@ -162,9 +171,9 @@ async def _run(scenario: Scenario, handle: launcher.ClusterHandle, out_dir: Path
             raise work.exception()  # type: ignore[misc]  # a bug in the workload: fail the run, after the heal
     finally:
         stop.set()
-        for task in (work, sched, ticker):
+        for task in (work, sched, ticker, updates):
             task.cancel()
-        await asyncio.gather(work, sched, ticker, return_exceptions=True)
+        await asyncio.gather(work, sched, ticker, updates, return_exceptions=True)
         await asyncio.to_thread(nemesis.heal_all)
     t_end_ns = time.monotonic_ns()
     say("healed; waiting for the masters to converge …")
@@ -183,6 +192,9 @@ async def _run(scenario: Scenario, handle: launcher.ClusterHandle, out_dir: Path
     summary.update({"scenario": scenario.name, "masters": len(handle.cfg.masters), "seed": scenario.seed,
                     "converged_after_heal": converged, "workload_lists": dict(workload.stats.lists),
                     "watch": watch_summary})
+    if rollout is not None:
+        say("checking the rollouts …")
+        summary["rollout"] = await rollout.finish(handle.apis())
     if check:
         summary["checker"] = _check(out_dir)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=str))

@@ -85,6 +85,23 @@ class FaultSpec(_Frozen):
     """disk-fault: which journal operation fails."""
 
 
+class RolloutSpec(_Frozen):
+    deployment: str = "web"
+    """Name of the Deployment (label app=<name>) rolled out during the run (see chaos/rollout.py)."""
+    replicas: int = Field(default=10, ge=1, le=200)
+    """Its replicas."""
+    image: str = "nginx:1.26"
+    """Its first image; the n-th update sets `<image>-rollout-<n>`."""
+    updates_at_s: tuple[float, ...] = ()
+    """Seconds after the workload starts at which the pod template's image changes."""
+    ready_after_s: float = Field(default=1.0, ge=0, le=60)
+    """Sim runtime: seconds from a container's start until it is ready (paces the rollout)."""
+    max_surge: int | str = "25%"
+    """The Deployment's maxSurge."""
+    max_unavailable: int | str = "25%"
+    """The Deployment's maxUnavailable."""
+
+
 class Scenario(_Frozen):
     name: str
     description: str = ""
@@ -101,6 +118,8 @@ class Scenario(_Frozen):
     """How often every master's Raft status is sampled into raft.jsonl."""
     cluster: dict[str, Any] = Field(default_factory=dict)
     """Overrides of the cluster config (e.g. {"raft": {"leader_fallback_ms": 1500}})."""
+    rollout: RolloutSpec | None = None
+    """A Deployment rolled out during the faults and checked afterwards (needs `nodes`)."""
 
     @property
     def has_power_faults(self) -> bool:
@@ -109,6 +128,13 @@ class Scenario(_Frozen):
 
     @model_validator(mode="after")
     def _faults_fit(self) -> Scenario:
+        if self.rollout is not None:
+            if self.nodes < 1:
+                raise ValueError("rollout: needs at least one node (nodes: 2)")
+            late = [at for at in self.rollout.updates_at_s if at >= self.duration_s]
+            if late:
+                raise ValueError(f"rollout.updates_at_s: {late[0]:g} s is after the run (duration_s "
+                                 f"{self.duration_s:g})")
         for i, f in enumerate(self.faults):
             if f.at_s + f.duration_s > self.duration_s:
                 raise ValueError(f"faults.{i}: ends at {f.at_s + f.duration_s:g} s, after the run "

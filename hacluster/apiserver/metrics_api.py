@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -21,13 +22,13 @@ from hacluster.apiserver.auth import User, authorize
 from hacluster.model import errors as E
 from hacluster.model import schema
 from hacluster.model.resources import Resource
-from hacluster.model.selectors import SelectorError, parse_label_selector
-
-if TYPE_CHECKING:
-    from hacluster.apiserver.server import ApiServer
+from hacluster.model.selectors import LabelSelector, SelectorError, parse_label_selector
+from hacluster.store.api import ReplicatedStore
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
+Authenticate = Callable[[web.Request, str, str], User]
+"""The API server's authentication of a request (request, verb, resource name for its metrics)."""
 
 GROUP_VERSION = "metrics.k8s.io/v1beta1"
 SCRAPE_TIMEOUT_S = 2.0
@@ -100,15 +101,12 @@ async def scrape(nodes: list[Obj]) -> dict[str, Obj]:
     return out
 
 
-def add_routes(router: web.UrlDispatcher, server: ApiServer) -> None:
-    """Register the metrics.k8s.io routes (before the API server's generic group routes)."""
+def add_routes(router: web.UrlDispatcher, *, authenticate: Authenticate, store: ReplicatedStore) -> None:
+    """Register the metrics.k8s.io routes (before the API server's generic group routes). Reads are local
+    (no Raft barrier): which nodes and pods exist may lag a little, their usage is measured now."""
 
-    async def prepare(request: web.Request, res: Resource, verb: str, namespace: str, name: str) -> Any:
-        from hacluster.apiserver.server import RESOURCE, VERB
-
-        request[VERB] = verb
-        request[RESOURCE] = f"{res.plural}.metrics"
-        user: User = server._authenticate(request)
+    async def prepare(request: web.Request, res: Resource, verb: str, namespace: str, name: str) -> LabelSelector:
+        user = authenticate(request, verb, f"{res.plural}.metrics")
         authorize(user, verb, res, namespace, name)
         try:
             return parse_label_selector(request.query.get("labelSelector"))
@@ -116,16 +114,12 @@ def add_routes(router: web.UrlDispatcher, server: ApiServer) -> None:
             raise E.BadRequest(str(exc)) from exc
 
     def list_answer(kind: str, items: list[Obj]) -> web.Response:
-        from hacluster.apiserver.server import json_response
-
-        return json_response({"kind": kind, "apiVersion": GROUP_VERSION, "metadata": {}, "items": items})
+        return web.json_response({"kind": kind, "apiVersion": GROUP_VERSION, "metadata": {}, "items": items})
 
     async def nodes(request: web.Request) -> web.Response:
-        from hacluster.apiserver.server import json_response
-
         name = request.match_info.get("name", "")
         labels = await prepare(request, NODE_METRICS, "get" if name else "list", "", name)
-        chosen = server.store.read(lambda s: [n for n in s.list_objects("nodes")
+        chosen = store.read(lambda s: [n for n in s.list_objects("nodes")
                                               if (not name or n["metadata"]["name"] == name)
                                               and labels.matches(n["metadata"].get("labels"))])
         summaries = await scrape(chosen)
@@ -135,12 +129,10 @@ def add_routes(router: web.UrlDispatcher, server: ApiServer) -> None:
             if not items:
                 raise E.NotFound(f'nodemetrics.metrics.k8s.io "{name}" not found', kind="nodes", name=name,
                                  group="metrics.k8s.io")
-            return json_response(items[0])
+            return web.json_response(items[0])
         return list_answer("NodeMetricsList", items)
 
     async def pods(request: web.Request) -> web.Response:
-        from hacluster.apiserver.server import json_response
-
         namespace, name = request.match_info.get("namespace", ""), request.match_info.get("name", "")
         labels = await prepare(request, POD_METRICS, "get" if name else "list", namespace, name)
 
@@ -150,7 +142,7 @@ def add_routes(router: web.UrlDispatcher, server: ApiServer) -> None:
                   and (p.get("spec") or {}).get("nodeName")]
             wanted = {(p.get("spec") or {}).get("nodeName") for p in ps}
             return ps, [n for n in s.list_objects("nodes") if n["metadata"]["name"] in wanted]
-        chosen, their_nodes = server.store.read(chosen_pods)
+        chosen, their_nodes = store.read(chosen_pods)
         summaries = await scrape(their_nodes)
         by_uid: dict[str, Obj] = {}
         for summary in summaries.values():
@@ -161,7 +153,7 @@ def add_routes(router: web.UrlDispatcher, server: ApiServer) -> None:
             if not items:
                 raise E.NotFound(f'podmetrics.metrics.k8s.io "{namespace}/{name}" not found', kind="pods",
                                  name=name, group="metrics.k8s.io")
-            return json_response(items[0])
+            return web.json_response(items[0])
         return list_answer("PodMetricsList", items)
 
     base = f"/apis/{GROUP_VERSION}"

@@ -8,19 +8,22 @@ would be allowed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
+from hacluster.apiserver import protowire
 from hacluster.apiserver.auth import READ_VERBS, User, authorize
 from hacluster.model import errors as E
 from hacluster.model import resources, schema
 from hacluster.model.resources import Resource
 
-if TYPE_CHECKING:
-    from hacluster.apiserver.server import ApiServer
-
 Obj = dict[str, Any]
+Authenticate = Callable[[web.Request, str, str], User]
+"""The API server's authentication of a request (request, verb, resource name for its metrics)."""
+ReadBody = Callable[[web.Request], Awaitable[Any]]
+"""The API server's reading of a JSON or YAML body (bounded, errors as Kubernetes Status)."""
 
 
 def resource_for(group: str, plural: str) -> Resource:
@@ -73,11 +76,27 @@ def rules_for(user: User) -> tuple[list[Obj], list[Obj]]:
     return rules, [{"verbs": ["get"], "nonResourceURLs": ["*"]}]
 
 
-def add_routes(router: web.UrlDispatcher, server: ApiServer) -> None:
+def add_routes(router: web.UrlDispatcher, *, authenticate: Authenticate, read_body: ReadBody) -> None:
     """Register the review endpoints (before the API server's generic group routes)."""
 
+    async def review_body(request: web.Request, kind: str) -> tuple[User, Obj]:
+        user = authenticate(request, "create", kind.lower() + "s")
+        if "protobuf" in (request.content_type or "").lower():
+            try:
+                body: Any = protowire.decode_review(await request.read())  # bounded by the app's client_max_size
+            except protowire.ProtobufError as exc:
+                raise E.BadRequest(f"{kind} in version \"v1\" cannot be handled as a {kind}: {exc}") from exc
+        else:
+            body = await read_body(request)
+        if not isinstance(body, dict):
+            raise E.BadRequest(f"{kind} in version \"v1\" cannot be handled as a {kind}: expected an object")
+        if body.get("kind") not in (None, "", kind):
+            raise E.BadRequest(f"the object provided is unrecognized (must be of type {kind}): object kind "
+                               f"{body.get('kind')} does not match {kind}")
+        return user, body
+
     async def access_review(request: web.Request) -> web.Response:
-        user, body = await _review_body(server, request, "SelfSubjectAccessReview")
+        user, body = await review_body(request, "SelfSubjectAccessReview")
         spec: Obj = body["spec"] if isinstance(body.get("spec"), dict) else {}
         resource_attrs, non_resource_attrs = spec.get("resourceAttributes"), spec.get("nonResourceAttributes")
         if isinstance(resource_attrs, dict) == isinstance(non_resource_attrs, dict):
@@ -95,7 +114,7 @@ def add_routes(router: web.UrlDispatcher, server: ApiServer) -> None:
         return _answer(body, "SelfSubjectAccessReview", "authorization.k8s.io/v1", spec, status)
 
     async def rules_review(request: web.Request) -> web.Response:
-        user, body = await _review_body(server, request, "SelfSubjectRulesReview")
+        user, body = await review_body(request, "SelfSubjectRulesReview")
         resource_rules, non_resource_rules = rules_for(user)
         spec = body["spec"] if isinstance(body.get("spec"), dict) else {}
         return _answer(body, "SelfSubjectRulesReview", "authorization.k8s.io/v1", spec,
@@ -103,7 +122,7 @@ def add_routes(router: web.UrlDispatcher, server: ApiServer) -> None:
                         "incomplete": False})
 
     async def self_review(request: web.Request) -> web.Response:
-        user, body = await _review_body(server, request, "SelfSubjectReview")
+        user, body = await review_body(request, "SelfSubjectReview")
         return _answer(body, "SelfSubjectReview", "authentication.k8s.io/v1", None,
                        {"userInfo": {"username": user.name, "groups": [*user.groups, "system:authenticated"]}})
 
@@ -112,27 +131,10 @@ def add_routes(router: web.UrlDispatcher, server: ApiServer) -> None:
     router.add_post("/apis/authentication.k8s.io/v1/selfsubjectreviews", self_review)
 
 
-async def _review_body(server: ApiServer, request: web.Request, kind: str) -> tuple[User, Obj]:
-    from hacluster.apiserver.server import RESOURCE, VERB
-
-    request[VERB] = "create"
-    request[RESOURCE] = kind.lower() + "s"
-    user = server._authenticate(request)
-    body = await server._read_body(request)
-    if not isinstance(body, dict):
-        raise E.BadRequest(f"{kind} in version \"v1\" cannot be handled as a {kind}: expected an object")
-    if body.get("kind") not in (None, "", kind):
-        raise E.BadRequest(f"the object provided is unrecognized (must be of type {kind}): object kind "
-                           f"{body.get('kind')} does not match {kind}")
-    return user, body
-
-
 def _answer(body: Obj, kind: str, api_version: str, spec: Obj | None, status: Obj) -> web.Response:
-    from hacluster.apiserver.server import json_response
-
     out: Obj = {"kind": kind, "apiVersion": api_version,
                 "metadata": {"creationTimestamp": None}}
     if spec is not None:
         out["spec"] = spec
     out["status"] = status
-    return json_response(out, status=201)
+    return web.json_response(out, status=201)

@@ -9,6 +9,7 @@ events table is flushed on its own. Ages are computed here, at the time of the c
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from collections.abc import Mapping
@@ -615,6 +616,118 @@ def describe_replicaset(rs: Obj, pods: list[Obj] | None, events: list[Obj] | Non
     return w.text()
 
 
+# ------------------------------------------------------------------------------- Deployments and Jobs
+def _replica_sets_text(sets: list[Obj]) -> str:
+    """kubectl's printReplicaSetsByLabels: "web-5c54567945 (5/5 replicas created), …" or <none>."""
+    text = ", ".join(f"{_s(_m(rs.get('metadata')).get('name'))} ({_m(rs.get('status')).get('replicas', 0)}/"
+                     f"{_m(rs.get('spec')).get('replicas', 1)} replicas created)" for rs in sets)
+    return text or "<none>"
+
+
+def describe_deployment(d: Obj, old_sets: list[Obj], new_set: Obj | None, events: list[Obj] | None,
+                        now: datetime) -> str:
+    """kubectl's DeploymentDescriber; `old_sets` are the old ReplicaSets that still want pods."""
+    from hacluster.apiserver.printers import format_label_selector
+
+    meta, spec, status = _m(d.get("metadata")), _m(d.get("spec")), _m(d.get("status"))
+    strategy = _m(spec.get("strategy"))
+    w = _Out()
+    w.write(0, f"Name:\t{_s(meta.get('name'))}\n")
+    w.write(0, f"Namespace:\t{_s(meta.get('namespace'))}\n")
+    w.write(0, f"CreationTimestamp:\t{rfc1123z(meta.get('creationTimestamp'))}\n")
+    _labels(w, "Labels", meta.get("labels"))
+    _annotations(w, "Annotations", meta.get("annotations"))
+    selector = spec.get("selector")
+    w.write(0, f"Selector:\t{format_label_selector(_m(selector) if selector is not None else None)}\n")
+    w.write(0, f"Replicas:\t{spec.get('replicas', 1)} desired | {status.get('updatedReplicas', 0)} updated | "
+               f"{status.get('replicas', 0)} total | {status.get('availableReplicas', 0)} available | "
+               f"{status.get('unavailableReplicas', 0)} unavailable\n")
+    w.write(0, f"StrategyType:\t{_s(strategy.get('type'))}\n")
+    w.write(0, f"MinReadySeconds:\t{spec.get('minReadySeconds', 0)}\n")
+    rolling = strategy.get("rollingUpdate")
+    if isinstance(rolling, Mapping):
+        w.write(0, f"RollingUpdateStrategy:\t{_s(rolling.get('maxUnavailable'))} max unavailable, "
+                   f"{_s(rolling.get('maxSurge'))} max surge\n")
+    _pod_template(w, _m(spec.get("template")))
+    conditions = [_m(c) for c in _l(status.get("conditions"))]
+    if conditions:
+        w.write(0, "Conditions:\n  Type\tStatus\tReason\n")
+        w.write(1, "----\t------\t------\n")
+        for c in conditions:
+            w.write(1, f"{_s(c.get('type'))} \t{_s(c.get('status'))}\t{_s(c.get('reason'))}\n")
+    if old_sets or new_set is not None:
+        w.write(0, f"OldReplicaSets:\t{_replica_sets_text(old_sets)}\n")
+        w.write(0, f"NewReplicaSet:\t{_replica_sets_text([new_set] if new_set is not None else [])}\n")
+    _events(w, events, now)
+    return w.text()
+
+
+def describe_job(job: Obj, events: list[Obj] | None, now: datetime) -> str:
+    """kubectl's JobDescriber."""
+    from hacluster.apiserver.printers import format_label_selector, human_duration
+
+    meta, spec, status = _m(job.get("metadata")), _m(job.get("spec")), _m(job.get("status"))
+    w = _Out()
+    w.write(0, f"Name:\t{_s(meta.get('name'))}\n")
+    w.write(0, f"Namespace:\t{_s(meta.get('namespace'))}\n")
+    selector = spec.get("selector")
+    w.write(0, f"Selector:\t{format_label_selector(_m(selector) if selector is not None else None)}\n")
+    _labels(w, "Labels", meta.get("labels"))
+    _annotations(w, "Annotations", meta.get("annotations"))
+    if _controller(job):
+        w.write(0, f"Controlled By:\t{_controller(job)}\n")
+    if spec.get("parallelism") is not None:
+        w.write(0, f"Parallelism:\t{spec.get('parallelism')}\n")
+    w.write(0, f"Completions:\t{spec['completions'] if spec.get('completions') is not None else '<unset>'}\n")
+    if spec.get("completionMode") is not None:
+        w.write(0, f"Completion Mode:\t{_s(spec.get('completionMode'))}\n")
+    if spec.get("suspend") is not None:
+        w.write(0, f"Suspend:\t{_go_bool(spec.get('suspend'))}\n")
+    if spec.get("backoffLimit") is not None:
+        w.write(0, f"Backoff Limit:\t{spec.get('backoffLimit')}\n")
+    if spec.get("ttlSecondsAfterFinished") is not None:
+        w.write(0, f"TTL Seconds After Finished:\t{spec.get('ttlSecondsAfterFinished')}\n")
+    if status.get("startTime"):
+        w.write(0, f"Start Time:\t{rfc1123z(status.get('startTime'))}\n")
+    if status.get("completionTime"):
+        w.write(0, f"Completed At:\t{rfc1123z(status.get('completionTime'))}\n")
+    start, end = _parse_time(status.get("startTime")), _parse_time(status.get("completionTime"))
+    if start is not None and end is not None:
+        w.write(0, f"Duration:\t{human_duration((end - start).total_seconds())}\n")
+    if spec.get("activeDeadlineSeconds") is not None:
+        w.write(0, f"Active Deadline Seconds:\t{spec.get('activeDeadlineSeconds')}s\n")
+    counts = f"{status.get('active', 0)} Active"
+    if status.get("ready") is not None:
+        counts += f" ({status.get('ready')} Ready)"
+    w.write(0, f"Pods Statuses:\t{counts} / {status.get('succeeded', 0)} Succeeded / {status.get('failed', 0)} "
+               "Failed\n")
+    _pod_template(w, _m(spec.get("template")))
+    _events(w, events, now)
+    return w.text()
+
+
+def _parse_time(ts: object) -> datetime | None:
+    try:
+        return datetime.strptime(str(ts), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) if ts else None
+    except ValueError:
+        return None
+
+
+def _template_without_hash(template: object) -> Obj:
+    t = copy.deepcopy(dict(_m(template)))
+    meta = dict(_m(t.get("metadata")))
+    labels = {k: v for k, v in _m(meta.get("labels")).items() if k != "pod-template-hash"}
+    if labels:
+        meta["labels"] = labels
+    else:
+        meta.pop("labels", None)
+    if meta:
+        t["metadata"] = meta
+    else:
+        t.pop("metadata", None)
+    return t
+
+
 # ------------------------------------------------------------------------------------ other resources
 def describe_namespace(ns: Obj) -> str:
     meta = _m(ns.get("metadata"))
@@ -733,6 +846,21 @@ def describe(client: KubeClient, res: Resource, namespace: str, name: str, *, sh
             pods_rs = None
         events = search_events(client, ns, name, uid, "ReplicaSet") if show_events else None
         return describe_replicaset(obj, pods_rs, events, now)
+    if res.plural == "deployments":
+        data = client.get_json(collection_path(resources.REPLICASETS, ns))
+        owned = [_m(rs) for rs in _l(_m(data).get("items"))
+                 if any(_m(r).get("controller") is True and _m(r).get("uid") == uid
+                        for r in _l(_m(_m(rs).get("metadata")).get("ownerReferences")))]
+        owned.sort(key=lambda rs: _s(_m(rs.get("metadata")).get("creationTimestamp")))
+        template = _template_without_hash(_m(obj.get("spec")).get("template"))
+        new = next((rs for rs in owned if _template_without_hash(_m(rs.get("spec")).get("template")) == template),
+                   None)
+        old = [rs for rs in owned if rs is not new and _m(rs.get("spec")).get("replicas", 1) != 0]
+        events = search_events(client, ns, name, uid, "Deployment") if show_events else None
+        return describe_deployment(obj, old, new, events, now)
+    if res.plural == "jobs":
+        events = search_events(client, ns, name, uid, "Job") if show_events else None
+        return describe_job(obj, events, now)
     if res.plural == "namespaces":
         return describe_namespace(obj)
     events = search_events(client, ns, name, uid, res.kind) if show_events else None

@@ -372,6 +372,7 @@ class Kubelet:
         self.evictions = 0
         self._tasks: list[asyncio.Task[Any]] = []
         runtime.on_change = self._on_runtime_change
+        runtime.on_probe_event = self._on_probe_event
 
     # ----------------------------------------------------------------------------- lifecycle
     async def run(self, stop: asyncio.Event) -> None:
@@ -976,6 +977,12 @@ class Kubelet:
             per_pod[uid] = usage
             total += sum(usage.values())
         return total, per_pod
+
+    def _on_probe_event(self, uid: str, container: str, etype: str, reason: str, message: str) -> None:
+        """A probe failed, or a liveness failure stops a container: the pod event the kubelet's prober writes."""
+        e = self.pods.get(uid)
+        if e is not None and not e.gone:
+            self.events.pod_event(e.pod, etype, reason, message, container=container)
 
     def stats_summary(self) -> dict[str, Any]:
         """What this node and its pods use now (the `/stats/summary` endpoint; `kubectl top`)."""

@@ -94,8 +94,12 @@ class ImageBehaviour(_Frozen):
     """Lines the container prints when it starts (served through `pods/{name}/log`)."""
     cpu: str | None = None
     """CPU the container uses while it runs, a quantity ("2m", "0.5"): what `kubectl top` shows."""
+    liveness_fails_after_s: Seconds | None = None
+    """Seconds from start after which the container's liveness probe fails (a hung server); unset: it
+    never fails. Only a container with a livenessProbe is restarted for it."""
 
-    _ranges = field_validator("pull_s", "start_s", "run_s", "ready_after_s", "terminate_s", mode="before")(
+    _ranges = field_validator("pull_s", "start_s", "run_s", "ready_after_s", "terminate_s", "liveness_fails_after_s",
+                              mode="before")(
         staticmethod(_check_range))
 
     @field_validator("cpu", mode="before")
@@ -163,6 +167,8 @@ class Behaviour(_Frozen):
     log_lines: tuple[str, ...]
     cpu_millis: int = 0
     """CPU used while running, in millicores."""
+    liveness_fails_after_s: float | None = None
+    """Seconds (scaled) from start after which its liveness probe fails; None: never."""
 
 
 _BUILTIN_DEFAULT = ImageBehaviour(exists=True, pull_s=1.0, size_bytes=50_000_000, start_s=0.05, run_s=None,
@@ -238,7 +244,8 @@ class ImageCatalogue:
             ready_after_s=draw(b.ready_after_s),
             memory=tuple((t * s, parse_quantity(q).units()) for t, q in (b.memory or ((0.0, "0"),))),
             terminate_s=terminate, terminate_exit_code=int(b.terminate_exit_code or 0),
-            log_lines=tuple(b.log_lines or ()), cpu_millis=parse_quantity(b.cpu or "0").millis())
+            log_lines=tuple(b.log_lines or ()), cpu_millis=parse_quantity(b.cpu or "0").millis(),
+            liveness_fails_after_s=None if b.liveness_fails_after_s is None else draw(b.liveness_fails_after_s))
 
 
 def parse_override(raw: str, where: str) -> ImageBehaviour:

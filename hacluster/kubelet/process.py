@@ -39,7 +39,16 @@ from typing import Any
 
 from hacluster.asyncwait import wait_event
 from hacluster.kubelet.behaviour import ImageCatalogue
-from hacluster.kubelet.runtime import EXITED, RUNNING, ContainerRecord, LogLine, PullResult, StartError
+from hacluster.kubelet.probes import ProbeTracker, probe_ticks, run_probe
+from hacluster.kubelet.runtime import (
+    EXITED,
+    RUNNING,
+    ContainerRecord,
+    LogLine,
+    ProbeEventSink,
+    PullResult,
+    StartError,
+)
 from hacluster.kubelet.sim import image_id_of, memory_limit_of
 
 log = logging.getLogger(__name__)
@@ -286,6 +295,8 @@ class _Proc:
     log_path: Path
     memory_limit: int | None
     ready_at: float = 0.0
+    probe_ready: bool | None = None
+    """The readiness probe's verdict (None: the container has no readiness probe)."""
     started_at: float | None = None
     finished_at: float | None = None
     exit_code: int | None = None
@@ -304,7 +315,9 @@ class _Proc:
                                image=self.image, image_id=self.image_id, state=RUNNING if running else EXITED,
                                created_at=self.created_at, started_at=self.started_at, finished_at=self.finished_at,
                                exit_code=self.exit_code, reason=self.reason, message=self.message,
-                               ready=running and now >= self.ready_at, memory_bytes=memory if running else 0,
+                               ready=running and (self.probe_ready if self.probe_ready is not None
+                                                  else now >= self.ready_at),
+                               memory_bytes=memory if running else 0,
                                init=self.init)
 
 
@@ -327,6 +340,7 @@ class ProcessRuntime:
         self.clock = clock
         self.retained_attempts = retained_attempts
         self.on_change: Callable[[str], None] = lambda uid: None
+        self.on_probe_event: ProbeEventSink = lambda uid, container, etype, reason, message: None
         self._pods: dict[str, list[_Proc]] = {}
         self._cpu_samples: dict[str, tuple[float, float]] = {}  # container id -> (monotonic s, CPU s used)
         self._images: dict[str, int] = {}
@@ -412,10 +426,10 @@ class ProcessRuntime:
             return self._start_failed(proc, str(exc))
         proc.pid = p.pid
         proc.started_at = self.clock()
-        delay = _readiness_delay(container) * self.time_scale
-        proc.ready_at = proc.started_at + delay
-        if delay > 0:
-            proc.timer = asyncio.get_running_loop().call_later(delay, self.on_change, uid)
+        if isinstance(container.get("readinessProbe"), dict):
+            proc.probe_ready = False
+        if isinstance(container.get("readinessProbe"), dict) or isinstance(container.get("livenessProbe"), dict):
+            proc.tasks.append(asyncio.ensure_future(self._probe(proc, pod, container, env, workdir)))
         readers = [asyncio.ensure_future(self._pump(p.stdout, "stdout", writer)),
                    asyncio.ensure_future(self._pump(p.stderr, "stderr", writer))]
         proc.tasks.extend(readers)
@@ -423,6 +437,44 @@ class ProcessRuntime:
             proc.tasks.append(asyncio.ensure_future(self._watchdog(proc)))
         proc.tasks.append(asyncio.ensure_future(self._wait(proc, p, readers, writer)))
         return proc.record(self.clock(), 0)
+
+    async def _probe(self, proc: _Proc, pod: dict[str, Any], container: dict[str, Any], env: dict[str, str],
+                     cwd: Path) -> None:
+        """Run the container's readiness and liveness probes on their schedule while it runs: readiness sets
+        whether it is ready; a liveness verdict of failure stops it (the kubelet then restarts it)."""
+        now = time.monotonic()
+        schedule: list[tuple[float, float, str, dict[str, Any], ProbeTracker]] = []
+        for kind in ("readinessProbe", "livenessProbe"):
+            probe = container.get(kind)
+            if isinstance(probe, dict):
+                first, period = probe_ticks(probe, now, self.time_scale)
+                schedule.append((first, period, kind, probe, ProbeTracker.for_probe(probe,
+                                                                                  readiness=kind == "readinessProbe")))
+        while proc.finished_at is None and schedule:
+            schedule.sort(key=lambda e: e[0])
+            at, period, kind, probe, tracker = schedule[0]
+            await asyncio.sleep(max(0.0, at - time.monotonic()))  # the probe's own period: a schedule
+            if proc.finished_at is not None:
+                return
+            ok, why = await run_probe(probe, container, env=env, cwd=cwd)
+            if proc.finished_at is not None:
+                return
+            schedule[0] = (max(at + period, time.monotonic()), period, kind, probe, tracker)
+            changed = tracker.observe(ok)
+            word = "Readiness" if kind == "readinessProbe" else "Liveness"
+            if not ok:
+                self.on_probe_event(proc.pod_uid, proc.name, "Warning", "Unhealthy", f"{word} probe failed: {why}")
+            if kind == "readinessProbe" and changed:
+                proc.probe_ready = tracker.result
+                self.on_change(proc.pod_uid)
+            elif kind == "livenessProbe" and changed and not tracker.result:
+                self.on_probe_event(proc.pod_uid, proc.name, "Normal", "Killing",
+                                    f"Container {proc.name} failed liveness probe, will be restarted")
+                grace = probe.get("terminationGracePeriodSeconds")
+                if grace is None:
+                    grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+                await self.stop_container(proc.id, float(grace) * self.time_scale)
+                return
 
     def _add(self, proc: _Proc) -> None:
         attempts = self._pods.setdefault(proc.pod_uid, [])
@@ -600,9 +652,4 @@ def _killpg(pid: int, sig: int) -> None:
             pass
 
 
-def _readiness_delay(container: dict[str, Any]) -> float:
-    probe = container.get("readinessProbe") or {}
-    try:
-        return float(probe.get("initialDelaySeconds") or 0)
-    except (TypeError, ValueError):
-        return 0.0
+

@@ -79,12 +79,18 @@ class LogLine:
     text: str
 
 
+ProbeEventSink = Callable[[str, str, str, str, str], None]
+"""Called with (pod uid, container, type, reason, message) when a probe fails ("Unhealthy") or a liveness
+failure stops a container ("Killing"); the kubelet turns it into a pod event."""
+
+
 class Runtime(Protocol):
     name: str
     """"sim" or "process"."""
     version: str
     """containerRuntimeVersion as the node reports it, e.g. "sim://0.1.0"."""
     on_change: Callable[[str], None]
+    on_probe_event: ProbeEventSink
 
     async def pull_image(self, pod: dict[str, Any], container: dict[str, Any], attempt: int) -> PullResult:
         ...

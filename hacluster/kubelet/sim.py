@@ -20,7 +20,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hacluster.kubelet.behaviour import Behaviour, BehaviourError, ImageCatalogue
-from hacluster.kubelet.runtime import EXITED, RUNNING, ContainerRecord, LogLine, PullResult, StartError
+from hacluster.kubelet.probes import first_tick_at_or_after, probe_ticks
+from hacluster.kubelet.runtime import (
+    EXITED,
+    RUNNING,
+    ContainerRecord,
+    LogLine,
+    ProbeEventSink,
+    PullResult,
+    StartError,
+)
 from hacluster.model.quantity import QuantityError, parse_quantity
 
 VERSION = "sim://0.1.0"
@@ -72,9 +81,15 @@ def exit_reason(code: int) -> str:
 
 
 def timeline(b: Behaviour, memory_limit: int | None, started_at: float, now: float, *,
-             term_at: float | None = None, kill_at: float | None = None) -> Outcome:
+             term_at: float | None = None, kill_at: float | None = None,
+             liveness_stop_at: float | None = None, liveness_grace_s: float = 30.0) -> Outcome:
     """What a container started at `started_at` with behaviour `b` is doing at `now`. `term_at` is when it
-    got SIGTERM, `kill_at` when it gets (or got) SIGKILL."""
+    got SIGTERM, `kill_at` when it gets (or got) SIGKILL; `liveness_stop_at` is when its failing liveness
+    probe makes the kubelet stop it (SIGTERM, SIGKILL after `liveness_grace_s`)."""
+    if liveness_stop_at is not None and now >= liveness_stop_at:
+        term_at = liveness_stop_at if term_at is None else min(term_at, liveness_stop_at)
+        kill = liveness_stop_at + liveness_grace_s
+        kill_at = kill if kill_at is None else min(kill_at, kill)
     exits: list[tuple[float, int, str]] = []
     if b.run_s is not None:
         exits.append((started_at + b.run_s, b.exit_code, exit_reason(b.exit_code)))
@@ -92,7 +107,7 @@ def timeline(b: Behaviour, memory_limit: int | None, started_at: float, now: flo
     ready_at = started_at + b.ready_after_s
     ready = now >= ready_at and term_at is None
     upcoming = [t for t in ([ready_at] if not ready and term_at is None else []) + ([first[0]] if first else [])
-                if t > now]
+                + ([liveness_stop_at] if liveness_stop_at is not None else []) if t > now]
     return Outcome(RUNNING, ready, memory_at(b.memory, now - started_at),
                    next_change_at=min(upcoming) if upcoming else None)
 
@@ -113,12 +128,16 @@ class _SimContainer:
     init: bool
     term_at: float | None = None
     kill_at: float | None = None
+    liveness_stop_at: float | None = None
+    liveness_grace_s: float = 30.0
+    liveness_reported: bool = False
     timer: asyncio.TimerHandle | None = None
     exited: asyncio.Event = field(default_factory=asyncio.Event)
 
     def outcome(self, now: float) -> Outcome:
         return timeline(self.behaviour, self.memory_limit, self.started_at, now, term_at=self.term_at,
-                        kill_at=self.kill_at)
+                        kill_at=self.kill_at, liveness_stop_at=self.liveness_stop_at,
+                        liveness_grace_s=self.liveness_grace_s)
 
     def record(self, now: float) -> ContainerRecord:
         o = self.outcome(now)
@@ -127,6 +146,29 @@ class _SimContainer:
                                started_at=self.started_at, finished_at=o.finished_at, exit_code=o.exit_code,
                                reason=o.reason, message="", ready=o.ready, memory_bytes=o.memory_bytes,
                                init=self.init)
+
+
+def probe_schedule(b: Behaviour, pod: dict[str, Any], container: dict[str, Any], started_at: float,
+                   scale: float) -> tuple[Behaviour, float | None, float]:
+    """The container's probes on the image's data: (behaviour with `ready_after_s` moved to the readiness
+    probe's first successful tick, when a failing liveness probe stops it or None, its grace period).
+    Probe times are scaled like the image's."""
+    stop_at = None
+    readiness = container.get("readinessProbe")
+    if isinstance(readiness, dict):
+        first, period = probe_ticks(readiness, started_at, scale)
+        ok_from = first_tick_at_or_after(started_at + b.ready_after_s, first, period)
+        ready_at = ok_from + (int(readiness.get("successThreshold") or 1) - 1) * period
+        b = b.model_copy(update={"ready_after_s": ready_at - started_at})
+    liveness = container.get("livenessProbe")
+    grace = float((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+    if isinstance(liveness, dict) and b.liveness_fails_after_s is not None:
+        first, period = probe_ticks(liveness, started_at, scale)
+        failing_from = first_tick_at_or_after(started_at + b.liveness_fails_after_s, first, period)
+        stop_at = failing_from + (int(liveness.get("failureThreshold") or 3) - 1) * period
+        if liveness.get("terminationGracePeriodSeconds") is not None:
+            grace = float(liveness["terminationGracePeriodSeconds"])
+    return b, stop_at, grace * scale
 
 
 def memory_limit_of(container: dict[str, Any]) -> int | None:
@@ -158,6 +200,7 @@ class SimRuntime:
         self.clock = clock
         self.retained_attempts = retained_attempts
         self.on_change: Callable[[str], None] = lambda uid: None
+        self.on_probe_event: ProbeEventSink = lambda uid, container, etype, reason, message: None
         self._pods: dict[str, list[_SimContainer]] = {}
         self._images: dict[str, int] = {}
 
@@ -202,10 +245,12 @@ class SimRuntime:
             await asyncio.sleep(b.start_s)
         name = container.get("name", "")
         cid = "sim://" + hashlib.sha256(f"{self.node}/{uid}/{name}/{attempt}/{created}".encode()).hexdigest()
+        started = self.clock()
+        b, stop_at, grace = probe_schedule(b, pod, container, started, self.catalogue.time_scale)
         c = _SimContainer(id=cid, pod_uid=uid, name=name, attempt=attempt, image=container.get("image", ""),
                           image_id=image_id or image_id_of(container.get("image", "")), behaviour=b,
-                          memory_limit=memory_limit_of(container), created_at=created, started_at=self.clock(),
-                          init=init)
+                          memory_limit=memory_limit_of(container), created_at=created, started_at=started,
+                          init=init, liveness_stop_at=stop_at, liveness_grace_s=grace)
         attempts = self._pods.setdefault(uid, [])
         attempts.append(c)
         same = [x for x in attempts if x.name == name and x.init == init]
@@ -236,6 +281,13 @@ class SimRuntime:
         c.timer = None
         if c.pod_uid not in self._pods:
             return
+        if c.liveness_stop_at is not None and not c.liveness_reported and self.clock() >= c.liveness_stop_at \
+                and c.term_at is None:
+            c.liveness_reported = True
+            self.on_probe_event(c.pod_uid, c.name, "Warning", "Unhealthy",
+                                "Liveness probe failed: the image's liveness_fails_after_s has passed")
+            self.on_probe_event(c.pod_uid, c.name, "Normal", "Killing",
+                                f"Container {c.name} failed liveness probe, will be restarted")
         self._arm(c)
         self.on_change(c.pod_uid)
 

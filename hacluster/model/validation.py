@@ -339,6 +339,60 @@ def validate_tolerations(tolerations: Any, path: str) -> list[Cause]:
     return causes
 
 
+PROBE_KINDS = ("livenessProbe", "readinessProbe", "startupProbe")
+PROBE_HANDLERS = ("exec", "httpGet", "tcpSocket", "grpc")
+PROBE_DEFAULTS = {"timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}
+
+
+def validate_probe(probe: Any, path: str, *, liveness: bool) -> list[Cause]:
+    """A container probe as Kubernetes' validateProbe checks it (probes are typed loosely by the schema)."""
+    if probe is None:
+        return []
+    if not isinstance(probe, dict):
+        return [E.invalid_value(path, probe, "must be an object")]
+    causes: list[Cause] = []
+    handlers = [h for h in PROBE_HANDLERS if probe.get(h) is not None]
+    if not handlers:
+        causes.append(Cause("FieldValueRequired", "Required value: must specify a handler type", path))
+    elif len(handlers) > 1:
+        causes.append(E.forbidden_field(f"{path}.{handlers[1]}", "may not specify more than 1 handler type"))
+    for field, minimum in (("initialDelaySeconds", 0), ("timeoutSeconds", 1), ("periodSeconds", 1),
+                           ("successThreshold", 1), ("failureThreshold", 1), ("terminationGracePeriodSeconds", 1)):
+        v = probe.get(field)
+        if v is None:
+            continue
+        if not isinstance(v, int) or isinstance(v, bool):
+            causes.append(E.invalid_value(f"{path}.{field}", v, "must be an integer"))
+        elif v < minimum:
+            causes.append(E.invalid_value(f"{path}.{field}", v, "must be greater than or equal to "
+                                                                 f"{minimum}"))
+    if liveness and probe.get("successThreshold") not in (None, 1):
+        causes.append(E.invalid_value(f"{path}.successThreshold", probe["successThreshold"], "must be 1"))
+    exec_ = probe.get("exec")
+    if isinstance(exec_, dict) and not exec_.get("command"):
+        causes.append(E.required(f"{path}.exec.command"))
+    for h in ("httpGet", "tcpSocket"):
+        spec = probe.get(h)
+        if isinstance(spec, dict):
+            port = spec.get("port")
+            if port is None or port == "" or (isinstance(port, int) and not 1 <= port <= 65535):
+                causes.append(E.invalid_value(f"{path}.{h}.port", port, "must be between 1 and 65535, inclusive")
+                              if port not in (None, "") else E.required(f"{path}.{h}.port"))
+    return causes
+
+
+def default_probe(probe: Any) -> None:
+    """Kubernetes' SetDefaults_Probe and SetDefaults_HTTPGetAction, in place."""
+    if not isinstance(probe, dict):
+        return
+    for k, v in PROBE_DEFAULTS.items():
+        probe.setdefault(k, v)
+    http = probe.get("httpGet")
+    if isinstance(http, dict):
+        http.setdefault("path", "/")
+        http.setdefault("scheme", "HTTP")
+
+
 def validate_pod_spec(spec: Any, path: str) -> list[Cause]:
     causes: list[Cause] = []
     if not isinstance(spec, dict):
@@ -360,6 +414,11 @@ def validate_pod_spec(spec: Any, path: str) -> list[Cause]:
     if ads is not None and not 1 <= ads <= 2147483647:
         causes.append(E.invalid_value(f"{path}.activeDeadlineSeconds", ads,
                                       "must be between 1 and 2147483647, inclusive"))
+    for i, c in enumerate(spec.get("containers") or ()):
+        if isinstance(c, dict):
+            for kind in PROBE_KINDS:
+                causes += validate_probe(c.get(kind), f"{path}.containers[{i}].{kind}",
+                                         liveness=kind != "readinessProbe")
     causes += validate_labels(spec.get("nodeSelector"), f"{path}.nodeSelector")
     causes += validate_affinity(spec.get("affinity"), f"{path}.affinity")
     causes += validate_tolerations(spec.get("tolerations"), f"{path}.tolerations")
@@ -649,6 +708,8 @@ def _default_container(c: Obj) -> None:
             requests.setdefault(k, v)
     for p in c.get("ports") or []:
         p.setdefault("protocol", "TCP")
+    for kind in PROBE_KINDS:
+        default_probe(c.get(kind))
 
 
 def default_pod_spec(spec: Obj) -> None:
@@ -821,4 +882,6 @@ def default_job(job: Obj) -> None:
             labels[key] = uid
         for key in JOB_NAME_LABELS:
             labels[key] = name
+    if not meta.get("labels") and (template.get("metadata") or {}).get("labels"):
+        meta["labels"] = dict(template["metadata"]["labels"])  # SetDefaults_Job: the template's labels
     job.setdefault("status", {})

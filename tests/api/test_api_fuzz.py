@@ -206,6 +206,19 @@ OTHER_KINDS = {
         "apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "node-1"},
         "spec": {"holderIdentity": "node-1", "leaseDurationSeconds": 40}},
     "/api/v1/namespaces": {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"}},
+    "/apis/apps/v1/namespaces/default/deployments": {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "dep"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "dep"}}, "minReadySeconds": 1,
+                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": 1}},
+                 "template": {"metadata": {"labels": {"app": "dep"}},
+                              "spec": {"containers": [{"name": "c", "image": "nginx", "readinessProbe": {
+                                  "httpGet": {"port": 80, "path": "/"}, "periodSeconds": 2}}]}}}},
+    "/apis/batch/v1/namespaces/default/jobs": {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "job"},
+        "spec": {"completions": 2, "parallelism": 1, "backoffLimit": 1,
+                 "template": {"spec": {"restartPolicy": "Never", "containers": [
+                     {"name": "c", "image": "busybox", "command": ["sh", "-c", "exit 0"],
+                      "livenessProbe": {"exec": {"command": ["true"]}}}]}}}},
 }
 
 
@@ -365,3 +378,11 @@ async def test_raw_bodies_on_every_write_path(api, data, route, yaml_body):
         content_type = "application/yaml"
     token = NODE1 if path.endswith("node-1/status") else None
     await send_raw(api, method, path, raw, content_type, token=token)
+
+
+@FUZZ
+@given(review=bent({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                    "spec": {"resourceAttributes": {"namespace": "default", "verb": "create", "group": "apps",
+                                                    "resource": "deployments", "subresource": "scale"}}}))
+async def test_access_reviews(api, review):
+    await send(api, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", review)

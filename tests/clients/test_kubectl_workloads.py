@@ -11,7 +11,7 @@ import re
 import pytest
 import yaml
 
-from tests.clients.conftest import KCluster, need_kubectl, wait_for
+from tests.clients.conftest import KUBECTL, KCluster, find_modern_kubectl, need_kubectl, wait_for
 
 pytestmark = [pytest.mark.slow, need_kubectl]
 
@@ -164,3 +164,34 @@ def test_python_client_reads_deployments_and_scales_them(kcluster: KCluster):
         {"spec": {"resourceAttributes": {"verb": "create", "resource": "deployments", "group": "apps"}}})
     assert review.status.allowed is True
     kc.ok("delete", "deployment", "py")
+
+
+MODERN = find_modern_kubectl(KUBECTL[0]) if KUBECTL else None
+
+
+@pytest.mark.skipif(MODERN is None, reason="no kubectl 1.24+ on /usr/bin besides the Debian one")
+def test_modern_kubectl_rollout_whoami_and_top(kcluster: KCluster):
+    """kubectl 1.32 (where installed): a rollout, `auth can-i` and `auth whoami` (which it posts as protobuf)
+    and `top nodes`. Its `create deployment|job` post protobuf too, which hacluster does not decode (415):
+    the Deployment is applied as JSON."""
+    assert MODERN is not None
+    kc, k = kcluster, MODERN[0]
+
+    def run(*args: str) -> str:
+        r = kc.kubectl(*args, binary=k)
+        assert r.returncode == 0, f"kubectl {' '.join(args)}: {r.stderr}"
+        return r.stdout
+
+    d = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "modern"},
+         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "modern"}},
+                  "template": {"metadata": {"labels": {"app": "modern"}},
+                               "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+    r = kc.kubectl("apply", "-f", "-", input=yaml.safe_dump(d), binary=k)
+    assert r.returncode == 0, r.stderr
+    assert 'deployment "modern" successfully rolled out' in run("rollout", "status", "deployment/modern",
+                                                                "--timeout=60s")
+    assert run("auth", "can-i", "create", "deployments.apps").strip() == "yes"
+    who = rows(run("auth", "whoami"))
+    assert who[0] == ["ATTRIBUTE", "VALUE"] and ["Username", "admin"] in who
+    assert rows(run("top", "nodes"))[0][0] == "NAME"
+    run("delete", "deployment", "modern")

@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 
 from hacluster.apiserver.auth import User
 from hacluster.apiserver.metrics_api import cpu_quantity, memory_quantity, node_metrics, pod_metrics
-from hacluster.apiserver.printers import TABLE_BUILDERS
-from hacluster.apiserver.printers_workloads import deployment_row, job_row
+from hacluster.apiserver.printers import TABLE_BUILDERS, deployment_row, job_row
 from hacluster.apiserver.reviews import access_allowed, rules_for
 from hacluster.kubelet.behaviour import ImageCatalogue
 from hacluster.kubelet.stats import summary
@@ -112,3 +111,56 @@ def test_a_command_line_decides_how_a_sim_container_ends():
     assert bad.run_s is not None and bad.exit_code != 0
     server = cat.behaviour_for(meta, {"name": "web", "image": "nginx"}, 0)
     assert server.run_s is None and server.cpu_millis == 1
+
+
+def test_protobuf_reviews_as_kubectl_132_sends_them():
+    from hacluster.apiserver.discovery import _pb_bytes
+    from hacluster.apiserver.protowire import ProtobufError, decode_review
+
+    attrs = _pb_bytes(1, b"default") + _pb_bytes(2, b"create") + _pb_bytes(5, b"pods")
+    review = _pb_bytes(1, b"") + _pb_bytes(2, _pb_bytes(1, attrs))
+    type_meta = _pb_bytes(1, b"authorization.k8s.io/v1") + _pb_bytes(2, b"SelfSubjectAccessReview")
+    body = b"k8s\x00" + _pb_bytes(1, type_meta) + _pb_bytes(2, review) + _pb_bytes(4, b"application/vnd.kubernetes.protobuf")
+    assert decode_review(body) == {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                                   "spec": {"resourceAttributes": {"namespace": "default", "verb": "create",
+                                                                   "resource": "pods"}}}
+    whoami = b"k8s\x00" + _pb_bytes(1, _pb_bytes(1, b"authentication.k8s.io/v1") + _pb_bytes(2, b"SelfSubjectReview"))
+    assert decode_review(whoami)["kind"] == "SelfSubjectReview"
+    for bad in (b"{}", b"k8s\x00\x0a\xff", b"k8s\x00\x0b"):
+        try:
+            decode_review(bad)
+        except ProtobufError:
+            continue
+        raise AssertionError(f"{bad!r} accepted")
+
+
+def test_hacluster_describe_prints_what_kubectl_prints_for_deployments_and_jobs():
+    from hacluster.cli.describe import describe_deployment, describe_job
+
+    now = datetime(2026, 1, 1, 0, 10, tzinfo=UTC)
+    d = deployment()
+    d["metadata"].update(creationTimestamp="2026-01-01T00:00:00Z", labels={"app": "web"},
+                         annotations={"deployment.kubernetes.io/revision": "2"})
+    d["spec"]["replicas"] = 3
+    d["status"] = {"replicas": 3, "updatedReplicas": 3, "availableReplicas": 3,
+                   "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+                                  {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}]}
+    new = {"metadata": {"name": "web-abc"}, "spec": {"replicas": 3}, "status": {"replicas": 3}}
+    text = describe_deployment(d, [], new, None, now)
+    lines = text.splitlines()
+    assert lines[0].split() == ["Name:", "web"] and lines[0].index("web") == 24  # kubectl's column
+    assert "Replicas:               3 desired | 3 updated | 3 total | 3 available | 0 unavailable" in lines
+    assert "RollingUpdateStrategy:  25% max unavailable, 25% max surge" in lines
+    words = [ln.split() for ln in lines]
+    assert ["OldReplicaSets:", "<none>"] in words
+    assert ["NewReplicaSet:", "web-abc", "(3/3", "replicas", "created)"] in words
+    assert "  Progressing    True    NewReplicaSetAvailable" in lines
+    job = {"metadata": {"name": "once", "namespace": "default"},
+           "spec": {"parallelism": 1, "completions": 1, "completionMode": "NonIndexed", "suspend": False,
+                    "backoffLimit": 6, "selector": {"matchLabels": {"job-name": "once"}},
+                    "template": {"spec": {"containers": [{"name": "once", "image": "busybox"}]}}},
+           "status": {"startTime": "2026-01-01T00:00:00Z", "completionTime": "2026-01-01T00:00:04Z", "succeeded": 1,
+                      "ready": 0}}
+    lines = describe_job(job, None, now).splitlines()
+    assert lines[:3] == ["Name:             once", "Namespace:        default", "Selector:         job-name=once"]
+    assert "Duration:         4s" in lines and "Pods Statuses:    0 Active (0 Ready) / 1 Succeeded / 0 Failed" in lines
