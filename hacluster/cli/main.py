@@ -61,9 +61,11 @@ def master(config_path: str, master_id: str) -> None:
                    "(default: kubelet.runtime of the config, sim).")
 @click.option("--chaos", is_flag=True, help="Route every Raft and API link through a Toxiproxy server.")
 @click.option("--detach", is_flag=True, help="Start the cluster and return; stop it with `hacluster down`.")
+@click.option("--dashboard", "with_dashboard", is_flag=True,
+              help="Also start the live dashboard (`hacluster dashboard`); `down` stops it.")
 @_state_dir_option
 def up(config_path: str | None, masters: int | None, nodes: int, runtime: str | None, chaos: bool, detach: bool,
-       state_dir: str | None) -> None:
+       with_dashboard: bool, state_dir: str | None) -> None:
     """Start a local cluster of masters on 127.0.0.1."""
     from hacluster.cluster import launcher
 
@@ -86,6 +88,14 @@ def up(config_path: str | None, masters: int | None, nodes: int, runtime: str | 
     if handle.cfg.nodes:
         click.echo(f"nodes: {', '.join(n.name for n in handle.cfg.nodes)} (kubelets ready)")
     click.echo(f"kubeconfig: {sd / 'kubeconfig'}   e.g. kubectl --kubeconfig {sd / 'kubeconfig'} get pods")
+    if with_dashboard:
+        from hacluster.cli.dashboard_cmd import start_detached
+
+        try:
+            click.echo(f"dashboard: {start_detached(handle)}")
+        except launcher.LauncherError as exc:
+            launcher.down(sd)
+            raise _Fail(str(exc)) from exc
     if detach:
         click.echo(f"stop with: hacluster down --state-dir {sd}")
         return
@@ -163,7 +173,8 @@ def bench_api(seconds: float, trials: int, state_dir: str | None) -> None:
 
 # Commands of other components live beside their component and register here when present.
 _COMMAND_MODULES = ("hacluster.cli.kubelet_cmd", "hacluster.cli.chaos_cmd", "hacluster.cli.experiment_cmd",
-                    "hacluster.cli.check_cmd", "hacluster.cli.kubectl_cmd", "hacluster.cli.bench_cmd")
+                    "hacluster.cli.check_cmd", "hacluster.cli.kubectl_cmd", "hacluster.cli.bench_cmd",
+                    "hacluster.cli.dashboard_cmd")
 
 
 def _register_optional_commands() -> None:
