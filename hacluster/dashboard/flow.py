@@ -43,14 +43,25 @@ def _first(events: list[Mapping[str, Any]], reason: str, contains: str = "") -> 
 
 
 def _explanation(pod: Mapping[str, Any]) -> str:
+    """The scheduler's per-plugin explanation (annotation) in one line: nodes feasible, what each filter
+    rejected, and the best scores."""
     raw = ((pod.get("metadata") or {}).get("annotations") or {}).get(EXPLANATION_ANNOTATION)
     if not raw:
         return ""
     try:
         data = json.loads(raw)
-    except ValueError:
-        return str(raw)
-    return json.dumps(data, separators=(", ", ": "))[:600]
+        nodes = data.get("nodes") or {}
+        parts = [f"{nodes.get('feasible', '?')} of {nodes.get('total', '?')} nodes feasible"]
+        for f in data.get("filters") or []:
+            if f.get("rejected"):
+                reasons = ", ".join(f"{n} {r}" for r, n in (f.get("reasons") or {}).items())
+                parts.append(f"{f.get('plugin')} rejected {f['rejected']}" + (f" ({reasons})" if reasons else ""))
+        top = ((data.get("scores") or {}).get("top") or [])[:3]
+        if top:
+            parts.append("scores " + ", ".join(f"{t.get('node')} {t.get('total')}" for t in top))
+        return "; ".join(parts)
+    except (ValueError, AttributeError, TypeError):
+        return str(raw)[:300]
 
 
 def pod_flow(pod: Mapping[str, Any], events: list[Mapping[str, Any]]) -> dict[str, Any]:

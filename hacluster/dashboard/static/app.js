@@ -117,7 +117,7 @@ function header() {
 // ------------------------------------------------------------------------------------ masters graph
 function graph() {
   const g = clear(document.getElementById("graph"));
-  const n = state.masters.length, cx = 260, cy = n > 3 ? 175 : 190, r = n > 1 ? (n > 3 ? 130 : 125) : 0;
+  const n = state.masters.length, cx = 260, cy = n > 3 ? 205 : 215, r = n > 1 ? (n > 3 ? 125 : 118) : 0;
   const pos = {};
   state.masters.forEach((m, i) => {
     const a = -Math.PI / 2 + (2 * Math.PI * i) / n;
@@ -157,7 +157,9 @@ function graph() {
       [`term ${m.term}`, "#1c2430"],
       [`commit ${dash(m.commit_index)} · applied ${dash(m.applied_index)}`, "#1c2430"],
       [`journal ${dash(m.log_length)}${m.journal_bytes !== null ? " · " + bytes(m.journal_bytes) : ""}`, "#5b6675"]];
-    lines.forEach(([text, fill], k) => g.appendChild(svg("text", { x, y: y + 56 + k * 15, "text-anchor": "middle",
+    const above = y < cy - 10;  // labels away from the links: above the upper masters, below the others
+    const y0 = above ? y - 48 - 15 * (lines.length - 1) : y + 56;
+    lines.forEach(([text, fill], k) => g.appendChild(svg("text", { x, y: y0 + k * 15, "text-anchor": "middle",
       "font-size": 12, fill, "font-weight": k === 0 ? 600 : 400 }, text)));
   }
 }
@@ -321,7 +323,7 @@ async function showFlow(ns, name) {
   const f = r.data;
   title.textContent = `${f.namespace}/${f.pod} — ${f.status}` + (f.stopped_at ? `, stopped at “${f.stopped_at}”` : "");
   const g = clear(document.getElementById("flow"));
-  const laneH = 60, top = 10, left = 100, W = 1000;
+  const laneH = 64, top = 6, left = 92, W = 1200;
   f.lanes.forEach((lane, i) => {
     const y = top + i * laneH;
     g.appendChild(svg("rect", { x: 0, y, width: W, height: laneH - 4, fill: i % 2 ? "#f7f9fc" : "#eef2f7", rx: 4 }));
@@ -339,10 +341,10 @@ async function showFlow(ns, name) {
       "data-state": s.state });
     box.appendChild(svg("title", {}, s.detail));
     g.appendChild(box);
-    const words = s.step.length > 18 && w < 130 ? s.step.split(" ") : [s.step];
-    const lines = words.length > 1 ? [words.slice(0, Math.ceil(words.length / 2)).join(" "),
-      words.slice(Math.ceil(words.length / 2)).join(" ")] : words;
-    lines.forEach((line, k) => g.appendChild(svg("text", { x: x + w / 2, y: y + 16 + k * 13, "text-anchor": "middle",
+    const words = s.step.split(" ");
+    const cut = s.step.length > 12 ? Math.ceil(words.length / 2) : words.length;
+    const lines = [words.slice(0, cut).join(" "), words.slice(cut).join(" ")].filter(Boolean);
+    lines.forEach((line, k) => g.appendChild(svg("text", { x: x + w / 2, y: y + 14 + k * 13, "text-anchor": "middle",
       "font-size": 11.5, fill: "#fff", "font-weight": 600 }, line)));
     g.appendChild(svg("text", { x: x + w / 2, y: y + h - 5, "text-anchor": "middle", "font-size": 11, fill: "#fff" },
       s.t_s === null ? (s.state === "waiting" ? "waiting" : "") : `+${s.t_s.toFixed(0)} s`));
