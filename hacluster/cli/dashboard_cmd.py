@@ -250,6 +250,41 @@ def trace_pod(name: str, namespace: str, output: str, state_dir: str | None) -> 
     Console().print(t)
 
 
+@click.command("dashboard")
+@click.option("--nodes", type=click.IntRange(0, 5000), default=1000, show_default=True)
+@click.option("--pods", type=click.IntRange(1, 50_000), default=10_000, show_default=True)
+@click.option("--seconds", type=click.FloatRange(1, 300), default=20.0, show_default=True,
+              help="Length of each CPU measuring window.")
+@click.option("--churn", type=click.IntRange(1, 2000), default=200, show_default=True,
+              help="Pod updates per second during the second window.")
+@click.option("--samples", type=click.IntRange(1, 500), default=20, show_default=True)
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default="out/bench-dashboard.json",
+              show_default=True)
+@click.option("--state-dir", default=".hacluster-bench-dashboard", metavar="DIR")
+def bench_dashboard(nodes: int, pods: int, seconds: float, churn: int, samples: int, out_path: str,
+                    state_dir: str) -> None:
+    """The dashboard's CPU with NODES nodes and PODS pods (idle and under churn), and change-to-page latency."""
+    from hacluster.cluster import launcher
+    from hacluster.dashboard.bench import run
+
+    try:
+        r = run(Path(state_dir), nodes=nodes, pods=pods, seconds=seconds, churn_per_s=churn, samples=samples,
+                out_path=Path(out_path))
+    except launcher.LauncherError as exc:
+        raise _Fail(str(exc)) from exc
+    lat = r["create_to_snapshot_ms"]
+    click.echo(f"{r['nodes']} nodes, {r['pods']} pods (created in {r['create_s']} s, listed by the dashboard "
+               f"{r['listed_after_s']} s after it connected)")
+    click.echo(f"dashboard CPU: {r['cpu_idle_pct_of_core']} % of a core idle, {r['cpu_churn_pct_of_core']} % "
+               f"with {r['churn_achieved_per_s']} pod updates/s")
+    click.echo(f"pod create -> WebSocket snapshot: p50 {lat['p50']} ms, max {lat['max']} ms ({lat['samples']} "
+               f"creates); snapshot {r['snapshot_bytes']} bytes")
+    click.echo(f"figures in {out_path}")
+
+
 def register(main: click.Group) -> None:
     main.add_command(dashboard)
     main.add_command(trace)
+    bench = main.commands.get("bench")
+    if isinstance(bench, click.Group):
+        bench.add_command(bench_dashboard)

@@ -1,8 +1,9 @@
 """`hacluster demo`: the quick-start tour of a local 3-master control plane.
 
 Starts a cluster and its live dashboard (printing its URL), writes pods through a follower, reads them back
-from every master, SIGKILLs the leader, shows writes continuing on the new leader (and how long the gap was), restarts the killed master and shows
-it catching up from its journal, then stops everything — also on Ctrl-C or an error.
+from every master, SIGKILLs the leader, shows writes continuing on the new leader (and how long the gap was),
+restarts the killed master and shows it catching up from its journal, then stops everything — also on Ctrl-C
+or an error.
 """
 
 from __future__ import annotations
