@@ -270,8 +270,8 @@ def bench_dashboard(nodes: int, pods: int, seconds: float, churn: int, samples: 
     try:
         r = run(Path(state_dir), nodes=nodes, pods=pods, seconds=seconds, churn_per_s=churn, samples=samples,
                 out_path=Path(out_path))
-    except launcher.LauncherError as exc:
-        raise _Fail(str(exc)) from exc
+    except (launcher.LauncherError, RuntimeError, OSError) as exc:
+        raise _Fail(f"{type(exc).__name__}: {exc}") from exc
     lat = r["create_to_snapshot_ms"]
     click.echo(f"{r['nodes']} nodes, {r['pods']} pods (created in {r['create_s']} s, listed by the dashboard "
                f"{r['listed_after_s']} s after it connected)")

@@ -73,16 +73,42 @@ async def _many(api: ApiClient, method: str, items: list[tuple[str, Any]], rate_
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
 
 
-async def _seen(ws: aiohttp.ClientWebSocketResponse, want_pods: int, want_nodes: int, timeout_s: float) -> float:
-    """Wait for a snapshot with these totals; returns the monotonic time it arrived."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        msg = await ws.receive(timeout=max(0.01, deadline - time.monotonic()))
-        if msg.type != aiohttp.WSMsgType.TEXT:
-            raise RuntimeError(f"the dashboard closed its WebSocket ({msg.type})")
-        snap = json.loads(msg.data)
-        if snap["pods"]["total"] >= want_pods and snap["nodes"]["total"] >= want_nodes:
-            return time.monotonic()
+class _Page:
+    """Reads every snapshot the dashboard pushes (as a page does, answering its pings) and tells when one
+    with given totals arrived."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.totals: tuple[int, int] = (-1, -1)
+        self.arrived = 0.0
+        self._changed = asyncio.Event()
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                snap = json.loads(msg.data)
+                self.totals = (snap["pods"]["total"], snap["nodes"]["total"])
+                self.arrived = time.monotonic()
+                self._changed.set()
+                self._changed = asyncio.Event()
+
+    async def seen(self, pods: int, nodes: int, timeout_s: float) -> float:
+        """The monotonic time a snapshot with at least these totals arrived."""
+        deadline = time.monotonic() + timeout_s
+        while not (self.totals[0] >= pods and self.totals[1] >= nodes):
+            if self.task.done():
+                raise RuntimeError("the dashboard closed its WebSocket")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RuntimeError(f"no snapshot with {pods} pods and {nodes} nodes within {timeout_s} s "
+                                   f"(last: {self.totals})")
+            changed = self._changed
+            try:
+                await asyncio.wait_for(changed.wait(), remaining)
+            except TimeoutError:
+                pass
+        return self.arrived
 
 
 async def _measure(handle: launcher.ClusterHandle, url: str, dash_pid: int, *, nodes: int, pods: int,
@@ -96,8 +122,9 @@ async def _measure(handle: launcher.ClusterHandle, url: str, dash_pid: int, *, n
         await _many(api, "POST", [("/api/v1/namespaces/default/pods", _pod(i)) for i in range(pods)])
         out["create_s"] = round(time.monotonic() - t0, 1)
         async with aiohttp.ClientSession() as session, session.ws_connect(ws_url, max_msg_size=0) as ws:
+            page = _Page(ws)
             t1 = time.monotonic()
-            await _seen(ws, pods, nodes, 120)
+            await page.seen(pods, nodes, 120)
             out["listed_after_s"] = round(time.monotonic() - t1, 2)
 
             c0, w0 = _cpu_s(dash_pid), time.monotonic()
@@ -120,9 +147,10 @@ async def _measure(handle: launcher.ClusterHandle, url: str, dash_pid: int, *, n
                 await api.post("/api/v1/namespaces/default/pods", _pod(pods + k))
                 sent = time.monotonic()
                 total += 1
-                lat.append(1000 * (await _seen(ws, total, nodes, 10) - sent))
+                lat.append(1000 * (await page.seen(total, nodes, 10) - sent))
             out["create_to_snapshot_ms"] = {"p50": round(statistics.median(lat), 1),
                                             "max": round(max(lat), 1), "samples": samples}
+            page.task.cancel()
         async with aiohttp.ClientSession() as session:
             async with session.get(url.replace("/?token=", "/api/state?token=")) as resp:
                 out["snapshot_bytes"] = len(await resp.read())
