@@ -187,3 +187,17 @@ def test_pods_from_templates_reach_their_states_and_the_flow_shows_every_step(cl
         "create requested", "request accepted", "proposed and committed", "scheduler decision", "binding committed",
         "kubelet picked it up", "image pulled", "containers created and started", "Ready")]
     _shot(browser, "4-pods-and-flow")
+
+
+@need_chromium
+def test_pause_and_resume_a_follower_from_the_page(cluster: Any, browser: Any) -> None:
+    handle, url = cluster
+    browser.get(url)
+    rows = wait_for(lambda: (r := _rows(browser)) and _leader(r) and r, 15, "a leader on the page")
+    follower = sorted(mid for mid, r in rows.items() if r["role"] == "follower")[0]
+    _click(browser, f'#master-table button[data-action="pause"][data-target="{follower}"]')
+    wait_for(lambda: _rows(browser).get(follower, {}).get("role") == "paused", 5, f"{follower} shown paused")
+    pid = handle.pid(follower)
+    assert pid is not None and Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] == "T"
+    _click(browser, f'#master-table button[data-action="resume"][data-target="{follower}"]')
+    wait_for(lambda: _rows(browser).get(follower, {}).get("role") == "follower", 15, f"{follower} resumed")
