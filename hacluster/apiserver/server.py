@@ -29,6 +29,7 @@ from hacluster.apiserver import discovery
 from hacluster.apiserver import patch as patching
 from hacluster.apiserver.auth import Authenticator, User, authorize
 from hacluster.apiserver.metrics import MasterMetrics
+from hacluster.apiserver.objtrace import ObjectTraces, object_key
 from hacluster.apiserver.watchhub import WatchHub
 from hacluster.config import ClusterConfig
 from hacluster.ids import new_uid
@@ -107,6 +108,7 @@ class ApiServer:
         self.metrics = metrics or MasterMetrics()
         self.authn = Authenticator(cfg)
         self.hub = WatchHub(store, cfg.api.watch_queue_max)
+        self.traces = ObjectTraces()
 
     # ------------------------------------------------------------------------------ application
     def app(self) -> web.Application:
@@ -119,6 +121,7 @@ class ApiServer:
         r.add_get("/readyz", self._readyz)
         r.add_get("/metrics", self._metrics)
         r.add_get("/debug/raft", self._debug_raft)
+        r.add_get("/debug/trace/{resource}/{namespace}/{name}", self._debug_trace)
         r.add_get("/openapi/v2", self._openapi)
         r.add_get("/api", self._api)
         r.add_get("/api/", self._api)
@@ -225,6 +228,13 @@ class ApiServer:
             "peers": [{"id": p.id, "address": p.address, "connected": p.connected, "match_index": p.match_index,
                        "last_response_age_s": p.last_response_age_s} for p in view.peers],
         })
+
+    async def _debug_trace(self, request: web.Request) -> web.Response:
+        """The writes of one object this master proposed (see hacluster/apiserver/objtrace.py)."""
+        self._authenticate(request)
+        m = request.match_info
+        return json_response({"master": self.master_id,
+                              "writes": self.traces.get((m["resource"], m["namespace"], m["name"]))})
 
     async def _openapi(self, request: web.Request) -> web.Response:
         accept = request.headers.get("Accept", "")
@@ -608,8 +618,32 @@ class ApiServer:
         return self.store.read(lambda s: s.history_floor)
 
     # ----------------------------------------------------------------------------------- writes
-    async def _propose(self, command: cmds.AnyCommand) -> Result:
-        result = await self.store.propose(command)
+    async def _store_propose(self, request: web.Request, command: cmds.AnyCommand) -> Result:
+        """Propose, and record the write in the object's trace: who, when, how long to commit, and the
+        term and commit index this master saw when the answer came (an upper bound of the entry's index)."""
+        key = object_key(command)
+        if key is None:
+            return await self.store.propose(command)
+        user = request.get(USER)
+        entry: dict[str, Any] = {"write": type(command).__name__, "user": user.name if user else "",
+                                 "master": self.master_id, "role": self.store.view().role,
+                                 "proposed_at": round(self.clock(), 6)}
+        start = time.monotonic()
+        try:
+            result = await self.store.propose(command)
+            entry["outcome"] = "committed" if result.ok else f"refused: {result.error.reason if result.error else ''}"
+            return result
+        except E.ApiError as err:
+            entry["outcome"] = f"{err.code} {err.reason}"
+            raise
+        finally:
+            view = self.store.view()
+            entry.update({"answered_s": round(time.monotonic() - start, 6), "term": view.term,
+                          "commit_index": view.commit_index})
+            self.traces.record(key, entry)
+
+    async def _propose(self, request: web.Request, command: cmds.AnyCommand) -> Result:
+        result = await self._store_propose(request, command)
         if not result.ok:
             raise result_error(result)
         return result
@@ -654,7 +688,7 @@ class ApiServer:
         meta["creationTimestamp"] = rfc3339(now)
         if _dry_run(request):
             return self._with_warnings(json_response(obj, status=201), warnings)
-        result = await self._propose(cmds.Create(resource=t.res.plural, namespace=t.namespace, obj=obj))
+        result = await self._propose(request, cmds.Create(resource=t.res.plural, namespace=t.namespace, obj=obj))
         return self._with_warnings(json_response(result.obj, status=201), warnings)
 
     async def _update(self, request: web.Request, user: User, t: Target) -> web.Response:
@@ -752,7 +786,7 @@ class ApiServer:
                     raise E.invalid(t.res.kind, t.name, causes, t.res.group)
             if _dry_run(request):
                 return json_response(new)
-            result = await self.store.propose(cmds.Replace(
+            result = await self._store_propose(request, cmds.Replace(
                 resource=t.res.plural, namespace=t.namespace, name=t.name, obj=new, expected_rv=cur_rv,
                 subresource="status" if t.subresource == "status" else ""))
             if result.ok:
@@ -781,7 +815,7 @@ class ApiServer:
             if current is None:
                 raise E.not_found(t.res.plural, t.name, t.res.group)
             return json_response(current)
-        result = await self._propose(cmds.Delete(
+        result = await self._propose(request, cmds.Delete(
             resource=t.res.plural, namespace=t.namespace, name=t.name, time=rfc3339(self.clock()),
             grace_period_s=grace, expected_uid=pre.get("uid") or "", expected_rv=pre.get("resourceVersion") or ""))
         return json_response(_delete_answer(t.res, result.obj))
@@ -795,8 +829,8 @@ class ApiServer:
         now = rfc3339(self.clock())
         items = []
         for name in names:
-            result = await self.store.propose(cmds.Delete(resource=t.res.plural, namespace=t.namespace, name=name,
-                                                          time=now))
+            result = await self._store_propose(request, cmds.Delete(resource=t.res.plural, namespace=t.namespace,
+                                                                    name=name, time=now))
             if result.ok and result.obj is not None:
                 items.append(result.obj)
         return json_response({"kind": t.res.list_kind, "apiVersion": t.res.api_version,
@@ -816,7 +850,7 @@ class ApiServer:
         if target.get("kind") not in (None, "", "Node"):
             raise E.invalid("Binding", name, [E.not_supported("target.kind", target.get("kind"), ["Node"])])
         bmeta = body.get("metadata") or {}
-        await self._propose(cmds.Bind(namespace=t.namespace, name=t.name, node_name=node,
+        await self._propose(request, cmds.Bind(namespace=t.namespace, name=t.name, node_name=node,
                                       time=rfc3339(self.clock()), expected_uid=bmeta.get("uid") or "",
                                       annotations=dict(bmeta.get("annotations") or {})))
         return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
@@ -828,7 +862,7 @@ class ApiServer:
         grace = (body.get("deleteOptions") or {}).get("gracePeriodSeconds")
         if grace is not None and grace < 0:
             grace = 0
-        await self._propose(cmds.Delete(resource="pods", namespace=t.namespace, name=t.name,
+        await self._propose(request, cmds.Delete(resource="pods", namespace=t.namespace, name=t.name,
                                         time=rfc3339(self.clock()), grace_period_s=grace))
         return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                               "code": 201}, status=201)

@@ -213,27 +213,23 @@ def trace() -> None:
 def trace_pod(name: str, namespace: str, output: str, state_dir: str | None) -> None:
     """NAME's journey: accepted, committed, scheduled, bound, pulled, started, Ready (or where it stopped)."""
     from hacluster.client import ApiClient, ClientError, Indeterminate, Unreachable
-    from hacluster.dashboard.flow import pod_flow
+    from hacluster.dashboard.collect import fetch_pod_flow
 
     handle = _handle(state_dir)
 
-    async def fetch() -> tuple[Any, Any]:
+    async def fetch() -> dict[str, Any]:
         api = ApiClient(list(handle.apis().values()), handle.admin_token, deadline_s=5.0)
         try:
-            pod = await api.get(f"/api/v1/namespaces/{namespace}/pods/{name}")
-            events = await api.get(f"/api/v1/namespaces/{namespace}/events",
-                                   params={"fieldSelector": f"involvedObject.name={name}"})
-            return pod, events
+            return await fetch_pod_flow(api, namespace, name)
         finally:
             await api.close()
 
     try:
-        pod, events = asyncio.run(fetch())
+        flow = asyncio.run(fetch())
     except ClientError as exc:
         raise _Fail(str(exc.status.get("message") or exc)) from exc
     except (Unreachable, Indeterminate) as exc:
         raise _Fail(f"no master answered: {exc}") from exc
-    flow = pod_flow(pod, events.get("items") or [])
     if output == "json":
         click.echo(json.dumps(flow, indent=2))
         return

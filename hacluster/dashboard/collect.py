@@ -31,6 +31,7 @@ from hacluster.client import ApiClient, ClientError, Indeterminate, Unreachable
 from hacluster.cluster import launcher
 from hacluster.cluster.launcher import ClusterHandle
 from hacluster.dashboard import links as links_mod
+from hacluster.dashboard.flow import failed_create_flow, pod_flow
 from hacluster.dashboard.pods import NODE_WORDS, PodIndex, node_summary, node_word, pod_summary
 from hacluster.dashboard.rates import ANSWER_CLASSES, AnswerRates, write_answers
 
@@ -53,6 +54,32 @@ def process_state(pid: int | None) -> str:
     except (OSError, IndexError):
         return "running"
     return "paused" if stat[:1] in ("T", "t") else "running"
+
+
+async def fetch_pod_flow(api: ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    """One pod's journey: the pod and its events (through `api`, failing over) and the write traces of every
+    master that answers (each knows only the writes it accepted). A pod that does not exist but whose create
+    a master traced (503, 504) gets the flow of that failed create; otherwise ClientError 404 as the API
+    answered it. Used by the dashboard's flow view and `hacluster trace pod`."""
+    traces: list[dict[str, Any]] = []
+
+    async def trace_of(endpoint: str) -> None:
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
+            resp = await api.request_once("GET", endpoint, f"/debug/trace/pods/{namespace}/{name}", timeout_s=1.0)
+            if resp.code == 200 and isinstance(resp.body, dict):
+                traces.extend(w for w in resp.body.get("writes") or [] if isinstance(w, dict))
+
+    await asyncio.gather(*(trace_of(e) for e in api.endpoints))
+    try:
+        pod = await api.get(f"/api/v1/namespaces/{namespace}/pods/{name}")
+    except ClientError as exc:
+        failed = failed_create_flow(namespace, name, traces) if exc.code == 404 else None
+        if failed is None:
+            raise
+        return failed
+    events = await api.get(f"/api/v1/namespaces/{namespace}/events",
+                           params={"fieldSelector": f"involvedObject.name={name}"})
+    return pod_flow(pod, events.get("items") or [], traces)
 
 
 class Collector:

@@ -1,11 +1,14 @@
 """One pod's journey through the control plane, step by step, from what the cluster recorded about it.
 
-Pure function used by the dashboard's flow view and by `hacluster trace pod`: `pod_flow(pod, events)`
+Pure functions used by the dashboard's flow view and by `hacluster trace pod`: `pod_flow(pod, events, traces)`
 walks the seed's pod creation flow — API server → Raft → scheduler → binding → kubelet → image → containers
 → Ready — and dates each step from the pod itself (creationTimestamp, conditions, nodeName, the scheduler's
-explanation annotation) and its events (Scheduled, Pulling, Pulled, Created, Started, BackOff, Failed), in
-seconds after the create. A step the pod has not reached is "waiting"; where the flow stopped, the step says
-why (Unschedulable with the scheduler's message, ErrImagePull / ImagePullBackOff, CrashLoopBackOff …).
+explanation annotation), its events (Scheduled, Pulling, Pulled, Created, Started, BackOff, Failed) and the
+API servers' write traces (`/debug/trace`, hacluster/apiserver/objtrace.py: which master and user, how long
+the commit took, term and commit index), in seconds after the create. A step the pod has not reached is
+"waiting"; where the flow stopped, the step says why (Unschedulable with the scheduler's message,
+ErrImagePull / ImagePullBackOff, CrashLoopBackOff …). `failed_create_flow(namespace, name, traces)` tells where
+a create that never committed stopped (503: nothing proposed, no quorum; 504: outcome unknown).
 
 Timestamps of objects and kubelet events have one-second resolution, so steps of the same second show the
 same time; their order is the flow's.
@@ -14,7 +17,7 @@ same time; their order is the flow's.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from hacluster.apiserver.printers import pod_status_reason
@@ -64,8 +67,48 @@ def _explanation(pod: Mapping[str, Any]) -> str:
         return str(raw)[:300]
 
 
-def pod_flow(pod: Mapping[str, Any], events: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """The journey of `pod` (a Pod object) given the Events whose involvedObject is that pod."""
+def _create_trace(traces: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The write that created the object: the last committed Create (earlier ones may have failed)."""
+    creates = [t for t in traces if t.get("write") == "Create"]
+    committed = [t for t in creates if t.get("outcome") == "committed"]
+    pick = committed or creates
+    return max(pick, key=lambda t: float(t.get("proposed_at") or 0)) if pick else None
+
+
+def _accepted_detail(trace: Mapping[str, Any]) -> str:
+    role = trace.get("role")
+    via = "the leader" if role == "leader" else f"a {role}, which forwarded it to the leader"
+    return f"master {trace.get('master')} ({via}), user {trace.get('user') or '?'}"
+
+
+def _commit_detail(trace: Mapping[str, Any]) -> str:
+    ms = float(trace.get("answered_s") or 0) * 1000
+    return (f"{trace.get('outcome')} {ms:.1f} ms after it was proposed; term {trace.get('term')}, commit index "
+            f"{trace.get('commit_index')} on {trace.get('master')} when it answered")
+
+
+def failed_create_flow(namespace: str, name: str, traces: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The journey of a pod whose create never committed (so there is no pod), from the masters' traces;
+    None if no master recorded a create of it."""
+    trace = _create_trace(traces)
+    if trace is None:
+        return None
+    steps = [{"lane": "client", "step": "create requested", "state": DONE, "t_s": 0.0,
+              "detail": f"by {trace.get('user') or '?'}"},
+             {"lane": "API server", "step": "request accepted", "state": DONE, "t_s": 0.0,
+              "detail": _accepted_detail(trace)},
+             {"lane": "Raft", "step": "proposed and committed", "state": FAILED,
+              "t_s": round(float(trace.get("answered_s") or 0), 3), "detail": _commit_detail(trace) + (
+                  " — 503: nothing was proposed (no quorum)" if str(trace.get("outcome", "")).startswith("503")
+                  else " — 504: outcome unknown" if str(trace.get("outcome", "")).startswith("504") else "")}]
+    return {"pod": name, "namespace": namespace, "status": "not created", "created": trace.get("proposed_at"),
+            "lanes": list(LANES), "steps": steps, "stopped_at": "proposed and committed"}
+
+
+def pod_flow(pod: Mapping[str, Any], events: list[Mapping[str, Any]],
+             traces: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """The journey of `pod` (a Pod object) given the Events whose involvedObject is that pod and the write
+    traces of the masters (optional)."""
     meta = pod.get("metadata") or {}
     created = parse_rfc3339(meta.get("creationTimestamp"))
     status_word = pod_status_reason(pod)
@@ -77,13 +120,17 @@ def pod_flow(pod: Mapping[str, Any], events: list[Mapping[str, Any]]) -> dict[st
     def step(lane: str, name: str, state: str, t: float | None, detail: str = "") -> None:
         steps.append({"lane": lane, "step": name, "state": state, "t_s": rel(t), "detail": detail})
 
-    owner = meta.get("managedFields") or []
-    who = next((str(m.get("manager")) for m in owner if isinstance(m, Mapping) and m.get("manager")), "")
-    step("client", "create requested", DONE, created, f"by {who}" if who else "")
-    step("API server", "request accepted", DONE, created,
-         f"uid {meta.get('uid', '?')}, namespace {meta.get('namespace', 'default')}")
-    step("Raft", "proposed and committed", DONE, created,
-         "the pod is in the replicated store, so a majority of masters held its create")
+    trace = _create_trace(traces or [])
+    if trace is not None:
+        step("client", "create requested", DONE, created, f"by {trace.get('user') or '?'}")
+        step("API server", "request accepted", DONE, created, _accepted_detail(trace))
+        step("Raft", "proposed and committed", DONE, created, _commit_detail(trace))
+    else:
+        step("client", "create requested", DONE, created, "")
+        step("API server", "request accepted", DONE, created,
+             f"uid {meta.get('uid', '?')} (the masters that took it no longer trace it)")
+        step("Raft", "proposed and committed", DONE, created,
+             "the pod is in the replicated store, so a majority of masters held its create")
 
     sched = _condition(pod, "PodScheduled")
     scheduled_ev = _first(events, "Scheduled")

@@ -27,7 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from hacluster.client import ClientError, Indeterminate, Unreachable
-from hacluster.dashboard.collect import Collector
+from hacluster.dashboard.collect import Collector, fetch_pod_flow
 from hacluster.dashboard.controls import (
     POD_TEMPLATES,
     Action,
@@ -37,7 +37,6 @@ from hacluster.dashboard.controls import (
     pod_from_template,
     template,
 )
-from hacluster.dashboard.flow import pod_flow
 
 log = logging.getLogger(__name__)
 
@@ -193,16 +192,12 @@ class DashboardServer:
         ns, name = request.query.get("namespace", "default"), request.query.get("name", "")
         if not _DNS_NAME.fullmatch(name) or not _DNS_NAME.fullmatch(ns):
             return status_response(422, "Invalid", "namespace and name must be lowercase DNS names")
-        api = self.collector.api
         try:
-            pod = await api.get(f"/api/v1/namespaces/{ns}/pods/{name}")
-            events = await api.get(f"/api/v1/namespaces/{ns}/events",
-                                   params={"fieldSelector": f"involvedObject.name={name}"})
+            return web.json_response(await fetch_pod_flow(self.collector.api, ns, name))
         except ClientError as exc:
             return web.json_response(exc.status, status=exc.code)
         except (Unreachable, Indeterminate) as exc:
             return status_response(503, "ServiceUnavailable", f"no master answered: {exc}")
-        return web.json_response(pod_flow(pod, events.get("items") or []))
 
     # -------------------------------------------------------------------------------- controls
     async def _json_body(self, request: web.Request) -> Any:

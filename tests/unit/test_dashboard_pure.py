@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from hacluster.dashboard.controls import POD_TEMPLATES, ControlError, parse_action, pod_from_template, template
-from hacluster.dashboard.flow import pod_flow
+from hacluster.dashboard.flow import failed_create_flow, pod_flow
 from hacluster.dashboard.links import links_from_peers, links_from_toxiproxy, proxy_link_state
 from hacluster.dashboard.pods import PodIndex, pod_summary
 from hacluster.dashboard.rates import AnswerRates, write_answers
@@ -214,3 +214,24 @@ def test_pod_templates_make_valid_names() -> None:
         pod_from_template(template("sleeper"), "Bad/Name")
     with pytest.raises(ControlError):
         template("nope")
+
+
+def _trace(outcome: str = "committed", role: str = "follower", write: str = "Create") -> dict[str, Any]:
+    return {"write": write, "user": "admin", "master": "m2", "role": role, "proposed_at": 1767225600.25,
+            "outcome": outcome, "answered_s": 0.0041, "term": 3, "commit_index": 123}
+
+
+def test_flow_takes_master_user_and_commit_from_the_api_servers_trace() -> None:
+    flow = pod_flow(_pod("web"), [], [_trace(), _trace(write="Replace")])
+    accepted, committed = flow["steps"][1], flow["steps"][2]
+    assert accepted["detail"] == "master m2 (a follower, which forwarded it to the leader), user admin"
+    assert committed["detail"] == "committed 4.1 ms after it was proposed; term 3, commit index 123 on m2 when " \
+                                  "it answered"
+    assert flow["steps"][0]["detail"] == "by admin"
+
+
+def test_a_create_refused_for_want_of_quorum_stops_at_raft() -> None:
+    flow = failed_create_flow("default", "web", [_trace(outcome="503 ServiceUnavailable")])
+    assert flow is not None and flow["stopped_at"] == "proposed and committed"
+    assert flow["steps"][-1]["state"] == "failed" and "no quorum" in flow["steps"][-1]["detail"]
+    assert failed_create_flow("default", "web", []) is None
