@@ -344,8 +344,9 @@ async function showFlow(ns, name) {
     const words = s.step.split(" ");
     const cut = s.step.length > 12 ? Math.ceil(words.length / 2) : words.length;
     const lines = [words.slice(0, cut).join(" "), words.slice(cut).join(" ")].filter(Boolean);
+    const size = Math.min(11.5, (w - 8) / (0.6 * Math.max(...lines.map(l => l.length))));
     lines.forEach((line, k) => g.appendChild(svg("text", { x: x + w / 2, y: y + 14 + k * 13, "text-anchor": "middle",
-      "font-size": 11.5, fill: "#fff", "font-weight": 600 }, line)));
+      "font-size": size.toFixed(1), fill: "#fff", "font-weight": 600 }, line)));
     g.appendChild(svg("text", { x: x + w / 2, y: y + h - 5, "text-anchor": "middle", "font-size": 11, fill: "#fff" },
       s.t_s === null ? (s.state === "waiting" ? "waiting" : "") : `+${s.t_s.toFixed(0)} s`));
     prev = [x + w, y + h / 2];
