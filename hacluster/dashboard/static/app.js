@@ -135,7 +135,7 @@ function graph() {
       const mx = (x1 + x2) / 2, my = (y1 + y2) / 2;
       const label = st === "cut" ? "✕ cut" : st === "slow" ? (l.why || "slow") : st === "one-way" ? "one way" : "";
       if (label) {
-        const w = 8 + label.length * 7;
+        const w = 14 + label.length * 7.6;
         g.appendChild(svg("rect", { x: mx - w / 2, y: my - 10, width: w, height: 19, rx: 9, fill: "#fff",
           stroke: color }));
         g.appendChild(svg("text", { x: mx, y: my + 4, "text-anchor": "middle", "font-size": 12, fill: color,
