@@ -14,8 +14,8 @@ from typing import Any
 
 from hacluster.model import commands as cmds
 
-OBJECTS_MAX = 5000
-WRITES_MAX = 16
+OBJECTS_MAX = 2000
+WRITES_MAX = 8
 CLUSTER_SCOPED = "_"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import json
 import logging
 import random
@@ -84,6 +85,7 @@ def result_error(result: Result) -> E.ApiError:
 VERB = web.RequestKey("verb", str)
 RESOURCE = web.RequestKey("resource", str)
 USER = web.RequestKey("user", User)
+_WRITER: contextvars.ContextVar[str] = contextvars.ContextVar("writer", default="")
 
 
 @dataclass(frozen=True)
@@ -342,6 +344,7 @@ class ApiServer:
     def _authenticate(self, request: web.Request) -> User:
         user: User = self.authn.authenticate(request.headers.get("Authorization"))
         request[USER] = user
+        _WRITER.set(user.name)  # the request's own task: what its writes record in their trace
         return user
 
     # ------------------------------------------------------------------------------- body input
@@ -618,16 +621,15 @@ class ApiServer:
         return self.store.read(lambda s: s.history_floor)
 
     # ----------------------------------------------------------------------------------- writes
-    async def _store_propose(self, request: web.Request, command: cmds.AnyCommand) -> Result:
+    async def _store_propose(self, command: cmds.AnyCommand) -> Result:
         """Propose, and record the write in the object's trace: who, when, how long to commit, and the
         term and commit index this master saw when the answer came (an upper bound of the entry's index)."""
         key = object_key(command)
         if key is None:
             return await self.store.propose(command)
-        user = request.get(USER)
-        entry: dict[str, Any] = {"write": type(command).__name__, "user": user.name if user else "",
+        entry: dict[str, Any] = {"write": type(command).__name__, "user": _WRITER.get(),
                                  "master": self.master_id, "role": self.store.view().role,
-                                 "proposed_at": round(self.clock(), 6)}
+                                 "proposed_at": round(self.clock(), 6), "outcome": "no answer (request cancelled)"}
         start = time.monotonic()
         try:
             result = await self.store.propose(command)
@@ -642,8 +644,8 @@ class ApiServer:
                           "commit_index": view.commit_index})
             self.traces.record(key, entry)
 
-    async def _propose(self, request: web.Request, command: cmds.AnyCommand) -> Result:
-        result = await self._store_propose(request, command)
+    async def _propose(self, command: cmds.AnyCommand) -> Result:
+        result = await self._store_propose(command)
         if not result.ok:
             raise result_error(result)
         return result
@@ -688,7 +690,7 @@ class ApiServer:
         meta["creationTimestamp"] = rfc3339(now)
         if _dry_run(request):
             return self._with_warnings(json_response(obj, status=201), warnings)
-        result = await self._propose(request, cmds.Create(resource=t.res.plural, namespace=t.namespace, obj=obj))
+        result = await self._propose(cmds.Create(resource=t.res.plural, namespace=t.namespace, obj=obj))
         return self._with_warnings(json_response(result.obj, status=201), warnings)
 
     async def _update(self, request: web.Request, user: User, t: Target) -> web.Response:
@@ -786,7 +788,7 @@ class ApiServer:
                     raise E.invalid(t.res.kind, t.name, causes, t.res.group)
             if _dry_run(request):
                 return json_response(new)
-            result = await self._store_propose(request, cmds.Replace(
+            result = await self._store_propose(cmds.Replace(
                 resource=t.res.plural, namespace=t.namespace, name=t.name, obj=new, expected_rv=cur_rv,
                 subresource="status" if t.subresource == "status" else ""))
             if result.ok:
@@ -815,7 +817,7 @@ class ApiServer:
             if current is None:
                 raise E.not_found(t.res.plural, t.name, t.res.group)
             return json_response(current)
-        result = await self._propose(request, cmds.Delete(
+        result = await self._propose(cmds.Delete(
             resource=t.res.plural, namespace=t.namespace, name=t.name, time=rfc3339(self.clock()),
             grace_period_s=grace, expected_uid=pre.get("uid") or "", expected_rv=pre.get("resourceVersion") or ""))
         return json_response(_delete_answer(t.res, result.obj))
@@ -829,7 +831,7 @@ class ApiServer:
         now = rfc3339(self.clock())
         items = []
         for name in names:
-            result = await self._store_propose(request, cmds.Delete(resource=t.res.plural, namespace=t.namespace,
+            result = await self._store_propose(cmds.Delete(resource=t.res.plural, namespace=t.namespace,
                                                                     name=name, time=now))
             if result.ok and result.obj is not None:
                 items.append(result.obj)
@@ -850,7 +852,7 @@ class ApiServer:
         if target.get("kind") not in (None, "", "Node"):
             raise E.invalid("Binding", name, [E.not_supported("target.kind", target.get("kind"), ["Node"])])
         bmeta = body.get("metadata") or {}
-        await self._propose(request, cmds.Bind(namespace=t.namespace, name=t.name, node_name=node,
+        await self._propose(cmds.Bind(namespace=t.namespace, name=t.name, node_name=node,
                                       time=rfc3339(self.clock()), expected_uid=bmeta.get("uid") or "",
                                       annotations=dict(bmeta.get("annotations") or {})))
         return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
@@ -862,7 +864,7 @@ class ApiServer:
         grace = (body.get("deleteOptions") or {}).get("gracePeriodSeconds")
         if grace is not None and grace < 0:
             grace = 0
-        await self._propose(request, cmds.Delete(resource="pods", namespace=t.namespace, name=t.name,
+        await self._propose(cmds.Delete(resource="pods", namespace=t.namespace, name=t.name,
                                         time=rfc3339(self.clock()), grace_period_s=grace))
         return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                               "code": 201}, status=201)
