@@ -41,7 +41,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[launcher
         url = start_detached(handle)
         yield handle, url
     finally:
-        launcher.down(sd)
+        dashboard_pid = handle.pid("dashboard")
+        stopped = launcher.down(sd)
+    # `hacluster down` stops the dashboard with the rest of the cluster (as `up --dashboard` relies on).
+    assert dashboard_pid in stopped and not launcher.pid_alive(dashboard_pid)
 
 
 @pytest.fixture(scope="module")
