@@ -117,7 +117,7 @@ function header() {
 // ------------------------------------------------------------------------------------ masters graph
 function graph() {
   const g = clear(document.getElementById("graph"));
-  const n = state.masters.length, cx = 260, cy = n > 3 ? 205 : 215, r = n > 1 ? (n > 3 ? 125 : 118) : 0;
+  const n = state.masters.length, cx = 260, cy = n > 3 ? 228 : 215, r = n > 1 ? (n > 3 ? 120 : 118) : 0;
   const pos = {};
   state.masters.forEach((m, i) => {
     const a = -Math.PI / 2 + (2 * Math.PI * i) / n;
