@@ -174,6 +174,16 @@ function answerBar(w) {
   }
   return bar;
 }
+function sparkline(values) {
+  // writes/s over the last minute (one point a second), on the scale of its own maximum
+  const W = 60, H = 14, box = svg("svg", { width: W, height: H, class: "spark", viewBox: `0 0 ${W} ${H}` });
+  const max = Math.max(1, ...values);
+  const pts = values.map((v, i) => `${(W * (i + 60 - values.length) / 59).toFixed(1)},${(H - 1 - (H - 2) * v / max).toFixed(1)}`);
+  if (pts.length > 1) box.appendChild(svg("polyline", { points: pts.join(" "), fill: "none", stroke: "#5b6675",
+    "stroke-width": 1.2 }));
+  box.appendChild(svg("title", {}, `writes/s over the last minute, peak ${max}`));
+  return box;
+}
 function masterTable() {
   const body = clear(document.querySelector("#master-table tbody"));
   for (const m of state.masters) {
@@ -187,6 +197,7 @@ function masterTable() {
       " · " + bytes(m.journal_bytes) : "")));
     const w = m.writes || { ok: 0, "503": 0, "504": 0, other: 0 };
     const wt = el("td", { class: "num" });
+    wt.appendChild(sparkline(m.writes_history || []));
     wt.appendChild(answerBar(w));
     wt.appendChild(document.createTextNode(`${w.ok} · ${w["503"]} · ${w["504"]}`));
     tr.appendChild(wt);
