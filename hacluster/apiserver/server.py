@@ -30,6 +30,7 @@ from hacluster.apiserver import patch as patching
 from hacluster.apiserver.auth import Authenticator, User, authorize
 from hacluster.apiserver.flowcontrol import FlowControl, Seat, is_long_running
 from hacluster.apiserver.metrics import MasterMetrics
+from hacluster.apiserver.objtrace import ObjectTraces, object_key
 from hacluster.apiserver.watchhub import WatchHub
 from hacluster.config import ClusterConfig
 from hacluster.ids import new_uid
@@ -92,6 +93,7 @@ COMMITTED: contextvars.ContextVar[int] = contextvars.ContextVar("committed_revis
 _UNAUDITED_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/metrics"})
 _METHOD_VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 """The verb of a request refused before its path was parsed (a list is then recorded as get)."""
+_WRITER: contextvars.ContextVar[str] = contextvars.ContextVar("writer", default="")
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,7 @@ class ApiServer:
                                 queue_wait_s=cfg.api.queue_wait_s)
         self.watch_caps = limits.WatchCaps(cfg.api.max_watches_per_user)
         self.audit_log = audit_log
+        self.traces = ObjectTraces()
 
     # ------------------------------------------------------------------------------ application
     def app(self) -> web.Application:
@@ -141,6 +144,7 @@ class ApiServer:
         r.add_get("/metrics", self._metrics)
         r.add_get("/debug/raft", self._debug_raft)
         r.add_post("/debug/storage/fault", self._storage_fault)
+        r.add_get("/debug/trace/{resource}/{namespace}/{name}", self._debug_trace)
         r.add_get("/openapi/v2", self._openapi)
         r.add_get("/api", self._api)
         r.add_get("/api/", self._api)
@@ -346,8 +350,10 @@ class ApiServer:
     async def _debug_raft(self, request: web.Request) -> web.Response:
         self._authenticate(request)
         view = self.store.view()
+        # `?fingerprint=0` skips the digest of every object (the dashboard polls this ten times a second).
+        digest = request.query.get("fingerprint") not in ("0", "false")
         revision, fingerprint, term_seen, fenced = self.store.read(
-            lambda s: (s.revision, s.fingerprint(), s.term_seen, s.fenced_refusals))
+            lambda s: (s.revision, s.fingerprint() if digest else None, s.term_seen, s.fenced_refusals))
         return json_response({
             "id": view.id, "role": view.role, "term": view.term, "leader": view.leader,
             "commit_index": view.commit_index, "applied_index": view.applied_index, "quorum": view.quorum,
@@ -387,6 +393,13 @@ class ApiServer:
         storage.set_fault(Fault(operation, FAULT_ERRNOS[errno_name]))
         log.warning("storage fault injected: every journal %s fails with %s", operation, errno_name)
         return json_response({"fault": {"operation": operation, "errno": errno_name}})
+
+    async def _debug_trace(self, request: web.Request) -> web.Response:
+        """The writes of one object this master proposed (see hacluster/apiserver/objtrace.py)."""
+        self._authenticate(request)
+        m = request.match_info
+        return json_response({"master": self.master_id,
+                              "writes": self.traces.get((m["resource"], m["namespace"], m["name"]))})
 
     async def _openapi(self, request: web.Request) -> web.Response:
         accept = request.headers.get("Accept", "")
@@ -503,6 +516,7 @@ class ApiServer:
             return known
         user: User = self.authn.authenticate(request.headers.get("Authorization"))
         request[USER] = user
+        _WRITER.set(user.name)  # the request's own task: what its writes record in their trace
         return user
 
     # ------------------------------------------------------------------------------- body input
@@ -798,8 +812,31 @@ class ApiServer:
         return self.store.read(lambda s: s.history_floor)
 
     # ----------------------------------------------------------------------------------- writes
+    async def _store_propose(self, command: cmds.AnyCommand) -> Result:
+        """Propose, and record the write in the object's trace: who, when, how long to commit, and the
+        term and commit index this master saw when the answer came (an upper bound of the entry's index)."""
+        key = object_key(command)
+        if key is None:
+            return await self.store.propose(command)
+        entry: dict[str, Any] = {"write": type(command).__name__, "user": _WRITER.get(),
+                                 "master": self.master_id, "role": self.store.view().role,
+                                 "proposed_at": round(self.clock(), 6), "outcome": "no answer (request cancelled)"}
+        start = time.monotonic()
+        try:
+            result = await self.store.propose(command)
+            entry["outcome"] = "committed" if result.ok else f"refused: {result.error.reason if result.error else ''}"
+            return result
+        except E.ApiError as err:
+            entry["outcome"] = f"{err.code} {err.reason}"
+            raise
+        finally:
+            view = self.store.view()
+            entry.update({"answered_s": round(time.monotonic() - start, 6), "term": view.term,
+                          "commit_index": view.commit_index})
+            self.traces.record(key, entry)
+
     async def _propose(self, command: cmds.AnyCommand) -> Result:
-        result = await self.store.propose(command)
+        result = await self._store_propose(command)
         if not result.ok:
             raise result_error(result)
         COMMITTED.set(result.revision)
@@ -945,7 +982,7 @@ class ApiServer:
                     raise E.invalid(t.res.kind, t.name, causes, t.res.group)
             if _dry_run(request):
                 return json_response(new)
-            result = await self.store.propose(cmds.Replace(
+            result = await self._store_propose(cmds.Replace(
                 resource=t.res.plural, namespace=t.namespace, name=t.name, obj=new, expected_rv=cur_rv,
                 subresource="status" if t.subresource == "status" else ""))
             if result.ok:
@@ -989,8 +1026,8 @@ class ApiServer:
         now = rfc3339(self.clock())
         items = []
         for name in names:
-            result = await self.store.propose(cmds.Delete(resource=t.res.plural, namespace=t.namespace, name=name,
-                                                          time=now))
+            result = await self._store_propose(cmds.Delete(resource=t.res.plural, namespace=t.namespace,
+                                                                    name=name, time=now))
             if result.ok and result.obj is not None:
                 items.append(result.obj)
         return json_response({"kind": t.res.list_kind, "apiVersion": t.res.api_version,

@@ -1,8 +1,9 @@
 """`hacluster demo`: the quick-start tour of a local 3-master control plane.
 
-Starts a cluster, writes pods through a follower, reads them back from every master, SIGKILLs the leader,
-shows writes continuing on the new leader (and how long the gap was), restarts the killed master and shows
-it catching up from its journal, then stops everything — also on Ctrl-C or an error.
+Starts a cluster and its live dashboard (printing its URL), writes pods through a follower, reads them back
+from every master, SIGKILLs the leader, shows writes continuing on the new leader (and how long the gap was),
+restarts the killed master and shows it catching up from its journal, then stops everything — also on Ctrl-C
+or an error.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def run(masters: int, state_dir: Path, *, quick_experiment: bool = False) -> int
         console.print(f"[red]error:[/] {exc}")
         return 1
     try:
+        _dashboard(console, handle)
         return _tour(console, handle, quick_experiment)
     except KeyboardInterrupt:
         console.print("interrupted")
@@ -81,6 +83,18 @@ def run(masters: int, state_dir: Path, *, quick_experiment: bool = False) -> int
     finally:
         stopped = launcher.down(state_dir)
         console.print(f"Stopped {len(stopped)} process(es); nothing is left running.")
+
+
+def _dashboard(console: Console, handle: launcher.ClusterHandle) -> None:
+    """Start the live dashboard beside the tour (stopped with the cluster); the tour goes on without it."""
+    from hacluster.cli.dashboard_cmd import start_detached
+
+    try:
+        url = start_detached(handle)
+    except launcher.LauncherError as exc:
+        console.print(f"[yellow]dashboard not started:[/] {exc}")
+        return
+    console.print(f"Live dashboard (open it to watch the tour): [bold]{url}[/]", soft_wrap=True)
 
 
 def _tour(console: Console, handle: launcher.ClusterHandle, quick_experiment: bool) -> int:

@@ -65,9 +65,11 @@ def master(config_path: str, master_id: str, test_storage: str) -> None:
 @click.option("--detach", is_flag=True, help="Start the cluster and return; stop it with `hacluster down`.")
 @click.option("--fresh", is_flag=True,
               help="Start a new cluster even if the state directory holds one's data (deletes that data).")
+@click.option("--dashboard", "with_dashboard", is_flag=True,
+              help="Also start the live dashboard (`hacluster dashboard`); `down` stops it.")
 @_state_dir_option
 def up(config_path: str | None, masters: int | None, nodes: int, runtime: str | None, chaos: bool, detach: bool,
-       fresh: bool, state_dir: str | None) -> None:
+       fresh: bool, with_dashboard: bool, state_dir: str | None) -> None:
     """Start a local cluster of masters on 127.0.0.1 (or resume the one whose data the state dir holds)."""
     from hacluster.cluster import launcher
 
@@ -103,6 +105,14 @@ def up(config_path: str | None, masters: int | None, nodes: int, runtime: str | 
     if handle.cfg.nodes:
         click.echo(f"nodes: {', '.join(n.name for n in handle.cfg.nodes)} (kubelets ready)")
     click.echo(f"kubeconfig: {sd / 'kubeconfig'}   e.g. kubectl --kubeconfig {sd / 'kubeconfig'} get pods")
+    if with_dashboard:
+        from hacluster.cli.dashboard_cmd import start_detached
+
+        try:
+            click.echo(f"dashboard: {start_detached(handle)}")
+        except launcher.LauncherError as exc:
+            launcher.down(sd)
+            raise _Fail(str(exc)) from exc
     if detach:
         click.echo(f"stop with: hacluster down --state-dir {sd}")
         return
@@ -185,7 +195,7 @@ def bench_api(seconds: float, trials: int, fsync: bool, out: str | None, state_d
 # Commands of other components live beside their component and register here when present.
 _COMMAND_MODULES = ("hacluster.cli.kubelet_cmd", "hacluster.cli.chaos_cmd", "hacluster.cli.experiment_cmd",
                     "hacluster.cli.check_cmd", "hacluster.cli.kubectl_cmd", "hacluster.cli.bench_cmd",
-                    "hacluster.cli.audit_cmd")
+                    "hacluster.cli.audit_cmd", "hacluster.cli.dashboard_cmd")
 
 
 def _register_optional_commands() -> None:
