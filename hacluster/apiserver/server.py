@@ -511,11 +511,10 @@ class ApiServer:
         return self._authenticate(request)
 
     def _authenticate(self, request: web.Request) -> User:
-        known = request.get(USER)  # authenticated already by the admission middleware
-        if known is not None:
-            return known
-        user: User = self.authn.authenticate(request.headers.get("Authorization"))
-        request[USER] = user
+        user: User | None = request.get(USER)  # authenticated already by the admission middleware?
+        if user is None:
+            user = self.authn.authenticate(request.headers.get("Authorization"))
+            request[USER] = user
         _WRITER.set(user.name)  # the request's own task: what its writes record in their trace
         return user
 
