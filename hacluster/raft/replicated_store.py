@@ -42,7 +42,7 @@ from hacluster.config import ClusterConfig
 from hacluster.ids import new_request_id
 from hacluster.model import commands as cmds
 from hacluster.model.errors import BadRequest, ErrorInfo, Timeout, Unavailable
-from hacluster.raft.journal import FAIL_STOP_EXIT_CODE, DurableJournal, JournalCorrupt
+from hacluster.raft.journal import FAIL_STOP_EXIT_CODE, DurableJournal, JournalCorrupt, fail_stop
 from hacluster.raft.storage import Storage, fsync_dir
 from hacluster.store.api import PeerView, RaftView
 from hacluster.store.state import Result, StoreLimits, StoreState
@@ -392,9 +392,7 @@ class RaftStore:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        from hacluster.raft.journal import _fail_stop
-
-        _fail_stop(exc, path)
+        fail_stop(exc, path)
 
     def journal_stats(self) -> dict[str, Any] | None:
         """What `/debug/raft` shows of the journal (None without a data directory)."""
@@ -720,7 +718,7 @@ def _become_snapshot_writer(parent: int) -> None:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: fires when the forking (Raft) thread ends too
     except (OSError, AttributeError):
         pass
     if os.getppid() != parent:  # the master died before prctl took effect
