@@ -130,7 +130,10 @@ def test_group_commit_one_fsync_for_many_appends_and_none_when_idle(tmp_path: Pa
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    def counting_fsync(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+    monkeypatch.setattr(os, "fsync", counting_fsync)
     j = open_journal(tmp_path)
     fill(j, 1, 1)
     j.sync()
