@@ -334,6 +334,8 @@ def up(cfg: ClusterConfig, state_dir: str | Path, *, ready_timeout_s: float = RE
 
         cfg = with_nodes(cfg, nodes)
     handle = resume(state_dir) if resume_data else prepare(cfg, state_dir)
+    if not chaos:  # a dial table left by an earlier chaos run would send Raft to proxies that are gone
+        (handle.state_dir / "raft-links.yaml").unlink(missing_ok=True)
     mode_file = handle.state_dir / TEST_STORAGE_FILE
     if test_storage is not None and test_storage != "disk":
         mode_file.write_text(test_storage + "\n")

@@ -111,7 +111,7 @@ class _Segment:
         self.size = 0
 
 
-def _fail_stop(exc: OSError, path: str) -> NoReturn:
+def fail_stop(exc: OSError, path: str) -> NoReturn:
     """Default `on_fatal`: one log line, then leave at once (no cleanup that could acknowledge anything)."""
     log.critical("fatal: journal write failed: %s (%s); stopping so that nothing unpersisted is acknowledged",
                  _describe(exc), path)
@@ -131,7 +131,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
     """pysyncobj's Journal interface over segment files in `directory`; see the module docstring."""
 
     def __init__(self, directory: str | Path, storage: Storage, *,
-                 on_fatal: Callable[[OSError, str], NoReturn] = _fail_stop,
+                 on_fatal: Callable[[OSError, str], NoReturn] = fail_stop,
                  on_fsync: Callable[[float], None] | None = None) -> None:
         self.directory = Path(directory)
         self.storage = storage
@@ -148,6 +148,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
         self._commit_saved = 1
         self.fsyncs = 0
         self.last_fsync_ms: float | None = None
+        self.aligning_to_snapshot = False  # set while pysyncobj loads our own snapshot at start
         self.directory.mkdir(parents=True, exist_ok=True)
         for legacy in LEGACY_FILES:
             if (self.directory / legacy).exists() and not any(self._segment_files()):

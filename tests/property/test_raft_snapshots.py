@@ -49,7 +49,7 @@ async def test_a_master_stopped_at_each_step_of_a_compaction_keeps_every_entry(t
         if step == "after-rename":  # the master dies before it publishes the writer's file
             def die(*_: Any) -> None:
                 raise OSError("killed before publishing")
-            store.storage.publish = die  # type: ignore[method-assign]
+            store.storage.publish = die  # type: ignore[method-assign,assignment]
         if step == "after-publish":  # ... or after publishing, before the journal is compacted
             store.journal.deleteEntriesTo = lambda entryTo: None  # type: ignore[method-assign]
         entries_before = len(store.journal)

@@ -130,7 +130,10 @@ def test_group_commit_one_fsync_for_many_appends_and_none_when_idle(tmp_path: Pa
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     real = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    def counting_fsync(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+    monkeypatch.setattr(os, "fsync", counting_fsync)
     j = open_journal(tmp_path)
     fill(j, 1, 1)
     j.sync()
@@ -279,6 +282,24 @@ def test_the_createjournal_hook_is_in_place() -> None:
 
     assert syncobj.createJournal is replicated_store._create_journal
     assert type(syncobj.createJournal(None)).__name__ == "MemoryJournal"
+
+
+def test_the_pysyncobj_internals_the_sync_points_hook_are_there() -> None:
+    """The sync points override these private methods of pysyncobj 0.3.17 (pinned exactly); if a new
+    version renames one, the override would silently never run and entries be acknowledged unsynced."""
+    import inspect
+
+    from pysyncobj import SyncObj
+
+    from hacluster.raft import replicated_store
+    from hacluster.raft.replicated_store import _RaftStateMachine
+
+    for name in ("_onTick", "_SyncObj__sendNextNodeIdx", "_SyncObj__onBecomeLeader", "_SyncObj__loadDumpFile"):
+        assert callable(getattr(SyncObj, name, None)), f"pysyncobj has no {name} any more"
+        assert name in _RaftStateMachine.__dict__
+    init = inspect.getsource(SyncObj.__init__)
+    assert "createJournal(self.__conf.journalFile)" in init
+    assert replicated_store._PYSYNCOBJ_CREATE_JOURNAL.__module__ == "pysyncobj.journal"
 
 
 def test_a_follower_acknowledges_only_after_its_fsync(tmp_path: Path) -> None:
