@@ -179,11 +179,13 @@ class Nemesis:
                 os.kill(pid, signal.SIGKILL)
                 pids.append(pid)
             fault.killed.append(mid)
+        deadline = time.monotonic() + launcher.STOP_TIMEOUT_S
         for pid in pids:
             try:
                 os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
+            except ChildProcessError:  # not our child (the interactive command): wait until it is gone
+                while launcher.pid_alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.02)
 
     def _storage_fault(self, mid: str, body: dict[str, Any]) -> None:
         """POST a fault (or {"clear": true}) to a master's /debug/storage/fault. A refusal is a RuntimeError
