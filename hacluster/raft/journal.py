@@ -148,6 +148,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
         self._commit_saved = 1
         self.fsyncs = 0
         self.last_fsync_ms: float | None = None
+        self.aligning_to_snapshot = False  # set while pysyncobj loads our own snapshot at start
         self.directory.mkdir(parents=True, exist_ok=True)
         for legacy in LEGACY_FILES:
             if (self.directory / legacy).exists() and not any(self._segment_files()):

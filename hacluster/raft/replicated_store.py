@@ -170,14 +170,24 @@ class _RaftStateMachine(SyncObj):  # type: ignore[misc]
 
     def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:
         """A snapshot received from the leader (`clearJournal`) replaces the log: make its file durable
-        before the log is cleared and the snapshot acknowledged."""
+        before the log is cleared and the snapshot acknowledged. Our own snapshot, loaded at start, is
+        first aligned with the journal, so that pysyncobj keeps the entries after it."""
         dump = self._SyncObj__conf.fullDumpFile
-        if clearJournal and self._journal is not None and dump is not None and os.path.isfile(dump):
+        journal = self._journal
+        if clearJournal and journal is not None and dump is not None and os.path.isfile(dump):
             try:
-                self._journal.storage.sync_file(Path(dump))
+                journal.storage.sync_file(Path(dump))
             except OSError as exc:
-                self._journal._fatal(exc, dump)
-        SyncObj._SyncObj__loadDumpFile(self, clearJournal)
+                journal._fatal(exc, dump)
+        if journal is not None:
+            # Loading our own snapshot at start (not one the leader sent): the deserializer aligns the
+            # journal with it (see `RaftStore._read_snapshot`).
+            journal.aligning_to_snapshot = not clearJournal
+        try:
+            SyncObj._SyncObj__loadDumpFile(self, clearJournal)
+        finally:
+            if journal is not None:
+                journal.aligning_to_snapshot = False
 
     @replicated  # type: ignore[untyped-decorator]
     def apply_command(self, payload: bytes) -> Result:
@@ -550,7 +560,7 @@ class RaftStore:
     def _read_snapshot(self, path: str) -> tuple[Any, Any, Any]:
         with open(path, "rb") as f:
             data = msgspec.msgpack.decode(f.read())
-        if self.journal is not None:
+        if self.journal is not None and self.journal.aligning_to_snapshot:
             try:
                 self.journal.align_to_snapshot(tuple(data["prev"]), tuple(data["last"]))
             except JournalCorrupt as exc:

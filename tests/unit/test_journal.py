@@ -281,6 +281,24 @@ def test_the_createjournal_hook_is_in_place() -> None:
     assert type(syncobj.createJournal(None)).__name__ == "MemoryJournal"
 
 
+def test_the_pysyncobj_internals_the_sync_points_hook_are_there() -> None:
+    """The sync points override these private methods of pysyncobj 0.3.17 (pinned exactly); if a new
+    version renames one, the override would silently never run and entries be acknowledged unsynced."""
+    import inspect
+
+    from pysyncobj import SyncObj
+
+    from hacluster.raft import replicated_store
+    from hacluster.raft.replicated_store import _RaftStateMachine
+
+    for name in ("_onTick", "_SyncObj__sendNextNodeIdx", "_SyncObj__onBecomeLeader", "_SyncObj__loadDumpFile"):
+        assert callable(getattr(SyncObj, name, None)), f"pysyncobj has no {name} any more"
+        assert name in _RaftStateMachine.__dict__
+    init = inspect.getsource(SyncObj.__init__)
+    assert "createJournal(self.__conf.journalFile)" in init
+    assert replicated_store._PYSYNCOBJ_CREATE_JOURNAL.__module__ == "pysyncobj.journal"
+
+
 def test_a_follower_acknowledges_only_after_its_fsync(tmp_path: Path) -> None:
     from pysyncobj import SyncObjConf
 
