@@ -7,6 +7,8 @@ cluster comes back with every acknowledged pod after a power cut of all its mast
 import errno as errno_mod
 import json
 import os
+import time
+import urllib.error
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -35,13 +37,32 @@ def _names(c: Cluster, mid: str) -> set[str]:
     return {p["metadata"]["name"] for p in body["items"]}
 
 
-def _create_pods(c: Cluster, mid: str, names: list[str], clients: int = 16) -> list[str]:
-    """Create the pods through `mid` (clients at once); return the names acknowledged with 201."""
+def _create_pods(c: Cluster, mid: str, names: list[str], clients: int = 16, *, retry_s: float = 0.0) -> list[str]:
+    """Create the pods through `mid` (clients at once); return the names acknowledged with 201. With
+    `retry_s`, a create refused definitely (503: no leader during an election, which load alone can cause
+    without PreVote; 429; a refused connection) is tried again on the next master until that many seconds
+    have passed; an outcome that is not known (a timeout, 504) is never retried, and never counted."""
+    ids = sorted(c.status())
+
     def one(name: str) -> str | None:
-        try:
-            return name if c.req("POST", mid, PODS, pod(name), timeout=10)[0] == 201 else None
-        except OSError:
-            return None
+        deadline = time.monotonic() + retry_s
+        target = mid
+        while True:
+            try:
+                code = c.req("POST", target, PODS, pod(name), timeout=10)[0]
+            except urllib.error.URLError as exc:
+                if not isinstance(exc.reason, ConnectionRefusedError):
+                    return None  # sent, outcome unknown
+                code = 0
+            except OSError:
+                return None  # sent, outcome unknown
+            if code == 201:
+                return name
+            if code not in (0, 429, 503) or time.monotonic() >= deadline:
+                return None
+            target = ids[(ids.index(target) + 1) % len(ids)]
+            time.sleep(0.05)  # a client's pause between attempts, not a wait for a condition
+
     with ThreadPoolExecutor(clients) as pool:
         return [n for n in pool.map(one, names) if n is not None]
 
@@ -85,7 +106,7 @@ def test_journal_fault_fail_stops_one_master_and_the_others_go_on(tmp_path, vict
     try:
         leader = c.leader()["id"]
         target = leader if victim == "leader" else next(m for m in sorted(c.status()) if m != leader)
-        before = set(_create_pods(c, leader, [f"before-{i}" for i in range(20)]))
+        before = set(_create_pods(c, leader, [f"before-{i}" for i in range(20)], retry_s=20))
         assert len(before) == 20
         nemesis = Nemesis(c.h, None, seed=1, log=FaultLog(tmp_path / "faults.jsonl"))
         nemesis.start(0, FaultSpec(at_s=0, duration_s=60, kind="disk-fault", target=target, errno=errno,
@@ -104,7 +125,7 @@ def test_journal_fault_fail_stops_one_master_and_the_others_go_on(tmp_path, vict
         # The others go on: a leader among them, and writes acknowledged.
         others = [m for m in sorted(c.status()) if m != target]
         new_leader = c.leader(timeout_s=15, exclude=(target,))["id"]
-        after = _create_pods(c, new_leader, [f"after-{i}" for i in range(20)])
+        after = _create_pods(c, new_leader, [f"after-{i}" for i in range(20)], retry_s=20)
         assert len(after) == 20
         # Cleared and started again, the stopped master catches up to the same state.
         nemesis.end(0)
@@ -125,7 +146,7 @@ def test_every_acknowledged_pod_survives_a_power_cut_of_the_whole_cluster(tmp_pa
     try:
         assert {r.get("storage") for r in launcher.status_json(c.h)["masters"]} == {POWER_CUT_STORAGE}
         leader = c.leader()["id"]
-        acked = _create_pods(c, leader, [f"p-{i:04d}" for i in range(1000)])
+        acked = _create_pods(c, leader, [f"p-{i:04d}" for i in range(1000)], retry_s=20)
         assert len(acked) >= 990, f"only {len(acked)} of 1000 creates acknowledged on a healthy cluster"
         nemesis = Nemesis(c.h, None, seed=1, log=FaultLog(None))
         fault = nemesis.start(0, FaultSpec(at_s=0, duration_s=1, kind="power-cut-all"))
