@@ -200,11 +200,13 @@ class Nemesis:
         if self.net is not None:  # as for a kill: a client of a dead master is never let in (see _kill_master)
             for mid in fault.targets:
                 fault.refusing[mid] = self.net.cut_api(mid, tag=f"f{fault.index}-power")
+        deadline = time.monotonic() + launcher.STOP_TIMEOUT_S
         for pid in pids:
             try:
                 os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
+            except ChildProcessError:  # not our child (the interactive command): wait until it is gone
+                while launcher.pid_alive(pid) and time.monotonic() < deadline:
+                    time.sleep(0.02)
 
     def _storage_fault(self, mid: str, body: dict[str, Any]) -> None:
         """POST a fault (or {"clear": true}) to a master's /debug/storage/fault. A refusal is a RuntimeError

@@ -64,7 +64,8 @@ class FaultSpec(_Frozen):
     kind: FaultKind
     """What happens: see chaos/nemesis.py for each kind."""
     target: str = ""
-    """A master id ("m2") where the kind needs one; kubelet node name for kill-kubelet."""
+    """A master id ("m2") where the kind needs one; kubelet node name for kill-kubelet; for disk-fault also
+    "leader" (the default) or "follower"."""
     partition: Literal["blackhole", "reject"] = "blackhole"
     """How partitions cut links: silently hold data, or refuse connections."""
     direction: Literal["both", "to", "from"] = "both"
