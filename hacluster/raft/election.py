@@ -17,6 +17,9 @@ adds (`PreVote`, `CheckQuorum`; Raft thesis §9.6):
   election, or before a restart) ignores the leader's appends, and its pre-votes are refused by masters in a
   lease: it would never rejoin. As etcd does, it answers such an append with its term (`higher_term`); the
   leader steps down and the next election, at a term above both, brings everyone back.
+- **No forwarding into the void.** A master starting a pre-vote forgets its silent leader, and a leader
+  that steps down tells the followers it still reaches (`leader_stepped_down`): with no majority anywhere,
+  every master answers writes 503 at once (pysyncobj's own election start used to tell them).
 
 The rules are pure functions (`pre_vote_decision`, `vote_allowed`, `in_lease`, `has_majority`), unit-tested
 without sockets; `ElectionMixin` wires them into pysyncobj and is mixed into
