@@ -4,12 +4,12 @@ message it sends is recorded instead), and a check that the pysyncobj internals 
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 import struct
 from collections.abc import Iterator
 from typing import Any
 
-import pysyncobj
 import pytest
 from pysyncobj import SyncObj, SyncObjConf
 
@@ -316,7 +316,7 @@ def test_leadership_transfer_skips_the_pre_vote_and_voters_disregard_their_lease
 def test_the_pysyncobj_internals_the_mixin_relies_on_are_there() -> None:
     """`ElectionMixin` reads and writes pysyncobj 0.3.17's private fields and runs its checks just before
     `_onTick`'s own election check; a pysyncobj that names or orders them differently must fail here."""
-    assert pysyncobj.__version__ == "0.3.17" if hasattr(pysyncobj, "__version__") else True
+    assert importlib.metadata.version("pysyncobj") == "0.3.17", "re-read ElectionMixin against this pysyncobj"
     source = inspect.getsource(SyncObj._onTick)
     election = source.index("self.__raftElectionDeadline < monotonicTime()")
     fallback = source.index("leaderFallbackTimeout")
