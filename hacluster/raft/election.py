@@ -183,6 +183,7 @@ class ElectionStats:
     stepped_down_for_higher_term: int = 0
     check_quorum_step_downs: int = 0
     quorum_checks_skipped_stalled: int = 0
+    election_checks_deferred_stalled: int = 0
     leader_contact_gaps: dict[int, int] = field(default_factory=lambda: dict.fromkeys(GAP_BUCKETS_MS, 0))
     """Follower: appends from its leader (same leader, same term) that came more than N ms after the last."""
     tick_gaps: dict[int, int] = field(default_factory=lambda: dict.fromkeys(GAP_BUCKETS_MS, 0))
@@ -223,6 +224,7 @@ class ElectionMixin(_SyncObjBase):  # type: ignore[misc]
         self._transfer_terms: dict[Any, int] = {}  # voter side: candidate -> term of its transfer election
         self._tick_started_at = self._polled_at
         self._contact_from: tuple[Any, int] | None = None  # (leader node, term) of the last accepted append
+        self._deferred_check = False  # the election check was put off once, after a stall of this thread
 
     # ----------------------------------------------------------------------------------------- tick
     def _onTick(self, timeToWait: float = 0.0) -> None:  # noqa: N802, N803 (pysyncobj's names)
@@ -275,6 +277,15 @@ class ElectionMixin(_SyncObjBase):  # type: ignore[misc]
             return
         if not self._election.pre_vote or self._pre_vote_won_term == term + 1:
             return
+        if now - self._polled_at > self._election.stall_s and not self._deferred_check:
+            # This thread did not run for a while: the leader's appends may be waiting unread in the socket.
+            # Read them first (this tick's poll) and decide on the next tick — once per timeout, so that a
+            # thread starved on every tick still starts its election.
+            self._deferred_check = True
+            self.election_stats.election_checks_deferred_stalled += 1
+            self._SyncObj__raftElectionDeadline = now + self._election.stall_s
+            return
+        self._deferred_check = False
         self._pre_vote_won_term = None
         self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
         # Heard from no leader for an election timeout: forget it (etcd's pre-candidate has no leader), so
@@ -360,6 +371,7 @@ class ElectionMixin(_SyncObjBase):  # type: ignore[misc]
                                                                        gap)
                 self._contact_from = (node, term)
                 self._leader_contact_at = now
+                self._deferred_check = False
                 self._pre_vote_term = None
                 self._pre_vote_won_term = None
         super()._SyncObj__onMessageReceived(node, message)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from pysyncobj import SyncObj, SyncObjConf
+from pysyncobj import syncobj as pysyncobj_core
 
 from hacluster.raft import election as el
 from hacluster.raft.election import Decision, ElectionSettings, Voter, VoteRequest
@@ -124,10 +125,12 @@ class Node:
     def receive(self, peer: int, message: dict[str, Any]) -> None:
         self.sync._SyncObj__onMessageReceived(self.peers[peer], message)
 
-    def tick(self) -> None:
+    def tick(self, *, stalled: bool = False) -> None:
+        """One tick, as if the thread had just read its sockets (or, `stalled`, had not run for long)."""
         # The transport's dials to the absent peers fail during a tick and mark them disconnected; they are
         # "connected" again for every tick, as peers that answer would be.
         self.sync._SyncObj__connectedNodes.update(self.peers)
+        self.sync._polled_at = float("-inf") if stalled else pysyncobj_core.monotonicTime()
         self.sync._onTick(0)
 
     def sent_of(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
@@ -171,6 +174,18 @@ def test_a_timed_out_follower_asks_for_pre_votes_without_raising_its_term(node: 
     assert all(m["term"] == 1 for _, m in asked)
     assert not node.sent_of("request_vote")
     assert node.sync.election_stats.pre_votes_started == 1
+
+
+def test_after_a_stall_of_its_own_thread_a_follower_reads_its_sockets_before_asking_for_pre_votes(
+        node: Node) -> None:
+    node.follow(0, 1)
+    node.time_out()
+    node.tick(stalled=True)  # the deadline passed while the thread did not run: read the appends first
+    assert not node.sent_of(el.PRE_VOTE) and node.sync._SyncObj__raftLeader == node.peers[0]
+    assert node.sync.election_stats.election_checks_deferred_stalled == 1
+    node.time_out()
+    node.tick(stalled=True)  # still nothing from the leader: once per timeout only, so ask now
+    assert node.sent_of(el.PRE_VOTE) and node.term == 1
 
 
 def test_a_won_pre_vote_starts_pysyncobjs_own_election_at_the_next_term(node: Node) -> None:
@@ -272,8 +287,7 @@ def test_a_leader_without_answers_from_a_majority_steps_down_but_not_after_its_o
         n.tick()
         n.receive(0, {"type": "response_vote", "term": 1})
         assert n.state == el._LEADER
-        n.sync._polled_at = float("-inf")  # as if the thread had been starved since it last read its sockets
-        n.tick()
+        n.tick(stalled=True)  # as if the thread had been starved since it last read its sockets
         assert n.state == el._LEADER and n.sync.election_stats.quorum_checks_skipped_stalled == 1
         n.tick()  # the tick above read its sockets: nothing came, and no answer is within 0 s
         assert n.state == el._FOLLOWER and n.term == 1
