@@ -269,7 +269,7 @@ class ElectionMixin(_SyncObjBase):  # type: ignore[misc]
         """Runs just before pysyncobj's own check of the election deadline in `_onTick`. If the deadline has
         passed, either let pysyncobj's election start (pre-vote won, pre-vote off, or a leadership transfer)
         or start a pre-vote round instead and push the deadline out by a new random timeout."""
-        if self._SyncObj__raftElectionDeadline >= now or not self._SyncObj__connectedToAnyone():
+        if self._SyncObj__raftElectionDeadline >= now or not self._connected_to_anyone():
             return
         term = self._SyncObj__raftCurrentTerm
         if self._SyncObj__transferInProgress:
@@ -300,6 +300,20 @@ class ElectionMixin(_SyncObjBase):  # type: ignore[misc]
         for node in self._SyncObj__otherNodes:
             self._SyncObj__transport.send(node, message)
         self._tally_pre_votes()
+
+    def _connected_to_anyone(self) -> bool:
+        return len(self._SyncObj__connectedNodes) > 0 or len(self._SyncObj__otherNodes) == 0
+
+    def _SyncObj__connectedToAnyone(self) -> bool:  # noqa: N802 (pysyncobj's name)
+        """pysyncobj asks this only in `_onTick`'s election check, right after the deadline: it may start an
+        election only if PreVote allows it. The check above runs a moment earlier with its own `now`; a
+        deadline falling between the two (or a thread switch between them) would otherwise let pysyncobj
+        start an election nobody pre-voted for."""
+        if not self._connected_to_anyone():
+            return False
+        term = self._SyncObj__raftCurrentTerm
+        return (not self._election.pre_vote or self._SyncObj__transferInProgress
+                or self._pre_vote_won_term == term + 1)
 
     def _tally_pre_votes(self) -> None:
         if self._pre_vote_term is None or not has_majority(len(self._pre_vote_grants) + 1, self._cluster_size()):

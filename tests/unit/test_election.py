@@ -188,6 +188,16 @@ def test_after_a_stall_of_its_own_thread_a_follower_reads_its_sockets_before_ask
     assert node.sent_of(el.PRE_VOTE) and node.term == 1
 
 
+def test_pysyncobj_starts_no_election_that_the_pre_vote_did_not_allow(node: Node) -> None:
+    """The mixin's check and pysyncobj's run a moment apart: a deadline passing in between must not let
+    pysyncobj start an election (seen on the in-process cluster: an isolated follower became a candidate)."""
+    node.follow(0, 1)
+    node.sync._before_election_check = lambda now: None  # type: ignore[method-assign]  # as if the deadline had not passed at its `now`
+    node.time_out()
+    node.tick()
+    assert node.term == 1 and not node.sent_of("request_vote")
+
+
 def test_a_won_pre_vote_starts_pysyncobjs_own_election_at_the_next_term(node: Node) -> None:
     node.time_out()
     node.tick()
@@ -336,6 +346,9 @@ def test_the_pysyncobj_internals_the_mixin_relies_on_are_there() -> None:
     fallback = source.index("leaderFallbackTimeout")
     poll = source.index("self._poller.poll(timeToWait)")
     assert election < fallback < poll
+    # The gate in ElectionMixin._SyncObj__connectedToAnyone: pysyncobj asks it in its election check only.
+    assert "self.__raftElectionDeadline < monotonicTime() and self.__connectedToAnyone()" in source
+    assert inspect.getsource(SyncObj).count("self.__connectedToAnyone()") == 1
     handler = inspect.getsource(SyncObj._SyncObj__onMessageReceived)
     for needed in ("'timeout_now'", "'request_vote'", "'append_entries'", "self.__transferInProgress = True"):
         assert needed in handler
