@@ -17,6 +17,9 @@ adds (`PreVote`, `CheckQuorum`; Raft thesis §9.6):
   election, or before a restart) ignores the leader's appends, and its pre-votes are refused by masters in a
   lease: it would never rejoin. As etcd does, it answers such an append with its term (`higher_term`); the
   leader steps down and the next election, at a term above both, brings everyone back.
+- **No forwarding into the void.** A master starting a pre-vote forgets its silent leader, and a leader
+  that steps down tells the followers it still reaches (`leader_stepped_down`): with no majority anywhere,
+  every master answers writes 503 at once (pysyncobj's own election start used to tell them).
 
 The rules are pure functions (`pre_vote_decision`, `vote_allowed`, `in_lease`, `has_majority`), unit-tested
 without sockets; `ElectionMixin` wires them into pysyncobj and is mixed into
@@ -180,6 +183,7 @@ class ElectionStats:
     stepped_down_for_higher_term: int = 0
     check_quorum_step_downs: int = 0
     quorum_checks_skipped_stalled: int = 0
+    election_checks_deferred_stalled: int = 0
     leader_contact_gaps: dict[int, int] = field(default_factory=lambda: dict.fromkeys(GAP_BUCKETS_MS, 0))
     """Follower: appends from its leader (same leader, same term) that came more than N ms after the last."""
     tick_gaps: dict[int, int] = field(default_factory=lambda: dict.fromkeys(GAP_BUCKETS_MS, 0))
@@ -220,6 +224,7 @@ class ElectionMixin(_SyncObjBase):  # type: ignore[misc]
         self._transfer_terms: dict[Any, int] = {}  # voter side: candidate -> term of its transfer election
         self._tick_started_at = self._polled_at
         self._contact_from: tuple[Any, int] | None = None  # (leader node, term) of the last accepted append
+        self._deferred_check = False  # the election check was put off once, after a stall of this thread
 
     # ----------------------------------------------------------------------------------------- tick
     def _onTick(self, timeToWait: float = 0.0) -> None:  # noqa: N802, N803 (pysyncobj's names)
@@ -264,7 +269,7 @@ class ElectionMixin(_SyncObjBase):  # type: ignore[misc]
         """Runs just before pysyncobj's own check of the election deadline in `_onTick`. If the deadline has
         passed, either let pysyncobj's election start (pre-vote won, pre-vote off, or a leadership transfer)
         or start a pre-vote round instead and push the deadline out by a new random timeout."""
-        if self._SyncObj__raftElectionDeadline >= now or not self._SyncObj__connectedToAnyone():
+        if self._SyncObj__raftElectionDeadline >= now or not self._connected_to_anyone():
             return
         term = self._SyncObj__raftCurrentTerm
         if self._SyncObj__transferInProgress:
@@ -272,6 +277,15 @@ class ElectionMixin(_SyncObjBase):  # type: ignore[misc]
             return
         if not self._election.pre_vote or self._pre_vote_won_term == term + 1:
             return
+        if now - self._polled_at > self._election.stall_s and not self._deferred_check:
+            # This thread did not run for a while: the leader's appends may be waiting unread in the socket.
+            # Read them first (this tick's poll) and decide on the next tick — once per timeout, so that a
+            # thread starved on every tick still starts its election.
+            self._deferred_check = True
+            self.election_stats.election_checks_deferred_stalled += 1
+            self._SyncObj__raftElectionDeadline = now + self._election.stall_s
+            return
+        self._deferred_check = False
         self._pre_vote_won_term = None
         self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
         # Heard from no leader for an election timeout: forget it (etcd's pre-candidate has no leader), so
@@ -286,6 +300,20 @@ class ElectionMixin(_SyncObjBase):  # type: ignore[misc]
         for node in self._SyncObj__otherNodes:
             self._SyncObj__transport.send(node, message)
         self._tally_pre_votes()
+
+    def _connected_to_anyone(self) -> bool:
+        return len(self._SyncObj__connectedNodes) > 0 or len(self._SyncObj__otherNodes) == 0
+
+    def _SyncObj__connectedToAnyone(self) -> bool:  # noqa: N802 (pysyncobj's name)
+        """pysyncobj asks this only in `_onTick`'s election check, right after the deadline: it may start an
+        election only if PreVote allows it. The check above runs a moment earlier with its own `now`; a
+        deadline falling between the two (or a thread switch between them) would otherwise let pysyncobj
+        start an election nobody pre-voted for."""
+        if not self._connected_to_anyone():
+            return False
+        term = self._SyncObj__raftCurrentTerm
+        return (not self._election.pre_vote or self._SyncObj__transferInProgress
+                or self._pre_vote_won_term == term + 1)
 
     def _tally_pre_votes(self) -> None:
         if self._pre_vote_term is None or not has_majority(len(self._pre_vote_grants) + 1, self._cluster_size()):
@@ -357,6 +385,7 @@ class ElectionMixin(_SyncObjBase):  # type: ignore[misc]
                                                                        gap)
                 self._contact_from = (node, term)
                 self._leader_contact_at = now
+                self._deferred_check = False
                 self._pre_vote_term = None
                 self._pre_vote_won_term = None
         super()._SyncObj__onMessageReceived(node, message)

@@ -9,11 +9,23 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from hacluster.config import RaftConfig
 from hacluster.raft.election import ElectionStats
 from tests.property.harness import InProcessCluster, fast_raft
 
-WAIT_S = 8.0
-STALL_LINK_TIMEOUT_MS = 2000  # peer links survive a stalled thread (3 × election_timeout_ms_max = 600 ms)
+WAIT_S = 10.0
+STALL_LINK_TIMEOUT_MS = 4000  # peer links outlive a stalled thread (3 × election_timeout_ms_max = 1.8 s)
+
+
+def steady_raft(**over: object) -> RaftConfig:
+    """The default Raft timings (election 300–600 ms, heartbeat 50 ms), as a deployed cluster has them:
+    these tests assert that *no* election happens, and with the harness's 100–200 ms timeouts a hiccup of
+    the shared host itself (whole-machine stalls of 300 ms were measured under load) would be one."""
+    values: dict[str, object] = {name: field.default for name, field in RaftConfig.model_fields.items()
+                                 if name != "password"}
+    values.update(tick_ms=5, connection_retry_ms=20)
+    values.update(over)
+    return fast_raft(**values)
 
 
 async def wait_for(cond: Callable[[], bool], what: str, c: InProcessCluster, timeout_s: float = WAIT_S) -> None:
@@ -56,11 +68,11 @@ def a_dialing_follower(c: InProcessCluster, leader: str) -> str:
 
 async def isolated_for_a_while(c: InProcessCluster, mid: str) -> None:
     """Keep `mid` isolated until its election timer has fired three times — if it can fire at all: a master
-    that only accepts links is never connected while blackholed, and then the fault lasts a fixed second."""
+    that only accepts links is never connected while blackholed, and then the fault lasts a fixed 2 s."""
     if dials(c, mid):
         await wait_for(lambda: stats(c, mid).pre_votes_started >= 3, f"{mid} timed out while isolated", c)
     else:
-        await asyncio.sleep(1.0)  # the fault's duration, not a synchronisation
+        await asyncio.sleep(2.0)  # the fault's duration, not a synchronisation
 
 
 async def started(c: InProcessCluster) -> tuple[str, int]:
@@ -72,7 +84,7 @@ async def started(c: InProcessCluster) -> tuple[str, int]:
 
 
 async def test_an_isolated_follower_rejoins_without_changing_term_or_leader() -> None:
-    async with InProcessCluster(3) as c:
+    async with InProcessCluster(3, raft=steady_raft()) as c:
         leader, term = await started(c)
         follower = a_dialing_follower(c, leader)
         mark = len(c.obs.views)
@@ -87,7 +99,7 @@ async def test_an_isolated_follower_rejoins_without_changing_term_or_leader() ->
 
 
 async def test_an_isolated_former_leader_rejoins_without_an_election() -> None:
-    async with InProcessCluster(3) as c:
+    async with InProcessCluster(3, raft=steady_raft()) as c:
         old, term = await started(c)
         mark = len(c.obs.views)
         await asyncio.to_thread(c.net.isolate, old)
@@ -108,7 +120,7 @@ async def test_a_master_with_a_higher_term_is_not_locked_out() -> None:
     """A follower raises its term (as in a failed election, or before a restart) and then ignores the
     leader's appends at the lower term, while the others, in their lease, ignore its pre-votes. It answers
     those appends with its term; the leader steps down, and the next election brings every master back."""
-    async with InProcessCluster(3) as c:
+    async with InProcessCluster(3, raft=steady_raft()) as c:
         leader, term = await started(c)
         follower = a_dialing_follower(c, leader)
         store = c.stores[follower]
@@ -139,7 +151,7 @@ async def test_a_master_with_a_higher_term_is_not_locked_out() -> None:
 async def test_without_pre_vote_and_check_quorum_an_isolated_follower_deposes_the_leader() -> None:
     """The switches off: the isolated follower raises its term in elections it cannot win, and when it
     comes back that term deposes the healthy leader — the disruption the tests above show is gone."""
-    async with InProcessCluster(3, raft=fast_raft(pre_vote=False, check_quorum=False)) as c:
+    async with InProcessCluster(3, raft=steady_raft(pre_vote=False, check_quorum=False)) as c:
         leader, term = await started(c)
         follower = a_dialing_follower(c, leader)
         mark = len(c.obs.views)
@@ -175,26 +187,25 @@ async def stall_once(c: InProcessCluster, mid: str, stall_s: float) -> list[bool
 
 async def test_a_follower_whose_raft_thread_was_starved_deposes_nobody() -> None:
     """Elections under load: a follower's thread stalls past its election timeout and, resumed, finds its
-    deadline passed before reading the appends that came meanwhile. With PreVote it only asks for pre-votes,
-    which the others (in their lease) ignore; then it reads the appends and follows as before. (Links
-    outlive the stall, as with the default timings: election 300–600 ms, connection timeout 1 s.)"""
-    async with InProcessCluster(3, raft=fast_raft(connection_timeout_ms=STALL_LINK_TIMEOUT_MS)) as c:
+    deadline passed before reading the appends that came meanwhile. With PreVote it reads them first and
+    follows on; had it asked, it would only have asked for pre-votes, which the others (in their lease)
+    ignore. (Links outlive the stall, as with the default timings: election 300–600 ms, connection 1 s.)"""
+    async with InProcessCluster(3, raft=steady_raft(connection_timeout_ms=STALL_LINK_TIMEOUT_MS)) as c:
         leader, term = await started(c)
         follower = a_dialing_follower(c, leader)
         mark = len(c.obs.views)
         await stall_once(c, follower, 3 * c.cfg.raft.election_timeout_ms_max / 1000)
-        await wait_for(lambda: stats(c, follower).pre_votes_started >= 1, "the follower's pre-vote", c)
+        await wait_for(lambda: stats(c, follower).election_checks_deferred_stalled >= 1,
+                       "the follower put its election check off", c)
         await c.settle()
-        assert stats(c, leader).votes_ignored_in_lease + sum(
-            stats(c, m).votes_ignored_in_lease for m in c.ids if m not in (leader, follower)) >= 1
         assert c.leader() == leader, trace(c)
         assert {c.view(m).term for m in c.ids} == {term}, trace(c)  # type: ignore[union-attr]
         assert terms_seen(c, mark) <= {term}, trace(c)
 
 
 async def test_without_pre_vote_a_starved_follower_causes_an_election() -> None:
-    async with InProcessCluster(3, raft=fast_raft(pre_vote=False, check_quorum=False,
-                                                  connection_timeout_ms=STALL_LINK_TIMEOUT_MS)) as c:
+    async with InProcessCluster(3, raft=steady_raft(pre_vote=False, check_quorum=False,
+                                                    connection_timeout_ms=STALL_LINK_TIMEOUT_MS)) as c:
         leader, term = await started(c)
         follower = a_dialing_follower(c, leader)
         mark = len(c.obs.views)

@@ -4,14 +4,15 @@ message it sends is recorded instead), and a check that the pysyncobj internals 
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 import struct
 from collections.abc import Iterator
 from typing import Any
 
-import pysyncobj
 import pytest
 from pysyncobj import SyncObj, SyncObjConf
+from pysyncobj import syncobj as pysyncobj_core
 
 from hacluster.raft import election as el
 from hacluster.raft.election import Decision, ElectionSettings, Voter, VoteRequest
@@ -124,10 +125,12 @@ class Node:
     def receive(self, peer: int, message: dict[str, Any]) -> None:
         self.sync._SyncObj__onMessageReceived(self.peers[peer], message)
 
-    def tick(self) -> None:
+    def tick(self, *, stalled: bool = False) -> None:
+        """One tick, as if the thread had just read its sockets (or, `stalled`, had not run for long)."""
         # The transport's dials to the absent peers fail during a tick and mark them disconnected; they are
         # "connected" again for every tick, as peers that answer would be.
         self.sync._SyncObj__connectedNodes.update(self.peers)
+        self.sync._polled_at = float("-inf") if stalled else pysyncobj_core.monotonicTime()
         self.sync._onTick(0)
 
     def sent_of(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
@@ -171,6 +174,28 @@ def test_a_timed_out_follower_asks_for_pre_votes_without_raising_its_term(node: 
     assert all(m["term"] == 1 for _, m in asked)
     assert not node.sent_of("request_vote")
     assert node.sync.election_stats.pre_votes_started == 1
+
+
+def test_after_a_stall_of_its_own_thread_a_follower_reads_its_sockets_before_asking_for_pre_votes(
+        node: Node) -> None:
+    node.follow(0, 1)
+    node.time_out()
+    node.tick(stalled=True)  # the deadline passed while the thread did not run: read the appends first
+    assert not node.sent_of(el.PRE_VOTE) and node.sync._SyncObj__raftLeader == node.peers[0]
+    assert node.sync.election_stats.election_checks_deferred_stalled == 1
+    node.time_out()
+    node.tick(stalled=True)  # still nothing from the leader: once per timeout only, so ask now
+    assert node.sent_of(el.PRE_VOTE) and node.term == 1
+
+
+def test_pysyncobj_starts_no_election_that_the_pre_vote_did_not_allow(node: Node) -> None:
+    """The mixin's check and pysyncobj's run a moment apart: a deadline passing in between must not let
+    pysyncobj start an election (seen on the in-process cluster: an isolated follower became a candidate)."""
+    node.follow(0, 1)
+    node.sync._before_election_check = lambda now: None  # type: ignore[method-assign]  # as if the deadline had not passed at its `now`
+    node.time_out()
+    node.tick()
+    assert node.term == 1 and not node.sent_of("request_vote")
 
 
 def test_a_won_pre_vote_starts_pysyncobjs_own_election_at_the_next_term(node: Node) -> None:
@@ -272,8 +297,7 @@ def test_a_leader_without_answers_from_a_majority_steps_down_but_not_after_its_o
         n.tick()
         n.receive(0, {"type": "response_vote", "term": 1})
         assert n.state == el._LEADER
-        n.sync._polled_at = float("-inf")  # as if the thread had been starved since it last read its sockets
-        n.tick()
+        n.tick(stalled=True)  # as if the thread had been starved since it last read its sockets
         assert n.state == el._LEADER and n.sync.election_stats.quorum_checks_skipped_stalled == 1
         n.tick()  # the tick above read its sockets: nothing came, and no answer is within 0 s
         assert n.state == el._FOLLOWER and n.term == 1
@@ -316,12 +340,15 @@ def test_leadership_transfer_skips_the_pre_vote_and_voters_disregard_their_lease
 def test_the_pysyncobj_internals_the_mixin_relies_on_are_there() -> None:
     """`ElectionMixin` reads and writes pysyncobj 0.3.17's private fields and runs its checks just before
     `_onTick`'s own election check; a pysyncobj that names or orders them differently must fail here."""
-    assert pysyncobj.__version__ == "0.3.17" if hasattr(pysyncobj, "__version__") else True
+    assert importlib.metadata.version("pysyncobj") == "0.3.17", "re-read ElectionMixin against this pysyncobj"
     source = inspect.getsource(SyncObj._onTick)
     election = source.index("self.__raftElectionDeadline < monotonicTime()")
     fallback = source.index("leaderFallbackTimeout")
     poll = source.index("self._poller.poll(timeToWait)")
     assert election < fallback < poll
+    # The gate in ElectionMixin._SyncObj__connectedToAnyone: pysyncobj asks it in its election check only.
+    assert "self.__raftElectionDeadline < monotonicTime() and self.__connectedToAnyone()" in source
+    assert inspect.getsource(SyncObj).count("self.__connectedToAnyone()") == 1
     handler = inspect.getsource(SyncObj._SyncObj__onMessageReceived)
     for needed in ("'timeout_now'", "'request_vote'", "'append_entries'", "self.__transferInProgress = True"):
         assert needed in handler
