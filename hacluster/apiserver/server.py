@@ -236,10 +236,7 @@ class ApiServer:
             except E.TooManyRequests:
                 self.metrics.rejected.labels("watch").inc()
                 raise
-        transport = request.transport
-        monitor = None
-        if watch and isinstance(transport, asyncio.Transport):
-            monitor = asyncio.ensure_future(limits.drop_if_stalled(transport, self.cfg.api.watch_write_timeout_s))
+        monitor = limits.monitor_stalled(request.transport, self.cfg.api.watch_write_timeout_s) if watch else None
         try:
             return await handler(request)
         finally:
@@ -455,7 +452,7 @@ class ApiServer:
             raise E.MethodNotAllowed("the server does not allow this method on the requested resource")
 
     def _authenticate(self, request: web.Request) -> User:
-        known = request.get(USER)  # authenticated already by the admission middleware
+        known: User | None = request.get(USER)  # authenticated already by the admission middleware
         if known is not None:
             return known
         user: User = self.authn.authenticate(request.headers.get("Authorization"))
