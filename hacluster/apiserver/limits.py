@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Protocol, cast
 
 from hacluster.apiserver.flowcontrol import too_many_requests
 from hacluster.config import ApiConfig
@@ -55,7 +55,24 @@ class WatchCaps:
             self.open.pop(user, None)
 
 
-async def drop_if_stalled(transport: asyncio.Transport, stalled_after_s: float, on_drop: Any = None) -> None:
+class WriteTransport(Protocol):
+    """What the stalled-watcher monitor needs of a connection: asyncio's transports and uvloop's (which are
+    not `asyncio.Transport` instances) both have it."""
+
+    def get_write_buffer_size(self) -> int: ...
+    def is_closing(self) -> bool: ...
+    def abort(self) -> None: ...
+
+
+def monitor_stalled(transport: object, stalled_after_s: float) -> asyncio.Task[None] | None:
+    """Start `drop_if_stalled` for this connection (None when it is not a socket transport); cancel the task
+    when the watch ends."""
+    if not all(hasattr(transport, m) for m in ("get_write_buffer_size", "is_closing", "abort")):
+        return None
+    return asyncio.ensure_future(drop_if_stalled(cast(WriteTransport, transport), stalled_after_s))
+
+
+async def drop_if_stalled(transport: WriteTransport, stalled_after_s: float, on_drop: Any = None) -> None:
     """Run beside a watch handler until cancelled: abort the connection once its write buffer has stayed
     non-empty for `stalled_after_s` (the client stopped reading and the socket buffers are full). Aborting
     makes the handler's pending write fail with a connection error, after which it unsubscribes. The check

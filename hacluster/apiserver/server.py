@@ -247,10 +247,7 @@ class ApiServer:
             except E.TooManyRequests:
                 self.metrics.rejected.labels("watch").inc()
                 raise
-        transport = request.transport
-        monitor = None
-        if watch and isinstance(transport, asyncio.Transport):
-            monitor = asyncio.ensure_future(limits.drop_if_stalled(transport, self.cfg.api.watch_write_timeout_s))
+        monitor = limits.monitor_stalled(request.transport, self.cfg.api.watch_write_timeout_s) if watch else None
         try:
             return await handler(request)
         finally:

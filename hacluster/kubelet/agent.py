@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from hacluster.asyncwait import wait_event
-from hacluster.client import ApiClient, ClientError, Indeterminate, Unreachable
+from hacluster.client import ApiClient, ClientError, Indeterminate, Unreachable, retry_after_s
 from hacluster.config import KubeletConfig
 from hacluster.kubelet import eviction as ev
 from hacluster.kubelet import nodestatus as ns
@@ -555,7 +555,7 @@ class Kubelet:
                 if exc.code == 410:
                     self.resource_version = ""
                 log.info("pod watch of %s: %s", self.node, exc)
-                await asyncio.sleep(delay)
+                await asyncio.sleep(max(delay, retry_after_s(exc)))  # a 429 (watch cap) asks for a pause
                 delay = min(delay * 2, RETRY_S[1])
             except (TimeoutError, Indeterminate, Unreachable, OSError, ValueError) as exc:
                 self.watch_restarts += 1

@@ -287,6 +287,7 @@ async def test_audit_events_for_requests(tmp_path):
         assert (await s.call("GET", f"{PODS}/audited", token=VIEWER))[0] == 200
         assert (await s.call("DELETE", f"{PODS}/audited", token=VIEWER))[0] == 403
         assert (await s.call("GET", PODS, token="wrong-token-000"))[0] == 401
+        log.flush()  # the server flushes FLUSH_PERIOD_S after a write; read at once here
         events = audit.merged(audit.read_events(audit.log_files(tmp_path / "audit")))
         assert len(events) == 4
         for _ in range(40):  # past 4 KiB: rotated, two backups kept

@@ -75,3 +75,11 @@ async def test_workload_records_429_as_fail_and_waits(tmp_path: Path):
     assert waited_until - times[0] >= 0.95, "the workload did not wait the Retry-After before going on"
     fail = [e for e in recorder.events if e.type == "fail"]
     assert len(fail) == 1 and "429 TooManyRequests" in str(fail[0].extra.get("error"))
+
+
+def test_pause_asked_by_a_status():
+    from hacluster.client import ClientError, retry_after_s
+
+    assert retry_after_s(ClientError(429, TOO_MANY, "e")) == 1.0
+    assert retry_after_s(ClientError(429, {**TOO_MANY, "details": {"retryAfterSeconds": 600}}, "e")) == 10.0
+    assert retry_after_s(ClientError(410, {"reason": "Expired"}, "e")) == 0.0
