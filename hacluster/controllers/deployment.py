@@ -21,7 +21,10 @@ pods in the leader's local store; the ReplicaSet controller creates and deletes 
   gets the highest); `kubectl rollout undo` copies an old ReplicaSet's template back, which makes that
   ReplicaSet the new one again with a new revision. Old ReplicaSets scaled to zero beyond
   `revisionHistoryLimit` are deleted, oldest revision first. `kubernetes.io/change-cause` is copied.
-- **Pause.** A paused Deployment is only scaled, never rolled (`rollout pause|resume`).
+- **Scaling.** A change of `spec.replicas` (an active set sized for another count, by its
+  `desired-replicas` annotation) or a paused Deployment is only scaled, never rolled: one active set takes
+  the whole count, otherwise `replicas + maxSurge` is spread over the sets in proportion to their size, as
+  Kubernetes' `scale` does (`proportional_scale`).
 - **Status.** replicas, updatedReplicas, readyReplicas, availableReplicas (ready for `minReadySeconds`),
   unavailableReplicas, observedGeneration and the Available / Progressing conditions with Kubernetes'
   reasons and messages (NewReplicaSetCreated, FoundNewReplicaSet, ReplicaSetUpdated,
@@ -31,7 +34,7 @@ pods in the leader's local store; the ReplicaSet controller creates and deletes 
   pods follow through the ReplicaSet controller's collector).
 
 The decisions are pure functions (`fenceposts`, `new_rs_replicas`, `old_rs_scale_down`, `recreate_step`,
-`plan`) of plain counts, tested without a store; the class only reads the store and proposes.
+`proportional_scale`, `plan`) of plain counts, tested without a store; the class only reads the store and proposes.
 """
 
 from __future__ import annotations
@@ -124,6 +127,10 @@ class SetCounts:
     available: int = 0
     revision: int = 0
     created: float = 0.0
+    desired_annotation: int | None = None
+    """`deployment.kubernetes.io/desired-replicas`: the Deployment's replicas when this set was last sized."""
+    max_annotation: int | None = None
+    """`deployment.kubernetes.io/max-replicas`: replicas + maxSurge then."""
 
     @property
     def occupying(self) -> int:
@@ -208,15 +215,66 @@ class Plan:
     new_replicas: int | None = None  # replicas of the new ReplicaSet (created if missing)
 
 
-def plan(spec: Obj, new: SetCounts | None, olds: list[SetCounts]) -> Plan:
+def is_scaling_event(desired: int, sets: list[SetCounts]) -> bool:
+    """Kubernetes' isScalingEvent: an active ReplicaSet was sized for another `spec.replicas`."""
+    return any(s.replicas > 0 and s.desired_annotation is not None and s.desired_annotation != desired
+               for s in sets)
+
+
+def proportional_scale(spec: Obj, new: SetCounts | None, olds: list[SetCounts],
+                       status_replicas: int) -> dict[str, int]:
+    """Kubernetes' `scale` (sync.go): one active set takes the whole count; a saturated new set sends the old
+    ones to zero; otherwise (RollingUpdate) `replicas + maxSurge` minus what the sets hold is spread over
+    them in proportion to their size (largest first, newer first when adding, older first when removing;
+    the leftover to the first)."""
+    desired = int(spec.get("replicas", 1))
+    strategy = spec.get("strategy") or {}
+    active = [s for s in ([new] if new else []) + olds if s.replicas > 0]
+    if len(active) <= 1:
+        target = active[0] if active else (new or max(olds, key=lambda o: (o.created, o.name), default=None))
+        if target is None or target.replicas == desired:
+            return {}
+        return {target.name: desired}
+    if new is not None and new.replicas == desired and new.available >= desired:
+        return {o.name: 0 for o in olds if o.replicas > 0}
+    if strategy.get("type") != "RollingUpdate":
+        return {}
+    rolling = strategy.get("rollingUpdate") or {}
+    surge, _ = fenceposts(desired, rolling.get("maxSurge"), rolling.get("maxUnavailable"))
+    allowed = desired + surge if desired > 0 else 0
+    to_add = allowed - sum(s.replicas for s in active)
+    if to_add == 0:
+        return {}
+    if to_add > 0:
+        active.sort(key=lambda s: (-s.replicas, -s.created, s.name))  # ReplicaSetsBySizeNewer
+    else:
+        active.sort(key=lambda s: (-s.replicas, s.created, s.name))  # ReplicaSetsBySizeOlder
+    sizes: dict[str, int] = {}
+    added = 0
+    for s in active:
+        if s.replicas == 0 or to_add == added:
+            proportion = 0
+        else:
+            if desired == 0:
+                fraction = -s.replicas
+            else:
+                annotated = s.max_annotation if s.max_annotation else status_replicas
+                fraction = (int(s.replicas * allowed / annotated + 0.5) - s.replicas) if annotated else 0
+            allowed_left = to_add - added
+            proportion = min(fraction, allowed_left) if to_add > 0 else max(fraction, allowed_left)
+        sizes[s.name] = s.replicas + proportion
+        added += proportion
+    first = active[0].name
+    sizes[first] = max(sizes[first] + to_add - added, 0)
+    return {name: size for name, size in sizes.items() if size != next(s.replicas for s in active if s.name == name)}
+
+
+def plan(spec: Obj, new: SetCounts | None, olds: list[SetCounts], status_replicas: int = 0) -> Plan:
     """One step of the Deployment's rollout, from its spec and the counts of its ReplicaSets."""
     desired = int(spec.get("replicas", 1))
     strategy = spec.get("strategy") or {}
-    if spec.get("paused"):
-        active_sets = [s for s in ([new] if new else []) + olds if s.replicas > 0]
-        if len(active_sets) == 1 and active_sets[0].replicas != desired:
-            return Plan(scale={active_sets[0].name: desired})
-        return Plan()
+    if spec.get("paused") or is_scaling_event(desired, ([new] if new else []) + olds):
+        return Plan(scale=proportional_scale(spec, new, olds, status_replicas))
     if strategy.get("type") == "Recreate":
         downs, new_replicas = recreate_step(desired, new, olds)
         if downs:
@@ -413,7 +471,9 @@ class DeploymentController:
             counts[name] = SetCounts(
                 name=name, replicas=int((rs.get("spec") or {}).get("replicas", 0)), active=len(mine),
                 ready=sum(1 for p in mine if is_ready(p)), available=available, revision=_revision(rs),
-                created=parse_rfc3339(rs["metadata"].get("creationTimestamp")) or 0.0)
+                created=parse_rfc3339(rs["metadata"].get("creationTimestamp")) or 0.0,
+                desired_annotation=_int_annotation(rs, DESIRED_REPLICAS),
+                max_annotation=_int_annotation(rs, MAX_REPLICAS))
         return sets, counts
 
     async def sync(self, key: str) -> None:
@@ -436,7 +496,8 @@ class DeploymentController:
         if new_rs is not None and _revision(new_rs) <= max_old_revision and not spec.get("paused"):
             revise = max_old_revision + 1  # a rollback: the old template's ReplicaSet is the newest revision
             progress = ("FoundNewReplicaSet", f'Found new replica set "{new_rs["metadata"]["name"]}"')
-        step = plan(spec, counts[new_rs["metadata"]["name"]] if new_rs is not None else None, olds)
+        step = plan(spec, counts[new_rs["metadata"]["name"]] if new_rs is not None else None, olds,
+                    int((d.get("status") or {}).get("replicas") or 0))
         if new_rs is None and not spec.get("paused") and step.new_replicas is not None:
             created = self._new_rs(d, step.new_replicas, max_old_revision + 1)
             commands.append(Create(resource="replicasets", namespace=ns, obj=created))
@@ -482,7 +543,7 @@ class DeploymentController:
         tmeta["labels"] = {**(tmeta.get("labels") or {}), HASH_LABEL: h}
         selector = copy.deepcopy(spec.get("selector") or {})
         selector["matchLabels"] = {**(selector.get("matchLabels") or {}), HASH_LABEL: h}
-        annotations = {REVISION: str(revision), DESIRED_REPLICAS: str(spec.get("replicas", 1))}
+        annotations = {REVISION: str(revision), **_size_annotations(d)}
         cause = (meta.get("annotations") or {}).get(CHANGE_CAUSE)
         if cause:
             annotations[CHANGE_CAUSE] = cause
@@ -508,7 +569,7 @@ class DeploymentController:
         annotations = new["metadata"].setdefault("annotations", {})
         if replicas is not None:
             new["spec"]["replicas"] = replicas
-            annotations[DESIRED_REPLICAS] = str((d.get("spec") or {}).get("replicas", 1))
+            annotations.update(_size_annotations(d))
         if revision is not None:
             annotations[REVISION] = str(revision)
             cause = (d["metadata"].get("annotations") or {}).get(CHANGE_CAUSE)
@@ -650,6 +711,25 @@ class DeploymentController:
         await propose_all(self._proposer(), [
             Delete(resource="replicasets", namespace=rs["metadata"].get("namespace", ""), name=rs["metadata"]["name"],
                    time=now_text, expected_uid=rs["metadata"].get("uid", "")) for rs in sets])
+
+
+def _size_annotations(d: Obj) -> dict[str, str]:
+    """desired-replicas and max-replicas for a ReplicaSet sized now (SetReplicasAnnotations)."""
+    spec = d.get("spec") or {}
+    desired = int(spec.get("replicas", 1))
+    surge = 0
+    strategy = spec.get("strategy") or {}
+    if strategy.get("type") == "RollingUpdate":
+        rolling = strategy.get("rollingUpdate") or {}
+        surge, _ = fenceposts(desired, rolling.get("maxSurge"), rolling.get("maxUnavailable"))
+    return {DESIRED_REPLICAS: str(desired), MAX_REPLICAS: str(desired + surge)}
+
+
+def _int_annotation(rs: Obj, key: str) -> int | None:
+    try:
+        return int((rs["metadata"].get("annotations") or {})[key])
+    except (KeyError, ValueError):
+        return None
 
 
 def _revision(rs: Obj) -> int:

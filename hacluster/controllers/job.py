@@ -7,16 +7,19 @@ controller, fenced by the term. It follows Jobs and pods in the leader's local s
   `min(parallelism, completions - succeeded)` of them active (a work queue without `completions` keeps
   `parallelism` until one succeeds), named `<job>-<5 random characters>` from `spec.template`. A failed
   pod is replaced after Kubernetes' back-off (10 s doubling, at most 6 min, from the last failure).
-- **Counting.** succeeded / failed are the owned pods in phase Succeeded / Failed (for `restartPolicy:
-  OnFailure` the containers' restarts count as failures too), read from the store at each sync: a pod
-  is counted once however often the sync runs, on whichever leader — nothing is added up incrementally,
-  so a leader change can neither lose nor double-count a completion.
+- **Counting.** With Kubernetes' tracking finalizer `batch.kubernetes.io/job-tracking` on every pod it
+  creates (see `Tally`): a finished pod's uid is recorded in `status.uncountedTerminatedPods`, then its
+  finalizer is released, then the uid moves into `succeeded` / `failed`. Each step is keyed by uid, so a
+  retry or the next leader repeating it counts nothing twice, and a finished pod deleted by anybody before
+  it was counted stays until it is. A pod that failed because it was deleted is not a failure of the work;
+  for `restartPolicy: OnFailure` the containers' restarts count towards `backoffLimit`. The Job is
+  Complete once `completions` successes are counted.
 - **Ending.** Complete when `succeeded >= completions` (`completionTime` set, remaining pods deleted);
   Failed with reason BackoffLimitExceeded when failures exceed `backoffLimit`, or DeadlineExceeded after
   `activeDeadlineSeconds` from `startTime` (active pods deleted). `spec.suspend` deletes the active pods
   and sets the Suspended condition. A finished Job with `ttlSecondsAfterFinished` is deleted that long
   after it finished.
-- **Garbage collection.** Pods controlled by a Job that no longer exists are deleted.
+- **Garbage collection.** Pods controlled by a Job that no longer exists are released and deleted.
 
 `job_step` is the pure decision (from the Job and its pods to the pods to create or delete and the
 status); the class reads the store and proposes, fenced by its term.
@@ -62,6 +65,7 @@ IDLE_WAIT_S = 1.0
 BATCH_MAX_COMMANDS = 100
 BACKOFF_BASE_S = 10.0
 BACKOFF_MAX_S = 360.0
+TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
 
 
 @dataclass
@@ -74,6 +78,7 @@ class JobStep:
     finished: str = ""  # "", "Complete" or "Failed"
     event: tuple[str, str, str] | None = None  # (type, reason, message)
     recheck_at: float | None = None
+    release: list[Obj] = field(default_factory=list)  # pods whose tracking finalizer to remove after the status
 
 
 def _true(status: Obj, ctype: str) -> bool:
@@ -93,14 +98,67 @@ def _condition(ctype: str, reason: str, message: str, now_text: str) -> Obj:
             "reason": reason, "message": message}
 
 
-def failures(pods: list[Obj], restart_policy: str) -> int:
-    """Failed pods, plus container restarts of pods that restart in place (restartPolicy OnFailure)."""
-    n = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Failed")
-    if restart_policy == "OnFailure":
-        for p in pods:
-            for cs in (p.get("status") or {}).get("containerStatuses") or ():
-                n += int(cs.get("restartCount") or 0)
-    return n
+def restarts(pods: list[Obj]) -> int:
+    """Container restarts of the pods (with restartPolicy OnFailure each counts towards backoffLimit)."""
+    return sum(int(cs.get("restartCount") or 0) for p in pods if is_active(p)
+               for cs in (p.get("status") or {}).get("containerStatuses") or ())
+
+
+def _tracked(pod: Obj) -> bool:
+    return TRACKING_FINALIZER in ((pod.get("metadata") or {}).get("finalizers") or ())
+
+
+@dataclass
+class Tally:
+    """Kubernetes' Job tracking with finalizers: a finished pod's uid goes into
+    `status.uncountedTerminatedPods` (one status write), then its finalizer is removed (`release`), then
+    — once no pod with that uid holds the finalizer — the uid moves into `succeeded`/`failed` (a later
+    status write). Every step is keyed by uid, so repeating any of them (a retry, a new leader) counts
+    nothing twice, and a finished pod deleted by anybody before it was counted cannot be lost: the
+    finalizer keeps it until the uid is recorded."""
+
+    succeeded: int
+    failed: int
+    uncounted_succeeded: list[str]
+    uncounted_failed: list[str]
+    release: list[Obj]
+
+    @property
+    def total_succeeded(self) -> int:
+        return self.succeeded + len(self.uncounted_succeeded)
+
+    @property
+    def total_failed(self) -> int:
+        return self.failed + len(self.uncounted_failed)
+
+
+def tally(status: Obj, pods: list[Obj]) -> Tally:
+    """The counts of a Job from its status and its pods (pure; see `Tally`)."""
+    uncounted = status.get("uncountedTerminatedPods") or {}
+    unc_s = [str(u) for u in uncounted.get("succeeded") or ()]
+    unc_f = [str(u) for u in uncounted.get("failed") or ()]
+    still_tracked = set()
+    release = []
+    for p in pods:
+        if not _tracked(p):
+            continue
+        uid = str((p.get("metadata") or {}).get("uid"))
+        phase = (p.get("status") or {}).get("phase")
+        deleting = bool((p.get("metadata") or {}).get("deletionTimestamp"))
+        if uid not in unc_s and uid not in unc_f:
+            if phase == "Succeeded":
+                unc_s.append(uid)  # a success counts, even if the pod is being deleted (an evicted node …)
+            elif phase == "Failed" and not deleting:
+                unc_f.append(uid)  # a pod that failed because it was deleted is not a failure of the work
+        if uid in unc_s or uid in unc_f:
+            release.append(p)
+            still_tracked.add(uid)
+        elif deleting:
+            release.append(p)  # deleted before it finished: nothing to count, let the deletion complete
+    succeeded = int(status.get("succeeded") or 0) + sum(1 for u in unc_s if u not in still_tracked)
+    failed = int(status.get("failed") or 0) + sum(1 for u in unc_f if u not in still_tracked)
+    return Tally(succeeded, failed, [u for u in unc_s if u in still_tracked], [u for u in unc_f if u in still_tracked],
+                 release)
 
 
 def last_failure(pods: list[Obj]) -> float | None:
@@ -123,9 +181,11 @@ def job_step(job: Obj, pods: list[Obj], now: float) -> JobStep:
     now_text = rfc3339(now)
     step = JobStep()
     active = [p for p in pods if is_active(p)]
-    succeeded = sum(1 for p in pods if (p.get("status") or {}).get("phase") == "Succeeded")
+    counts = tally(old, pods)
+    step.release = counts.release
+    succeeded = counts.total_succeeded
     restart_policy = ((spec.get("template") or {}).get("spec") or {}).get("restartPolicy", "Never")
-    failed = failures(pods, restart_policy)
+    failed = counts.total_failed + (restarts(pods) if restart_policy == "OnFailure" else 0)
     status: Obj = {k: v for k, v in old.items() if k in ("conditions", "startTime", "completionTime")}
     conditions: list[Obj] = [dict(c) for c in status.get("conditions") or ()]
     done = _true(old, "Complete") or _true(old, "Failed")
@@ -139,7 +199,9 @@ def job_step(job: Obj, pods: list[Obj], now: float) -> JobStep:
         deadline = spec.get("activeDeadlineSeconds")
         backoff_limit = int(spec.get("backoffLimit", 6))
         complete = (succeeded >= int(completions)) if completions is not None else (succeeded > 0 and not active)
-        if complete:
+        if complete and (counts.uncounted_succeeded or counts.uncounted_failed):
+            pass  # Complete once every finished pod is counted (the sync after their finalizers are released)
+        elif complete:
             step.finished = "Complete"
             conditions = [c for c in conditions if c.get("type") != "Suspended"]
             conditions.append(_condition("Complete", "", "", now_text))
@@ -185,12 +247,17 @@ def job_step(job: Obj, pods: list[Obj], now: float) -> JobStep:
     remaining_active = len(active) - len(step.delete) + step.create
     status["active"] = remaining_active
     status["ready"] = sum(1 for p in active if is_ready(p) and p not in step.delete)
-    status["succeeded"] = succeeded
-    status["failed"] = failed
+    status["succeeded"] = counts.succeeded
+    status["failed"] = counts.failed
     for k in ("active", "succeeded", "failed"):
         if not status[k]:
             del status[k]  # omitempty
-    status["uncountedTerminatedPods"] = {}
+    uncounted: Obj = {}
+    if counts.uncounted_succeeded:
+        uncounted["succeeded"] = counts.uncounted_succeeded
+    if counts.uncounted_failed:
+        uncounted["failed"] = counts.uncounted_failed
+    status["uncountedTerminatedPods"] = uncounted
     step.status = status
     return step
 
@@ -339,8 +406,6 @@ class JobController:
                         self.dirty.add(key)
                 elif isinstance(c, Delete) and r.ok:
                     self.recorder.emit(job, NORMAL, "SuccessfulDelete", f"Deleted pod: {c.name}")
-        if step.event is not None:
-            self.recorder.emit(job, *step.event)
         if step.status != (job.get("status") or {}):
             result = await propose_all(self._proposer(), [Replace(
                 resource="jobs", namespace=ns, name=name, obj={"metadata": {"uid": uid}, "status": step.status},
@@ -348,6 +413,14 @@ class JobController:
                 subresource="status")])
             if not all(r.ok for _, r in result):
                 self.dirty.add(key)
+                return  # the finished pods are not recorded: keep their finalizers, read again
+        if step.event is not None:
+            self.recorder.emit(job, *step.event)
+        if step.release:
+            # Recorded in status.uncountedTerminatedPods (or nothing to count): the pods may go now. The next
+            # sync moves their uids into the counts.
+            await propose_all(self._proposer(), [release_finalizer(p) for p in step.release])
+            self.dirty.add(key)
 
     def _new_pod(self, job: Obj) -> Obj:
         meta = job["metadata"]
@@ -361,6 +434,7 @@ class JobController:
             "labels": dict(tmeta.get("labels") or {}),
             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"],
                                  "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}],
+            "finalizers": [TRACKING_FINALIZER],
         }
         if tmeta.get("annotations"):
             pod_meta["annotations"] = dict(tmeta["annotations"])
@@ -384,9 +458,20 @@ class JobController:
             return
         log.info("garbage collector: deleting %d pods of deleted Jobs", len(pods))
         now_text = rfc3339(self.clock())
-        await propose_all(self._proposer(), [
-            Delete(resource="pods", namespace=p["metadata"].get("namespace", ""), name=p["metadata"]["name"],
-                   time=now_text, expected_uid=p["metadata"].get("uid", "")) for p in pods])
+        commands: list[AnyCommand] = [release_finalizer(p) for p in pods if _tracked(p)]
+        commands += [Delete(resource="pods", namespace=p["metadata"].get("namespace", ""), name=p["metadata"]["name"],
+                            time=now_text, expected_uid=p["metadata"].get("uid", "")) for p in pods]
+        await propose_all(self._proposer(), commands)
+
+
+def release_finalizer(pod: Obj) -> Replace:
+    """The pod without the Job tracking finalizer (compare-and-set on its resourceVersion)."""
+    meta = dict(pod["metadata"])
+    meta["finalizers"] = [f for f in meta.get("finalizers") or () if f != TRACKING_FINALIZER]
+    if not meta["finalizers"]:
+        del meta["finalizers"]
+    return Replace(resource="pods", namespace=meta.get("namespace", ""), name=meta["name"],
+                   obj={**pod, "metadata": meta}, expected_rv=str(meta.get("resourceVersion", "")))
 
 
 def _key(obj: Obj) -> str:

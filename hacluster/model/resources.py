@@ -61,7 +61,8 @@ DEPLOYMENTS = Resource("deployments", "deployment", "Deployment", "apps", "v1", 
 JOBS = Resource("jobs", "job", "Job", "batch", "v1", True, schema.JOB, (), subresources=("status",),
                 has_status=True)
 
-ALL: tuple[Resource, ...] = (PODS, NODES, EVENTS, NAMESPACES, LEASES, REPLICASETS, DEPLOYMENTS, JOBS)
+ALL: tuple[Resource, ...] = (PODS, NODES, EVENTS, NAMESPACES, LEASES, DEPLOYMENTS, REPLICASETS, JOBS)
+"""In discovery order: apps/v1 lists deployments before replicasets, as Kubernetes does (`kubectl get all`)."""
 BY_PLURAL: dict[str, Resource] = {r.plural: r for r in ALL}
 BY_GROUP_VERSION: dict[str, tuple[Resource, ...]] = {}
 for _r in ALL:

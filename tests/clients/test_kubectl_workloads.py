@@ -97,6 +97,21 @@ def test_apply_a_recreate_deployment_and_its_update(kcluster: KCluster):
     assert bad.returncode != 0
 
 
+def test_rollout_status_reports_a_progress_deadline_exceeded(kcluster: KCluster):
+    kc = kcluster
+    d = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "stuck"},
+         "spec": {"replicas": 2, "progressDeadlineSeconds": 3, "selector": {"matchLabels": {"app": "stuck"}},
+                  "template": {"metadata": {"labels": {"app": "stuck"}},
+                               "spec": {"containers": [{"name": "c", "image": "nginx:does-not-exist"}]}}}}
+    kc.apply(d)
+    r = kc.kubectl("rollout", "status", "deployment/stuck", "--timeout=60s")
+    assert r.returncode == 1 and 'deployment "stuck" exceeded its progress deadline' in r.stderr, r.stderr
+    cond = {c["type"]: c for c in kc.get_json("deployment", "stuck")["status"]["conditions"]}
+    assert cond["Progressing"]["status"] == "False" and cond["Progressing"]["reason"] == "ProgressDeadlineExceeded"
+    assert cond["Available"]["status"] == "False"
+    kc.ok("delete", "deployment", "stuck")
+
+
 def test_jobs_complete_or_fail_as_their_pods_do(kcluster: KCluster):
     kc = kcluster
     assert kc.ok("create", "job", "once", "--image=busybox", "--", "sh", "-c", "exit 0").strip() == \

@@ -119,7 +119,26 @@ def test_recreate_waits_for_every_old_pod_before_the_new_ones():
 def test_a_paused_deployment_only_scales():
     spec = {"replicas": 5, "paused": True, "strategy": {"type": "RollingUpdate"}}
     assert plan(spec, None, [S("old", 3)]).scale == {"old": 5}
-    assert plan(spec, S("new", 2), [S("old", 3)]).scale == {}
+    # mid-rollout at replicas + maxSurge (5 + 2): nothing to do, and never a new ReplicaSet
+    assert plan(spec, S("new", 4), [S("old", 3)]).scale == {}
+    assert plan(spec, None, [S("old", 5)]).new_replicas is None
+
+
+def test_scaling_mid_rollout_is_proportional_as_in_kubernetes():
+    """10 → 20 replicas while 5 new and 8 old pods run (sized for 10, max 13): 25 allowed, 12 to add,
+    spread by size — 7 to the old set, 5 to the new one."""
+    spec = {"replicas": 20, "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%",
+                                                                                    "maxUnavailable": "25%"}}}
+    new = SetCounts("new", 5, 5, 5, 5, created=2.0, desired_annotation=10, max_annotation=13)
+    old = SetCounts("old", 8, 8, 8, 8, created=1.0, desired_annotation=10, max_annotation=13)
+    assert plan(spec, new, [old]).scale == {"old": 15, "new": 10}
+    # and back down to 4: 5 allowed, 8 to remove, older first among equals
+    spec["replicas"] = 4
+    got = plan(spec, SetCounts("new", 10, created=2.0, desired_annotation=20, max_annotation=25),
+               [SetCounts("old", 15, created=1.0, desired_annotation=20, max_annotation=25)]).scale
+    assert got == {"old": 3, "new": 2}
+    # one active set takes the whole count
+    assert plan(spec, SetCounts("new", 10, desired_annotation=20), [SetCounts("old", 0)]).scale == {"new": 4}
 
 
 def test_template_hash_is_stable_and_ignores_its_own_label():

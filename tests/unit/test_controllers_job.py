@@ -13,7 +13,7 @@ import uuid
 import pytest
 
 from hacluster.config import ControllersConfig
-from hacluster.controllers.job import JobController, failures, job_step
+from hacluster.controllers.job import TRACKING_FINALIZER, JobController, job_step, restarts, tally
 from hacluster.controllers.proposer import NotLeading
 from hacluster.model import commands as C
 from hacluster.model import validation
@@ -30,9 +30,11 @@ def job(name="work", **spec):
     return j
 
 
-def pod(phase, *, finished=T0, restarts=0, deleting=False):
-    p = {"metadata": {"name": f"p-{uuid.uuid4().hex[:6]}", "creationTimestamp": stamp(T0)},
+def pod(phase, *, finished=T0, restarts=0, deleting=False, tracked=True):
+    p = {"metadata": {"name": f"p-{uuid.uuid4().hex[:6]}", "uid": str(uuid.uuid4()), "creationTimestamp": stamp(T0)},
          "spec": {}, "status": {"phase": phase, "containerStatuses": [{"restartCount": restarts}]}}
+    if tracked:
+        p["metadata"]["finalizers"] = [TRACKING_FINALIZER]
     if phase in ("Succeeded", "Failed"):
         p["status"]["containerStatuses"][0]["state"] = {"terminated": {"finishedAt": stamp(finished)}}
     if deleting:
@@ -54,17 +56,42 @@ def test_defaults_and_generated_selector():
 def test_step_keeps_parallelism_but_never_more_than_the_completions_left():
     j = job(completions=5, parallelism=4)
     assert job_step(j, [], T0).create == 4
-    assert job_step(j, [pod("Succeeded")] * 3 + [pod("Running")], T0).create == 1
-    assert job_step(j, [pod("Succeeded")] * 4 + [pod("Running")] * 2, T0).delete  # one too many
-    step = job_step(j, [pod("Succeeded")] * 5, T0)
+    done = [pod("Succeeded") for _ in range(5)]
+    assert job_step(j, done[:3] + [pod("Running")], T0).create == 1
+    assert job_step(j, done[:4] + [pod("Running"), pod("Running")], T0).delete  # one too many
+    step = job_step(j, done, T0)
+    assert step.finished == "" and step.create == 0  # all succeeded, not all counted yet
+    assert len(step.status["uncountedTerminatedPods"]["succeeded"]) == 5 and step.release == done
+    counted = [{**p, "metadata": {k: v for k, v in p["metadata"].items() if k != "finalizers"}} for p in done]
+    j["status"] = step.status
+    step = job_step(j, counted, T0)
     assert step.finished == "Complete" and step.status["succeeded"] == 5
     assert step.status["completionTime"] == stamp(T0)
     assert any(c["type"] == "Complete" and c["status"] == "True" for c in step.status["conditions"])
 
 
-def test_failures_count_failed_pods_and_in_place_restarts():
-    assert failures([pod("Failed"), pod("Failed"), pod("Running", restarts=3)], "Never") == 2
-    assert failures([pod("Failed"), pod("Running", restarts=3)], "OnFailure") == 4
+def test_finished_pods_are_counted_once_through_the_tracking_finalizer():
+    done, failed, running = pod("Succeeded"), pod("Failed"), pod("Running", restarts=3)
+    first = tally({}, [done, failed, running])
+    # 1. recorded as uncounted, finalizers to be released; the totals already include them
+    assert first.uncounted_succeeded == [done["metadata"]["uid"]] and first.uncounted_failed == [failed["metadata"]["uid"]]
+    assert first.release == [done, failed] and first.total_succeeded == 1 and first.total_failed == 1
+    status = {"uncountedTerminatedPods": {"succeeded": first.uncounted_succeeded, "failed": first.uncounted_failed}}
+    # the same sync again (a retry, a new leader) changes nothing
+    again = tally(status, [done, failed, running])
+    assert (again.total_succeeded, again.total_failed, again.uncounted_succeeded) == (1, 1, first.uncounted_succeeded)
+    # 2. finalizers released (the succeeded pod also deleted by somebody): the uids move into the counts
+    released = [{**p, "metadata": {k: v for k, v in p["metadata"].items() if k != "finalizers"}} for p in (failed,)]
+    moved = tally(status, [*released, running])
+    assert (moved.succeeded, moved.failed, moved.uncounted_succeeded, moved.uncounted_failed) == (1, 1, [], [])
+    # 3. counted pods without the finalizer are never counted again
+    assert tally({"succeeded": 1, "failed": 1}, [*released, running]).total_failed == 1
+    # a pod deleted while it ran is released without counting; one that failed because it was deleted too
+    gone = tally({}, [pod("Running", deleting=True), pod("Failed", deleting=True)])
+    assert gone.total_failed == 0 and len(gone.release) == 2
+    # a success on a pod being deleted (evicted from a lost node) still counts
+    assert tally({}, [pod("Succeeded", deleting=True)]).total_succeeded == 1
+    assert restarts([running, pod("Failed", restarts=5)]) == 3
 
 
 def test_backoff_limit_exceeded_fails_the_job_and_deletes_what_runs():
@@ -74,7 +101,7 @@ def test_backoff_limit_exceeded_fails_the_job_and_deletes_what_runs():
     assert step.finished == "Failed" and step.delete == [running]
     failed = next(c for c in step.status["conditions"] if c["type"] == "Failed")
     assert failed["reason"] == "BackoffLimitExceeded"
-    assert step.status["failed"] == 2
+    assert len(step.status["uncountedTerminatedPods"]["failed"]) == 2  # counted once their finalizers are gone
 
 
 def test_a_failed_pod_is_replaced_only_after_the_back_off():
@@ -153,6 +180,29 @@ async def test_twenty_completions_with_parallelism_four_are_counted_exactly_acro
     assert len(pods) == 20 and all(p["status"]["phase"] == "Succeeded" for p in pods)
     assert st["succeeded"] == 20 and "failed" not in st and "active" not in st
     assert max_active <= 4
+
+
+async def test_a_counted_success_survives_the_deletion_of_its_pod():
+    """A finished pod deleted by somebody else (node lifecycle eviction, a user) before it was counted: the
+    tracking finalizer holds it until its uid is recorded, so the completion is not lost."""
+    store = await leader_store()
+    clock = FakeClock()
+    await add(store, "jobs", job(completions=2, parallelism=2))
+    jc = JobController(store, ControllersConfig(), clock=clock, rng=random.Random(1))
+    jc.start(1)
+    jc.take_changes()
+    await jc.sync_dirty()
+    await finish_pods(store, lambda p: "Succeeded")
+    first = objects(store, "pods", "default")[0]["metadata"]["name"]
+    await must(store, C.Delete(resource="pods", namespace="default", name=first, time=stamp(T0)))
+    assert get(store, "pods", "default", first)["metadata"]["deletionTimestamp"]  # held by the finalizer
+    for _ in range(4):
+        jc.take_changes()
+        await jc.sync_dirty()
+    st = get(store, "jobs", "default", "work")["status"]
+    assert st["succeeded"] == 2 and st["uncountedTerminatedPods"] == {}
+    assert get(store, "pods", "default", first) is None  # released, then gone
+    assert len(objects(store, "pods", "default")) == 1  # no replacement was needed
 
 
 async def test_failing_pods_end_in_backoff_limit_exceeded_with_an_event():
