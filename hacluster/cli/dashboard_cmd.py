@@ -246,7 +246,8 @@ def trace_pod(name: str, namespace: str, output: str, state_dir: str | None) -> 
         t.add_column(col, overflow="fold")
     marks = {"done": "[green]✓[/]", "failed": "[red]✗[/]", "waiting": "[yellow]…[/]"}
     for s in flow["steps"]:
-        when = "" if s["t_s"] is None else f"{s['t_s']:.3f}s" if s.get("precise") else f"{s['t_s']:.0f}s"
+        when = "" if s["t_s"] is None else f"≤{s['t_s']:.3f}s" if s.get("bound") else \
+            f"{s['t_s']:.3f}s" if s.get("precise") else f"{s['t_s']:.0f}s"
         t.add_row(when, s["lane"], s["step"], marks[s["state"]], s["detail"])
     Console().print(t)
 

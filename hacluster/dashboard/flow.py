@@ -11,8 +11,9 @@ ErrImagePull / ImagePullBackOff, CrashLoopBackOff …). `failed_create_flow(name
 a create that never committed stopped (503: nothing proposed, no quorum; 504: outcome unknown).
 
 Steps timed from the traces are `precise` (microseconds, against the traced proposal of the create); steps
-timed from objects and kubelet events have one-second resolution (against creationTimestamp), so steps of
-the same second show the same time; their order is the flow's.
+timed from objects and kubelet events have one-second resolution (against creationTimestamp); when the
+create was traced, each of those is placed on the precise timeline and shows the latest time it can have
+(`bound`); their order is the flow's.
 """
 
 from __future__ import annotations
@@ -122,6 +123,11 @@ def pod_flow(pod: Mapping[str, Any], events: list[Mapping[str, Any]],
                              and t.get("write") == "Replace" and t.get("outcome") == "committed"),
                             key=lambda t: float(t.get("proposed_at") or 0))
 
+    def finish(stopped: str) -> dict[str, Any]:
+        if proposed is not None and created is not None:
+            _bound_coarse_steps(steps, created - proposed)
+        return _result(pod, created, status_word, steps, stopped=stopped)
+
     def rel(t: float | None, precise: bool) -> float | None:
         """Seconds after the create: precise times against the traced proposal, one-second stamps against
         creationTimestamp (itself to the second)."""
@@ -158,16 +164,16 @@ def pod_flow(pod: Mapping[str, Any], events: list[Mapping[str, Any]],
     elif sched is not None and sched.get("status") == "False":
         step("scheduler", "scheduler decision", FAILED, parse_rfc3339(sched.get("lastTransitionTime")),
              f"{sched.get('reason', 'Unschedulable')}: {sched.get('message', '')}")
-        return _result(pod, created, status_word, steps, stopped="scheduler decision")
+        return finish("scheduler decision")
     else:
         step("scheduler", "scheduler decision", WAITING, None, "waiting for the scheduler on the leader")
-        return _result(pod, created, status_word, steps, stopped="")
+        return finish("")
 
     kubelet_events = [e for e in events if (e.get("source") or {}).get("component") == "kubelet"]
     first_kubelet = min(kubelet_events, key=lambda e: _event_time(e) or 0.0) if kubelet_events else None
     if first_kubelet is None and not (pod.get("status") or {}).get("containerStatuses"):
         step("kubelet", "kubelet picked it up", WAITING, None, f"waiting for the kubelet of {node}")
-        return _result(pod, created, status_word, steps, stopped="")
+        return finish("")
     if kubelet_writes and proposed is not None:
         first = kubelet_writes[0]
         step("kubelet", "kubelet picked it up", DONE, float(first["proposed_at"]),
@@ -184,12 +190,12 @@ def pod_flow(pod: Mapping[str, Any], events: list[Mapping[str, Any]],
     elif pull_failed is not None:
         detail = str((_first(events, "Failed", "Failed to pull image") or pull_failed).get("message", ""))
         step("kubelet", "image pulled", FAILED, _event_time(pull_failed), f"{status_word}: {detail}")
-        return _result(pod, created, status_word, steps, stopped="image pulled")
+        return finish("image pulled")
     else:
         pulling = _first(events, "Pulling")
         step("kubelet", "image pulled", WAITING, _event_time(pulling) if pulling else None,
              str(pulling.get("message", "")) if pulling else "")
-        return _result(pod, created, status_word, steps, stopped="")
+        return finish("")
 
     started = _first(events, "Started")
     created_ev = _first(events, "Created")
@@ -198,7 +204,7 @@ def pod_flow(pod: Mapping[str, Any], events: list[Mapping[str, Any]],
              f"{created_ev.get('message', '') if created_ev else ''}; {started.get('message', '')}".strip("; "))
     else:
         step("kubelet", "containers created and started", WAITING, None, "")
-        return _result(pod, created, status_word, steps, stopped="")
+        return finish("")
 
     ready = _condition(pod, "Ready")
     backoff = _first(events, "BackOff", "restarting failed container")
@@ -211,7 +217,7 @@ def pod_flow(pod: Mapping[str, Any], events: list[Mapping[str, Any]],
                  precise=True)
         else:
             step("kubelet", "Ready", DONE, parse_rfc3339(ready.get("lastTransitionTime")), f"status {status_word}")
-        return _result(pod, created, status_word, steps, stopped="")
+        return finish("")
     final_ok = status_word in ("Completed",)
     failing = status_word in ("Error", "CrashLoopBackOff", "OOMKilled", "Evicted", "Unknown") or backoff is not None
     t_end = _event_time(backoff) if backoff is not None else None
@@ -220,10 +226,32 @@ def pod_flow(pod: Mapping[str, Any], events: list[Mapping[str, Any]],
     elif failing:
         step("kubelet", f"ended: {status_word}", FAILED, t_end,
              str(backoff.get("message", "")) if backoff is not None else f"status {status_word}")
-        return _result(pod, created, status_word, steps, stopped=f"ended: {status_word}")
+        return finish(f"ended: {status_word}")
     else:
         step("kubelet", "Ready", WAITING, None, f"status {status_word}")
-    return _result(pod, created, status_word, steps, stopped="")
+    return finish("")
+
+
+def _bound_coarse_steps(steps: list[dict[str, Any]], offset_s: float) -> None:
+    """Put the one-second steps on the precise timeline: a stamp of second S (relative to creationTimestamp)
+    means a time in [S, S+1) s, i.e. [S + offset, S + 1 + offset) after the traced proposal (offset =
+    creationTimestamp − proposal, in (−1, 0]); a step also comes after the step before it and before the
+    next precise one. The step then shows the upper bound of that window (`bound`: "at most")."""
+    times = [s["t_s"] if s.get("precise") else None for s in steps]
+    previous = 0.0
+    for i, st in enumerate(steps):
+        if st["t_s"] is None:
+            continue
+        if st.get("precise"):
+            previous = st["t_s"]
+            continue
+        low, high = st["t_s"] + offset_s, st["t_s"] + 1 + offset_s
+        later = [t for t in times[i + 1:] if t is not None]
+        if later:
+            high = min(high, later[0])
+        low = max(low, previous)
+        st["t_s"], st["bound"] = round(max(low, high), 3), True
+        previous = low
 
 
 def _result(pod: Mapping[str, Any], created: float | None, status_word: str, steps: list[dict[str, Any]],

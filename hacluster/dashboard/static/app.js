@@ -199,7 +199,8 @@ function masterTable() {
     const wt = el("td", { class: "num" });
     wt.appendChild(sparkline(m.writes_history || []));
     wt.appendChild(answerBar(w));
-    wt.appendChild(document.createTextNode(`${w.ok} · ${w["503"]} · ${w["504"]}`));
+    wt.appendChild(document.createTextNode(`${w.ok} · ${w["503"]} · ${w["504"]}` +
+      (w.other > 0 ? ` (+${w.other} other)` : "")));
     tr.appendChild(wt);
     const act = el("td", { class: "actions" });
     for (const [action, label] of [["kill", "kill"], ["restart", "restart"], ["pause", "pause"], ["resume", "resume"],
@@ -328,6 +329,8 @@ function nodes() {
 // --------------------------------------------------------------------------------------------- flow
 function stepTime(s) {
   // traced steps to the millisecond; steps dated by events and conditions to the second
+  // (a one-second stamp placed between traced steps shows its upper bound: "≤")
+  if (s.bound) return `≤ +${s.t_s.toFixed(3)} s`;
   return s.precise ? `+${s.t_s.toFixed(3)} s` : `+${s.t_s.toFixed(0)} s`;
 }
 async function showFlow(ns, name) {
