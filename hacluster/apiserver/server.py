@@ -821,6 +821,10 @@ class ApiServer:
         try:
             result = await self.store.propose(command)
             entry["outcome"] = "committed" if result.ok else f"refused: {result.error.reason if result.error else ''}"
+            if key[0] == "pods" and result.ok and isinstance(result.obj, dict):
+                conditions = (result.obj.get("status") or {}).get("conditions") or []
+                entry["ready"] = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions
+                                     if isinstance(c, dict))
             return result
         except E.ApiError as err:
             entry["outcome"] = f"{err.code} {err.reason}"

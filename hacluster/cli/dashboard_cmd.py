@@ -18,12 +18,13 @@ import threading
 import time
 import webbrowser
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from hacluster.cluster.launcher import ClusterHandle
-from hacluster.dashboard.controls import Action, ControlError, Started
+if TYPE_CHECKING:  # imported when used: every `hacluster` command loads this module
+    from hacluster.cluster.launcher import ClusterHandle
+    from hacluster.dashboard.controls import Action, Started
 
 URL_FILE = "dashboard.url"
 URL_PREFIX = "dashboard: "
@@ -57,6 +58,8 @@ class NemesisControls:
         self._next = 1
 
     def _spec(self, a: Action) -> dict[str, Any]:
+        from hacluster.dashboard.controls import ControlError
+
         leader = a.target == "leader"
         if a.kind == "kill":
             return {"kind": "kill-leader"} if leader else {"kind": "kill", "target": a.target}
@@ -73,6 +76,7 @@ class NemesisControls:
     def start(self, action: Action) -> Started:
         from chaos.scenario import FaultSpec
         from chaos.toxiproxy import ToxiproxyError
+        from hacluster.dashboard.controls import ControlError, Started
 
         with self._lock:
             if action.kind in ("restart", "resume"):
@@ -91,6 +95,7 @@ class NemesisControls:
     def _bring_back(self, action: Action) -> Started:
         """End the faults that keep `target` down (restart) or stopped (resume); else restart / SIGCONT it."""
         from chaos.scenario import FaultSpec
+        from hacluster.dashboard.controls import Started
 
         pid = self.handle.pid(action.target)
         mine = [i for i, f in self.nemesis.active.items()
@@ -241,7 +246,8 @@ def trace_pod(name: str, namespace: str, output: str, state_dir: str | None) -> 
         t.add_column(col, overflow="fold")
     marks = {"done": "[green]✓[/]", "failed": "[red]✗[/]", "waiting": "[yellow]…[/]"}
     for s in flow["steps"]:
-        when = "" if s["t_s"] is None else f"{s['t_s']:.0f}s"
+        when = "" if s["t_s"] is None else f"≤{s['t_s']:.3f}s" if s.get("bound") else \
+            f"{s['t_s']:.3f}s" if s.get("precise") else f"{s['t_s']:.0f}s"
         t.add_row(when, s["lane"], s["step"], marks[s["state"]], s["detail"])
     Console().print(t)
 

@@ -10,8 +10,10 @@ the commit took, term and commit index), in seconds after the create. A step the
 ErrImagePull / ImagePullBackOff, CrashLoopBackOff …). `failed_create_flow(namespace, name, traces)` tells where
 a create that never committed stopped (503: nothing proposed, no quorum; 504: outcome unknown).
 
-Timestamps of objects and kubelet events have one-second resolution, so steps of the same second show the
-same time; their order is the flow's.
+Steps timed from the traces are `precise` (microseconds, against the traced proposal of the create); steps
+timed from objects and kubelet events have one-second resolution (against creationTimestamp); when the
+create was traced, each of those is placed on the precise timeline and shows the latest time it can have
+(`bound`); their order is the flow's.
 """
 
 from __future__ import annotations
@@ -93,11 +95,11 @@ def failed_create_flow(namespace: str, name: str, traces: Sequence[Mapping[str, 
     trace = _create_trace(traces)
     if trace is None:
         return None
-    steps = [{"lane": "client", "step": "create requested", "state": DONE, "t_s": 0.0,
+    steps = [{"lane": "client", "step": "create requested", "state": DONE, "t_s": 0.0, "precise": True,
               "detail": f"by {trace.get('user') or '?'}"},
-             {"lane": "API server", "step": "request accepted", "state": DONE, "t_s": 0.0,
+             {"lane": "API server", "step": "request accepted", "state": DONE, "t_s": 0.0, "precise": True,
               "detail": _accepted_detail(trace)},
-             {"lane": "Raft", "step": "proposed and committed", "state": FAILED,
+             {"lane": "Raft", "step": "proposed and committed", "state": FAILED, "precise": True,
               "t_s": round(float(trace.get("answered_s") or 0), 3), "detail": _commit_detail(trace) + (
                   " — 503: nothing was proposed (no quorum)" if str(trace.get("outcome", "")).startswith("503")
                   else " — 504: outcome unknown" if str(trace.get("outcome", "")).startswith("504") else "")}]
@@ -114,17 +116,33 @@ def pod_flow(pod: Mapping[str, Any], events: list[Mapping[str, Any]],
     status_word = pod_status_reason(pod)
     steps: list[dict[str, Any]] = []
 
-    def rel(t: float | None) -> float | None:
-        return None if t is None or created is None else round(t - created, 3)
-
-    def step(lane: str, name: str, state: str, t: float | None, detail: str = "") -> None:
-        steps.append({"lane": lane, "step": name, "state": state, "t_s": rel(t), "detail": detail})
-
     trace = _create_trace(traces or [])
-    if trace is not None:
-        step("client", "create requested", DONE, created, f"by {trace.get('user') or '?'}")
-        step("API server", "request accepted", DONE, created, _accepted_detail(trace))
-        step("Raft", "proposed and committed", DONE, created, _commit_detail(trace))
+    proposed = float(trace["proposed_at"]) if trace is not None and trace.get("proposed_at") else None
+    # Kubelet status writes of this pod traced by the API servers, oldest first (times to the microsecond).
+    kubelet_writes = sorted((t for t in traces or [] if str(t.get("user", "")).startswith("system:node:")
+                             and t.get("write") == "Replace" and t.get("outcome") == "committed"),
+                            key=lambda t: float(t.get("proposed_at") or 0))
+
+    def finish(stopped: str) -> dict[str, Any]:
+        if proposed is not None and created is not None:
+            _bound_coarse_steps(steps, created - proposed)
+        return _result(pod, created, status_word, steps, stopped=stopped)
+
+    def rel(t: float | None, precise: bool) -> float | None:
+        """Seconds after the create: precise times against the traced proposal, one-second stamps against
+        creationTimestamp (itself to the second)."""
+        base = proposed if precise and proposed is not None else created
+        return None if t is None or base is None else round(t - base, 3)
+
+    def step(lane: str, name: str, state: str, t: float | None, detail: str = "", precise: bool = False) -> None:
+        steps.append({"lane": lane, "step": name, "state": state, "t_s": rel(t, precise), "precise": precise,
+                      "detail": detail})
+
+    if trace is not None and proposed is not None:
+        step("client", "create requested", DONE, proposed, f"by {trace.get('user') or '?'}", precise=True)
+        step("API server", "request accepted", DONE, proposed, _accepted_detail(trace), precise=True)
+        step("Raft", "proposed and committed", DONE, proposed + float(trace.get("answered_s") or 0),
+             _commit_detail(trace), precise=True)
     else:
         step("client", "create requested", DONE, created, "")
         step("API server", "request accepted", DONE, created,
@@ -146,18 +164,23 @@ def pod_flow(pod: Mapping[str, Any], events: list[Mapping[str, Any]],
     elif sched is not None and sched.get("status") == "False":
         step("scheduler", "scheduler decision", FAILED, parse_rfc3339(sched.get("lastTransitionTime")),
              f"{sched.get('reason', 'Unschedulable')}: {sched.get('message', '')}")
-        return _result(pod, created, status_word, steps, stopped="scheduler decision")
+        return finish("scheduler decision")
     else:
         step("scheduler", "scheduler decision", WAITING, None, "waiting for the scheduler on the leader")
-        return _result(pod, created, status_word, steps, stopped="")
+        return finish("")
 
     kubelet_events = [e for e in events if (e.get("source") or {}).get("component") == "kubelet"]
     first_kubelet = min(kubelet_events, key=lambda e: _event_time(e) or 0.0) if kubelet_events else None
     if first_kubelet is None and not (pod.get("status") or {}).get("containerStatuses"):
         step("kubelet", "kubelet picked it up", WAITING, None, f"waiting for the kubelet of {node}")
-        return _result(pod, created, status_word, steps, stopped="")
-    step("kubelet", "kubelet picked it up", DONE, _event_time(first_kubelet) if first_kubelet else None,
-         f"kubelet on {node}")
+        return finish("")
+    if kubelet_writes and proposed is not None:
+        first = kubelet_writes[0]
+        step("kubelet", "kubelet picked it up", DONE, float(first["proposed_at"]),
+             f"kubelet on {node}: first status update through {first.get('master')}", precise=True)
+    else:
+        step("kubelet", "kubelet picked it up", DONE, _event_time(first_kubelet) if first_kubelet else None,
+             f"kubelet on {node}")
 
     pulled = _first(events, "Pulled")
     pull_failed = _first(events, "Failed", "ErrImagePull") or _first(events, "Failed", "Failed to pull image") \
@@ -167,12 +190,12 @@ def pod_flow(pod: Mapping[str, Any], events: list[Mapping[str, Any]],
     elif pull_failed is not None:
         detail = str((_first(events, "Failed", "Failed to pull image") or pull_failed).get("message", ""))
         step("kubelet", "image pulled", FAILED, _event_time(pull_failed), f"{status_word}: {detail}")
-        return _result(pod, created, status_word, steps, stopped="image pulled")
+        return finish("image pulled")
     else:
         pulling = _first(events, "Pulling")
         step("kubelet", "image pulled", WAITING, _event_time(pulling) if pulling else None,
              str(pulling.get("message", "")) if pulling else "")
-        return _result(pod, created, status_word, steps, stopped="")
+        return finish("")
 
     started = _first(events, "Started")
     created_ev = _first(events, "Created")
@@ -181,13 +204,20 @@ def pod_flow(pod: Mapping[str, Any], events: list[Mapping[str, Any]],
              f"{created_ev.get('message', '') if created_ev else ''}; {started.get('message', '')}".strip("; "))
     else:
         step("kubelet", "containers created and started", WAITING, None, "")
-        return _result(pod, created, status_word, steps, stopped="")
+        return finish("")
 
     ready = _condition(pod, "Ready")
     backoff = _first(events, "BackOff", "restarting failed container")
+    ready_write = next((t for t in kubelet_writes if t.get("ready")), None)
     if ready is not None and ready.get("status") == "True":
-        step("kubelet", "Ready", DONE, parse_rfc3339(ready.get("lastTransitionTime")), f"status {status_word}")
-        return _result(pod, created, status_word, steps, stopped="")
+        if ready_write is not None and proposed is not None:
+            t_ready = float(ready_write["proposed_at"]) + float(ready_write.get("answered_s") or 0)
+            step("kubelet", "Ready", DONE, t_ready,
+                 f"status {status_word}; the kubelet's Ready update committed through {ready_write.get('master')}",
+                 precise=True)
+        else:
+            step("kubelet", "Ready", DONE, parse_rfc3339(ready.get("lastTransitionTime")), f"status {status_word}")
+        return finish("")
     final_ok = status_word in ("Completed",)
     failing = status_word in ("Error", "CrashLoopBackOff", "OOMKilled", "Evicted", "Unknown") or backoff is not None
     t_end = _event_time(backoff) if backoff is not None else None
@@ -196,10 +226,32 @@ def pod_flow(pod: Mapping[str, Any], events: list[Mapping[str, Any]],
     elif failing:
         step("kubelet", f"ended: {status_word}", FAILED, t_end,
              str(backoff.get("message", "")) if backoff is not None else f"status {status_word}")
-        return _result(pod, created, status_word, steps, stopped=f"ended: {status_word}")
+        return finish(f"ended: {status_word}")
     else:
         step("kubelet", "Ready", WAITING, None, f"status {status_word}")
-    return _result(pod, created, status_word, steps, stopped="")
+    return finish("")
+
+
+def _bound_coarse_steps(steps: list[dict[str, Any]], offset_s: float) -> None:
+    """Put the one-second steps on the precise timeline: a stamp of second S (relative to creationTimestamp)
+    means a time in [S, S+1) s, i.e. [S + offset, S + 1 + offset) after the traced proposal (offset =
+    creationTimestamp − proposal, in (−1, 0]); a step also comes after the step before it and before the
+    next precise one. The step then shows the upper bound of that window (`bound`: "at most")."""
+    times = [s["t_s"] if s.get("precise") else None for s in steps]
+    previous = 0.0
+    for i, st in enumerate(steps):
+        if st["t_s"] is None:
+            continue
+        if st.get("precise"):
+            previous = st["t_s"]
+            continue
+        low, high = st["t_s"] + offset_s, st["t_s"] + 1 + offset_s
+        later = [t for t in times[i + 1:] if t is not None]
+        if later:
+            high = min(high, later[0])
+        low = max(low, previous)
+        st["t_s"], st["bound"] = round(max(low, high), 3), True
+        previous = low
 
 
 def _result(pod: Mapping[str, Any], created: float | None, status_word: str, steps: list[dict[str, Any]],

@@ -235,3 +235,25 @@ def test_a_create_refused_for_want_of_quorum_stops_at_raft() -> None:
     assert flow is not None and flow["stopped_at"] == "proposed and committed"
     assert flow["steps"][-1]["state"] == "failed" and "no quorum" in flow["steps"][-1]["detail"]
     assert failed_create_flow("default", "web", []) is None
+
+
+def test_traced_steps_are_timed_precisely_against_the_proposal() -> None:
+    pod = _pod("web", node="node-1", phase="Running", ready=True)
+    pod["status"]["conditions"] = [
+        {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+        {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:01Z"}]
+    events = [_ev("Scheduled", "Successfully assigned default/web to node-1", "2026-01-01T00:00:00Z",
+                  "default-scheduler"),
+              _ev("Pulled", "already present", "2026-01-01T00:00:00Z"),
+              _ev("Started", "Started container main", "2026-01-01T00:00:01Z")]
+    kubelet = {"write": "Replace", "user": "system:node:node-1", "master": "m1", "outcome": "committed",
+               "answered_s": 0.002}
+    traces = [_trace(), {**kubelet, "proposed_at": 1767225600.40, "ready": False},
+              {**kubelet, "proposed_at": 1767225600.90, "ready": True}]
+    steps = {s["step"]: s for s in pod_flow(pod, events, traces)["steps"]}
+    assert steps["proposed and committed"]["precise"] and steps["proposed and committed"]["t_s"] == 0.004
+    assert steps["kubelet picked it up"]["t_s"] == 0.15 and steps["kubelet picked it up"]["precise"]
+    assert steps["Ready"]["t_s"] == 0.652 and "committed through m1" in steps["Ready"]["detail"]
+    # one-second stamps are put on the precise timeline: at most the next precise step's time
+    assert steps["scheduler decision"]["bound"] and steps["scheduler decision"]["t_s"] == 0.15
+    assert steps["image pulled"]["precise"] is False and steps["image pulled"]["t_s"] == 0.652

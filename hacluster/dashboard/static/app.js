@@ -199,7 +199,8 @@ function masterTable() {
     const wt = el("td", { class: "num" });
     wt.appendChild(sparkline(m.writes_history || []));
     wt.appendChild(answerBar(w));
-    wt.appendChild(document.createTextNode(`${w.ok} · ${w["503"]} · ${w["504"]}`));
+    wt.appendChild(document.createTextNode(`${w.ok} · ${w["503"]} · ${w["504"]}` +
+      (w.other > 0 ? ` (+${w.other} other)` : "")));
     tr.appendChild(wt);
     const act = el("td", { class: "actions" });
     for (const [action, label] of [["kill", "kill"], ["restart", "restart"], ["pause", "pause"], ["resume", "resume"],
@@ -326,6 +327,12 @@ function nodes() {
 }
 
 // --------------------------------------------------------------------------------------------- flow
+function stepTime(s) {
+  // traced steps to the millisecond; steps dated by events and conditions to the second
+  // (a one-second stamp placed between traced steps shows its upper bound: "≤")
+  if (s.bound) return `≤ +${s.t_s.toFixed(3)} s`;
+  return s.precise ? `+${s.t_s.toFixed(3)} s` : `+${s.t_s.toFixed(0)} s`;
+}
 async function showFlow(ns, name) {
   flowPod = { ns, name };
   const r = await call("GET", "/api/flow?" + new URLSearchParams({ namespace: ns, name }));
@@ -359,14 +366,14 @@ async function showFlow(ns, name) {
     lines.forEach((line, k) => g.appendChild(svg("text", { x: x + w / 2, y: y + 14 + k * 13, "text-anchor": "middle",
       "font-size": size.toFixed(1), fill: "#fff", "font-weight": 600 }, line)));
     g.appendChild(svg("text", { x: x + w / 2, y: y + h - 5, "text-anchor": "middle", "font-size": 11, fill: "#fff" },
-      s.t_s === null ? (s.state === "waiting" ? "waiting" : "") : `+${s.t_s.toFixed(0)} s`));
+      s.t_s === null ? (s.state === "waiting" ? "waiting" : "") : stepTime(s)));
     prev = [x + w, y + h / 2];
   });
   const list = clear(document.getElementById("flow-steps"));
   for (const s of f.steps) {
     const li = el("li", { "data-state": s.state });
     li.appendChild(el("b", { style: { color: COLORS.step[s.state] } }, `${s.step}`));
-    li.appendChild(document.createTextNode(` (${s.lane}${s.t_s === null ? "" : ", +" + s.t_s.toFixed(0) + " s"}) `));
+    li.appendChild(document.createTextNode(` (${s.lane}${s.t_s === null ? "" : ", " + stepTime(s)}) `));
     li.appendChild(el("span", { class: "detail" }, s.detail));
     list.appendChild(li);
   }
