@@ -2,11 +2,13 @@
 loudly and by name, instead of quietly changing replication (issue 13, finding 7; STYLE.md "pin what you
 patch").
 
-`hacluster.raft.replicated_store` subclasses `SyncObj`, overrides three of its private (name-mangled)
-methods and reads its private fields once per tick; it also depends on when pysyncobj calls a proposal's
-callback with which FAIL_REASON. Everything of that kind is listed here, in one place: a branch that relies
-on another private name or behaviour adds it to these tables (with who relies on it), and a pysyncobj
-upgrade means re-reading each listed method against the overrides and updating the digests.
+`hacluster.raft.replicated_store` subclasses `SyncObj` (with `hacluster.raft.election`'s mixin), overrides
+some of its private (name-mangled) methods and reads and writes its private fields; it also depends on when pysyncobj calls a proposal's
+callback with which FAIL_REASON. Every private name relied on is listed here, in one place: a change that
+relies on another private name or behaviour adds it to these tables (with who relies on it), and a pysyncobj
+upgrade means re-reading each listed method against the overrides and updating the digests. Two behaviours
+are checked beside the code that needs them: the journal hook on `createJournal` and the sync points
+(`tests/unit/test_journal.py`), and the order of `_onTick`'s election check (`tests/unit/test_election.py`).
 """
 
 from __future__ import annotations
@@ -39,6 +41,12 @@ PRIVATE_FIELDS = {
     "_SyncObj__otherNodes": "replicated_store: _on_tick; tests/property/test_raft_cluster.py",
     "_SyncObj__raftLog": "replicated_store: _on_tick (log length)",
     "_SyncObj__thread": "tests/property/harness.py (joins the tick thread on stop)",
+    "_SyncObj__raftElectionDeadline": "election: the pre-vote gate moves pysyncobj's election deadline",
+    "_SyncObj__votedForNodeId": "election: vote rules (etcd's canVote)",
+    "_SyncObj__transferInProgress": "election: a leadership transfer skips the pre-vote",
+    "_SyncObj__selfNode": "election: pre-votes and votes only for a voting member",
+    "_SyncObj__transport": "election: sends pre-votes, higher-term answers, step-down notices",
+    "_SyncObj__conf": "replicated_store: the snapshot file a leader sends (__loadDumpFile override)",
     "_poller": "replicated_store: flush_appends (wake pipe registered on the tick thread)",
 }
 
@@ -51,6 +59,14 @@ PRIVATE_METHODS = {
     "_SyncObj__sendAppendEntries": ("(self)", "replicated_store: flush_appends"),
     "_SyncObj__getCurrentLogIndex": ("(self)", "replicated_store; tests/property/test_raft_cluster.py"),
     "_SyncObj__getCurrentLogTerm": ("(self)", "replicated_store: _skip_matching_entries"),
+    "_onTick": ("(self, timeToWait=0.0)", "replicated_store: overridden (sync before the commit count); "
+                "election: overridden (pre-vote, CheckQuorum)"),
+    "_SyncObj__onBecomeLeader": ("(self)", "replicated_store: overridden (the new leader's no-op synced)"),
+    "_SyncObj__loadDumpFile": ("(self, clearJournal)", "replicated_store: overridden (received snapshot synced)"),
+    "_SyncObj__connectedToAnyone": ("(self)", "election: overridden (pysyncobj's election only after a pre-vote)"),
+    "_SyncObj__generateRaftTimeout": ("(self)", "election: a pre-vote round's new deadline"),
+    "_SyncObj__setCurrentTerm": ("(self, term, votedForNodeId)", "election: stepping down to a higher term"),
+    "_SyncObj__setState": ("(self, newState)", "election: stepping down"),
 }
 
 SOURCE_DIGESTS = {
