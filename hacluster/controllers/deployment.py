@@ -39,7 +39,6 @@ The decisions are pure functions (`fenceposts`, `new_rs_replicas`, `old_rs_scale
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import logging
@@ -52,8 +51,9 @@ from typing import Any
 from hacluster.config import ControllersConfig
 from hacluster.controllers.events import NORMAL, EventRecorder
 from hacluster.controllers.informer import StoreFollower
-from hacluster.controllers.proposer import FencedProposer, NotLeading, propose_all
+from hacluster.controllers.proposer import FencedProposer, propose_all
 from hacluster.controllers.replicaset import availability, controller_ref, is_active, is_ready
+from hacluster.controllers.syncloop import SyncLoop
 from hacluster.ids import new_uid
 from hacluster.model import validation
 from hacluster.model.commands import AnyCommand, Create, Delete, Replace
@@ -66,7 +66,6 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 COMPONENT = "deployment-controller"
-IDLE_WAIT_S = 1.0
 BATCH_MAX_COMMANDS = 100
 HASH_LABEL = "pod-template-hash"
 REVISION = "deployment.kubernetes.io/revision"
@@ -322,8 +321,10 @@ def with_condition(conditions: list[Obj], ctype: str, cstatus: str, reason: str,
 
 
 # ------------------------------------------------------------------------------------- the controller
-class DeploymentController:
+class DeploymentController(SyncLoop):
     """The Deployment controller of one leadership term (see the module docstring)."""
+
+    kind = "deployment"
 
     def __init__(self, store: ReplicatedStore, settings: ControllersConfig, *, instance: str = "",
                  clock: Callable[[], float] = time.time) -> None:
@@ -339,27 +340,6 @@ class DeploymentController:
         self.gone_owners: set[str] = set()
         self.recheck_at: dict[str, float] = {}
         self.proposer: FencedProposer | None = None
-
-    async def run(self, term: int) -> None:
-        """Sync Deployments as the store changes until cancelled or no longer leading `term`."""
-        self.start(term)
-        assert self.proposer is not None
-        events = asyncio.ensure_future(self.recorder.run(self.proposer))
-        log.info("deployment controller starts in term %d", term)
-        try:
-            while True:
-                await self.sync_dirty()
-                wait_s = IDLE_WAIT_S
-                if self.recheck_at:
-                    wait_s = max(0.0, min(wait_s, min(self.recheck_at.values()) - self.clock()))
-                await self.follower.wait(wait_s)
-                await asyncio.sleep(0)  # a cooperative yield: the wait returns at once while the store changes
-                self.take_changes()
-        except NotLeading as exc:
-            log.info("deployment controller stops: %s", exc)
-        finally:
-            events.cancel()
-            await asyncio.gather(events, return_exceptions=True)
 
     def start(self, term: int) -> None:
         """Prepare to sync in `term`: proposer and a full list (run() calls it; so do tests)."""

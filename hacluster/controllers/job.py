@@ -27,7 +27,6 @@ status); the class reads the store and proposes, fenced by its term.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 import math
@@ -40,7 +39,7 @@ from typing import Any
 from hacluster.config import ControllersConfig
 from hacluster.controllers.events import NORMAL, WARNING, EventRecorder
 from hacluster.controllers.informer import StoreFollower
-from hacluster.controllers.proposer import FencedProposer, NotLeading, propose_all
+from hacluster.controllers.proposer import FencedProposer, propose_all
 from hacluster.controllers.replicaset import (
     GENERATED_SUFFIX_LEN,
     MAX_NAME_LEN,
@@ -50,6 +49,7 @@ from hacluster.controllers.replicaset import (
     is_active,
     is_ready,
 )
+from hacluster.controllers.syncloop import SyncLoop
 from hacluster.ids import new_uid
 from hacluster.model import validation
 from hacluster.model.commands import AnyCommand, Create, Delete, Replace
@@ -61,7 +61,6 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 COMPONENT = "job-controller"
-IDLE_WAIT_S = 1.0
 BATCH_MAX_COMMANDS = 100
 BACKOFF_BASE_S = 10.0
 BACKOFF_MAX_S = 360.0
@@ -262,8 +261,10 @@ def job_step(job: Obj, pods: list[Obj], now: float) -> JobStep:
     return step
 
 
-class JobController:
+class JobController(SyncLoop):
     """The Job controller of one leadership term (see the module docstring)."""
+
+    kind = "job"
 
     def __init__(self, store: ReplicatedStore, settings: ControllersConfig, *, instance: str = "",
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
@@ -279,27 +280,6 @@ class JobController:
         self.gone_owners: set[str] = set()
         self.recheck_at: dict[str, float] = {}
         self.proposer: FencedProposer | None = None
-
-    async def run(self, term: int) -> None:
-        """Sync Jobs as the store changes until cancelled or no longer leading `term`."""
-        self.start(term)
-        assert self.proposer is not None
-        events = asyncio.ensure_future(self.recorder.run(self.proposer))
-        log.info("job controller starts in term %d", term)
-        try:
-            while True:
-                await self.sync_dirty()
-                wait_s = IDLE_WAIT_S
-                if self.recheck_at:
-                    wait_s = max(0.0, min(wait_s, min(self.recheck_at.values()) - self.clock()))
-                await self.follower.wait(wait_s)
-                await asyncio.sleep(0)  # a cooperative yield: the wait returns at once while the store changes
-                self.take_changes()
-        except NotLeading as exc:
-            log.info("job controller stops: %s", exc)
-        finally:
-            events.cancel()
-            await asyncio.gather(events, return_exceptions=True)
 
     def start(self, term: int) -> None:
         """Prepare to sync in `term`: proposer and a full list (run() calls it; so do tests)."""

@@ -29,7 +29,6 @@ Every write is fenced by the term.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 import math
@@ -42,7 +41,8 @@ from hacluster.config import ControllersConfig
 from hacluster.controllers.events import NORMAL, WARNING, EventRecorder
 from hacluster.controllers.informer import StoreFollower
 from hacluster.controllers.nodelifecycle import condition
-from hacluster.controllers.proposer import FencedProposer, NotLeading, propose_all
+from hacluster.controllers.proposer import FencedProposer, propose_all
+from hacluster.controllers.syncloop import SyncLoop
 from hacluster.ids import new_uid
 from hacluster.model import validation
 from hacluster.model.commands import AnyCommand, Create, Delete, Replace
@@ -56,7 +56,6 @@ Obj = dict[str, Any]
 
 COMPONENT = "replicaset-controller"
 BATCH_MAX_COMMANDS = 100
-IDLE_WAIT_S = 1.0
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' utilrand alphabet
 GENERATED_SUFFIX_LEN = 5
 MAX_NAME_LEN = 63
@@ -136,8 +135,10 @@ def deletion_order(pods: list[Obj]) -> list[Obj]:
     return sorted(pods, key=key)
 
 
-class ReplicaSetController:
+class ReplicaSetController(SyncLoop):
     """The ReplicaSet controller of one leadership term (see the module docstring)."""
+
+    kind = "replicaset"
 
     def __init__(self, store: ReplicatedStore, settings: ControllersConfig, *, instance: str = "",
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
@@ -153,27 +154,6 @@ class ReplicaSetController:
         self.gone_owners: set[str] = set()  # uids of deleted ReplicaSets whose pods to collect
         self.recheck_at: dict[str, float] = {}  # availability to re-evaluate (minReadySeconds)
         self.proposer: FencedProposer | None = None
-
-    async def run(self, term: int) -> None:
-        """Sync ReplicaSets as the store changes until cancelled or no longer leading `term`."""
-        self.start(term)
-        assert self.proposer is not None
-        events = asyncio.ensure_future(self.recorder.run(self.proposer))
-        log.info("replicaset controller starts in term %d", term)
-        try:
-            while True:
-                await self.sync_dirty()
-                wait_s = IDLE_WAIT_S
-                if self.recheck_at:
-                    wait_s = max(0.0, min(wait_s, min(self.recheck_at.values()) - self.clock()))
-                await self.follower.wait(wait_s)
-                await asyncio.sleep(0)  # a cooperative yield: the wait returns at once while the store changes
-                self.take_changes()
-        except NotLeading as exc:
-            log.info("replicaset controller stops: %s", exc)
-        finally:
-            events.cancel()
-            await asyncio.gather(events, return_exceptions=True)
 
     def start(self, term: int) -> None:
         """Prepare to sync in `term`: proposer and a full list (run() calls it; so do tests)."""
