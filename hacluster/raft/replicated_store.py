@@ -47,7 +47,7 @@ from hacluster.model import commands as cmds
 from hacluster.model.errors import BadRequest, ErrorInfo, Timeout, Unavailable
 from hacluster.raft.election import ElectionMixin, ElectionSettings
 from hacluster.raft.journal import FAIL_STOP_EXIT_CODE, DurableJournal, JournalCorrupt, fail_stop
-from hacluster.raft.storage import Storage, fsync_dir
+from hacluster.raft.storage import Storage, write_file_atomically
 from hacluster.store.api import PeerView, RaftView
 from hacluster.store.state import Result, StoreLimits, StoreState
 
@@ -543,15 +543,7 @@ class RaftStore:
             try:
                 _become_snapshot_writer(parent)
                 blob = msgspec.msgpack.encode({"state": self._state.snapshot(), **raft})
-                part = indexed.with_name(indexed.name + ".part")
-                with open(part, "wb") as f:
-                    f.write(blob)
-                    f.flush()
-                    if fsync:
-                        os.fsync(f.fileno())
-                os.replace(part, indexed)
-                if fsync:
-                    fsync_dir(indexed.parent)
+                write_file_atomically(indexed, blob, fsync=fsync, check=None)
                 code = 0
             finally:
                 os._exit(code)
