@@ -644,6 +644,7 @@ class RaftStore:
             raise BadRequest(str(exc)) from exc
         timeout = self.cfg.api.proposal_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout
+        attempted = False  # has any attempt been handed to Raft? (until then, no quorum is refused at once)
         maybe_in_log = False  # has any attempt possibly put the command in some master's log?
         last_reason = "no leader"
         while True:
@@ -653,8 +654,11 @@ class RaftStore:
                 break
             if not view.quorum:
                 last_reason = self._why_unavailable(view)
-                if not maybe_in_log:
-                    # Nothing is in flight: refuse now rather than wait (a definite failure).
+                if not attempted:
+                    # Nothing was tried yet: refuse now rather than wait (a definite failure). Once an attempt
+                    # was made, wait for a leader until the deadline as for any retry (a deposed leader whose
+                    # entry was discarded learns of the new leader within a heartbeat); the answer at the end
+                    # is 503 or 504 by whether any attempt may be in a log.
                     self._count("unavailable")
                     raise Unavailable(f"hacluster master {self.id}: {last_reason}; the write was not made",
                                       retry_after_s=1)
@@ -674,6 +678,7 @@ class RaftStore:
 
             self._sync.apply_command(payload, callback=on_result)
             self._sync.wake()
+            attempted = True
             # asyncio.wait neither cancels `fut` on the deadline nor swallows a cancellation of this task.
             await asyncio.wait({fut}, timeout=remaining)
             if not fut.done():

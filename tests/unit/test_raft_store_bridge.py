@@ -89,6 +89,30 @@ async def test_a_definite_refusal_then_a_commit_succeeds() -> None:
     assert result.ok and node.calls == 3
 
 
+async def test_after_a_discarded_attempt_a_moment_without_a_leader_is_waited_out() -> None:
+    """A deposed leader's entry is discarded and, for a heartbeat, the master knows no leader. The write waits
+    for the new leader within its deadline, as any retry does, instead of failing at once: refusing at once is
+    for a write that was never tried (with the scheduler's writes on a resumed old leader, that turned the
+    state machine's fencing refusal into a 503 before the retry ever reached the new leader)."""
+    store, node = scripted_store([FAIL_REASON.DISCARDED, "apply"])
+    scripted = node.apply_command
+
+    def apply_command(payload: bytes, callback: Any) -> None:
+        if node.calls == 0:
+            store._view = RaftView("m1", "follower", 2, None, 0, 0, False)
+            store._loop.call_later(0.15, store._announce_view, RaftView("m1", "follower", 2, "m2", 0, 0, True))
+        scripted(payload, callback)
+
+    def announce(view: RaftView, announce=store._announce_view) -> None:
+        store._view = view
+        announce(view)
+
+    store._announce_view = announce  # type: ignore[method-assign]
+    node.apply_command = apply_command  # type: ignore[method-assign]
+    result = await store.propose(C.Create(resource="namespaces", namespace="", obj=NAMESPACE))
+    assert result.ok and node.calls == 2
+
+
 async def test_a_cancelled_barrier_round_leaves_no_reader_hanging() -> None:
     """Finding 7: the barrier task kept no reference, and when it was cancelled `_barrier_inflight` stayed set:
     its waiter and every later linearizable read waited forever. Now the waiter fails at once with 503 and the
