@@ -400,20 +400,6 @@ class DeploymentController(SyncLoop):
                         self.dirty.add(self.by_uid[owner])
 
     # ---------------------------------------------------------------------------------------- syncing
-    async def sync_dirty(self) -> None:
-        """Sync every dirty Deployment, due re-checks and pending garbage collection."""
-        now = self.clock()
-        for key, when in list(self.recheck_at.items()):
-            if when <= now:
-                del self.recheck_at[key]
-                self.dirty.add(key)
-        if self.gone_owners:
-            await self._collect_garbage()
-        while self.dirty:
-            key = min(self.dirty)
-            self.dirty.discard(key)
-            await self.sync(key)
-
     def _recheck(self, key: str, when: float) -> None:
         self.recheck_at[key] = min(self.recheck_at.get(key, math.inf), when)
 

@@ -324,20 +324,6 @@ class JobController(SyncLoop):
         assert self.proposer is not None
         return self.proposer
 
-    async def sync_dirty(self) -> None:
-        """Sync every dirty Job, due re-checks and pending garbage collection."""
-        now = self.clock()
-        for key, when in list(self.recheck_at.items()):
-            if when <= now:
-                del self.recheck_at[key]
-                self.dirty.add(key)
-        if self.gone_owners:
-            await self._collect_garbage()
-        while self.dirty:
-            key = min(self.dirty)
-            self.dirty.discard(key)
-            await self.sync(key)
-
     async def sync(self, key: str) -> None:
         """Bring one Job ("ns/name") one step further and write its status."""
         ns, _, name = key.partition("/")

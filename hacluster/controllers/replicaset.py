@@ -220,20 +220,6 @@ class ReplicaSetController(SyncLoop):
         return self.store.read(find)
 
     # ---------------------------------------------------------------------------------- syncing
-    async def sync_dirty(self) -> None:
-        """Sync every dirty ReplicaSet, due availability re-checks and pending garbage collection."""
-        now = self.clock()
-        for key, when in list(self.recheck_at.items()):
-            if when <= now:
-                del self.recheck_at[key]
-                self.dirty.add(key)
-        if self.gone_owners:
-            await self._collect_garbage()
-        while self.dirty:
-            key = min(self.dirty)
-            self.dirty.discard(key)
-            await self.sync(key)
-
     async def sync(self, key: str) -> None:
         """Bring one ReplicaSet ("ns/name") to its desired pods and status."""
         ns, _, name = key.partition("/")

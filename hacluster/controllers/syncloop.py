@@ -1,8 +1,9 @@
 """The leader-only loop that the ReplicaSet, Deployment and Job controllers share (their base class).
 
 Each of those controllers keeps a set of dirty objects, fed by the store's changes (`take_changes`), and syncs
-them (`sync_dirty`) through a proposer fenced by the term it leads in (`start`); objects waiting for a time
-(minReadySeconds, back-off, a deadline) are in `recheck_at`. The loop runs until the proposer finds the term
+them one by one (`sync`) through a proposer fenced by the term it leads in (`start`); objects waiting for a
+time (minReadySeconds, back-off, a deadline) are in `recheck_at`, owners deleted with objects to collect in
+`gone_owners` (`_collect_garbage`). The loop runs until the proposer finds the term
 is over (`NotLeading`) or the task is cancelled, and always stops the controller's event recorder.
 """
 
@@ -27,6 +28,8 @@ class SyncLoop:
     """What the controller syncs, for its log lines ("replicaset" …)."""
     recorder: EventRecorder
     follower: StoreFollower
+    dirty: set[str]
+    gone_owners: set[str]
     recheck_at: dict[str, float]
     clock: Callable[[], float]
     proposer: FencedProposer | None
@@ -34,8 +37,25 @@ class SyncLoop:
     def start(self, term: int) -> None:
         raise NotImplementedError
 
-    async def sync_dirty(self) -> None:
+    async def sync(self, key: str) -> None:
         raise NotImplementedError
+
+    async def _collect_garbage(self) -> None:
+        raise NotImplementedError
+
+    async def sync_dirty(self) -> None:
+        """Sync every dirty object (in key order), the re-checks now due and pending garbage collection."""
+        now = self.clock()
+        for key, when in list(self.recheck_at.items()):
+            if when <= now:
+                del self.recheck_at[key]
+                self.dirty.add(key)
+        if self.gone_owners:
+            await self._collect_garbage()
+        while self.dirty:
+            key = min(self.dirty)
+            self.dirty.discard(key)
+            await self.sync(key)
 
     def take_changes(self) -> None:
         raise NotImplementedError
