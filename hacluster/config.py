@@ -153,6 +153,9 @@ class ApiConfig(_Frozen):
 
 
 class StoreConfig(_Frozen):
+    engine: Literal["pysyncobj"] = "pysyncobj"
+    """The replication engine under the store (`hacluster.cluster.engines`): "pysyncobj" is Raft inside
+    each master process."""
     watch_history_max: int = Field(default=10_000, gt=0)
     """Changes kept for watches; an older resourceVersion gets 410 Expired."""
     dedup_max: int = Field(default=STATE_MACHINE_DEDUP_MAX, gt=0)

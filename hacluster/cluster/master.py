@@ -24,15 +24,15 @@ from hacluster.cluster.pki import pki_paths
 from hacluster.config import ClusterConfig, load_config
 from hacluster.controllers.leadership import LeaderLoops
 from hacluster.raft.journal import JournalCorrupt
-from hacluster.raft.replicated_store import RaftStore
-from hacluster.store.api import RaftView
+from hacluster.cluster.engines import open_store
+from hacluster.store.api import RaftView, ReplicatedStore
 
 log = logging.getLogger(__name__)
 
 GC_GEN0_THRESHOLD = 50_000
 STOP_GRACE_S = 2.0  # open requests (watches, log follows) get this long when a master stops
 
-LoopFactory = Callable[[ClusterConfig, str, RaftStore, LeaderLoops], None]
+LoopFactory = Callable[[ClusterConfig, str, ReplicatedStore, LeaderLoops], None]
 """Registers leader-only loops (scheduler, controllers) on a master; see `leader_loop_factories`."""
 
 
@@ -62,7 +62,7 @@ class Master:
         self.cfg = cfg
         self.id = master_id
         self.metrics = MasterMetrics()
-        self.store = RaftStore(cfg, master_id, data_dir=data_dir, dial_addresses=dial_addresses,
+        self.store = open_store(cfg, master_id, data_dir=data_dir, dial_addresses=dial_addresses,
                                on_proposal_outcome=lambda o: self.metrics.proposals.labels(o).inc(),
                                storage_mode=storage_mode, on_fsync=self.metrics.journal_fsync.observe)
         self.audit_log = None

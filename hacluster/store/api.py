@@ -1,7 +1,8 @@
 """The one small interface between the API server (and leader-only loops) and the replicated store.
 
 The API server, scheduler and controllers talk only to a `ReplicatedStore`; how it is replicated
-(pysyncobj's Raft in `hacluster.raft`, or later an external etcd) stays behind it.
+(pysyncobj's Raft in `hacluster.raft`, or another engine) stays behind it. `hacluster.cluster.engines`
+picks the engine by the config's `store.engine`; nothing above this module imports an engine.
 
 Failure contract:
 - `Unavailable` (503): the command is in no log and never will be (no leader, this master lacks a quorum,
@@ -12,6 +13,7 @@ Failure contract:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -52,6 +54,14 @@ class RaftView:
 
 class ReplicatedStore(Protocol):
     """A state machine replicated across masters."""
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Begin replicating; view listeners and results are delivered on `loop`."""
+        ...
+
+    def stop(self) -> None:
+        """Leave the cluster and release files and sockets (idempotent)."""
+        ...
 
     async def propose(self, command: AnyCommand, *, timeout_s: float | None = None) -> Result:
         """Commit `command` through the log and return its result on this master (see failure contract)."""
