@@ -48,7 +48,7 @@ from chaos.network import ChaosNetwork, Undo
 from chaos.scenario import POWER_KINDS, FaultSpec
 from hacluster.asyncwait import wait_event
 from hacluster.cluster import launcher
-from hacluster.cluster.launcher import ClusterHandle
+from hacluster.cluster.processes import ClusterHandle
 
 
 # ------------------------------------------------------------------------- partition shapes (pure)

@@ -1,6 +1,7 @@
 """The chaos network: every Raft link and every API link of a local cluster through its own Toxiproxy proxy.
 
-`start_network(handle)` is called by `hacluster up --chaos` (and by chaos runs) before the masters start:
+`start_network(handle)` is the network `hacluster up --chaos` (and chaos runs) hand to
+`hacluster.cluster.launcher.up`, which calls it before the masters start:
 it plans one proxy per unordered pair of masters — on the side pysyncobj dials from (the greater address
 string dials) — writes `raft-links.yaml` so each master dials its peers through the proxies while their
 identities stay their real addresses, and starts a Toxiproxy server on 127.0.0.1 with those proxies.
@@ -23,8 +24,7 @@ from typing import Any
 import yaml
 
 from chaos.toxiproxy import Link, Toxiproxy, ToxiproxyError, ToxiproxyServer, find_server_binary
-from hacluster.cluster import launcher
-from hacluster.cluster.launcher import ClusterHandle
+from hacluster.cluster.processes import ClusterHandle, free_port, spawn
 
 NETWORK_FILE = "network.json"
 PARTITION_KINDS = ("blackhole", "reject")
@@ -59,7 +59,7 @@ def plan_raft_links(handle: ClusterHandle, taken: set[int]) -> list[RaftLink]:
     for a, b in itertools.combinations([m.id for m in handle.cfg.masters], 2):
         # pysyncobj: a node dials a peer only if its own address string is greater (transport.py).
         dialer, acceptor = (a, b) if _addr(handle, a) > _addr(handle, b) else (b, a)
-        port = launcher.free_port(taken)
+        port = free_port(taken)
         links.append(RaftLink(f"raft-{dialer}-{acceptor}", dialer, acceptor, f"127.0.0.1:{port}",
                               _addr(handle, acceptor)))
     return links
@@ -71,7 +71,7 @@ def start_network(handle: ClusterHandle) -> ChaosNetwork:
     sd = handle.state_dir
     (sd / "chaos").mkdir(parents=True, exist_ok=True)
     taken = {p for m in handle.cfg.masters for p in (m.api_port, m.raft_port, m.api_tls_port)}
-    tp_port = launcher.free_port(taken)
+    tp_port = free_port(taken)
     links = plan_raft_links(handle, taken)
     dial: dict[str, dict[str, str]] = {}
     for link in links:
@@ -79,7 +79,7 @@ def start_network(handle: ClusterHandle) -> ChaosNetwork:
     (sd / "raft-links.yaml").write_text(yaml.safe_dump(dial))
     server = ToxiproxyServer(tp_port, sd / "chaos" / "toxiproxy.json", sd / "logs" / "toxiproxy.log")
     server.write_config([Link(rl.proxy, rl.listen, rl.upstream) for rl in links])
-    launcher.spawn(sd, "toxiproxy", server.argv())
+    spawn(sd, "toxiproxy", server.argv())
     client = server.wait_ready(len(links))
     state = {"toxiproxy_port": tp_port, "raft": [rl.__dict__ for rl in links], "api": {}}
     (sd / "chaos" / NETWORK_FILE).write_text(json.dumps(state, indent=1))
@@ -117,7 +117,7 @@ class ChaosNetwork:
         taken = {int(rl.listen.rsplit(":", 1)[1]) for rl in self.raft}
         urls = {}
         for m in self.handle.cfg.masters:
-            port = launcher.free_port(taken)
+            port = free_port(taken)
             upstream = m.api_tls_port if tls else m.api_port
             name = f"api-{key}-{m.id}"
             self.client.create(Link(name, f"127.0.0.1:{port}", f"127.0.0.1:{upstream}"))

@@ -21,7 +21,7 @@ from typing import Any
 
 from chaos.jsonlines import JsonLinesFile
 from chaos.nemesis import POWER_CUT_STORAGE, FaultLog, Nemesis, run_schedule
-from chaos.network import load_network
+from chaos.network import load_network, start_network
 from chaos.rollout import RolloutDriver
 from chaos.scenario import Scenario
 from chaos.summary import summarize
@@ -113,7 +113,7 @@ def run_scenario(scenario: Scenario, out_dir: Path, *, masters: int | None = Non
     # Power cuts need masters whose SIGKILL loses the unsynced writes; every other run uses real files.
     storage = POWER_CUT_STORAGE if scenario.has_power_faults else None
     say(f"starting {n} masters behind Toxiproxy" + (f" on {storage} test storage (power cuts) …" if storage else " …"))
-    handle = launcher.up(cfg, state_dir, chaos=True, nodes=scenario.nodes, test_storage=storage)
+    handle = launcher.up(cfg, state_dir, network=start_network, nodes=scenario.nodes, test_storage=storage)
     try:
         return asyncio.run(_run(scenario, handle, out_dir, say, check))
     finally:

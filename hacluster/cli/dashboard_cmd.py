@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:  # imported when used: every `hacluster` command loads this module
-    from hacluster.cluster.launcher import ClusterHandle
+    from hacluster.cluster.processes import ClusterHandle
     from hacluster.dashboard.controls import Action, Started
 
 URL_FILE = "dashboard.url"
@@ -186,6 +186,7 @@ def dashboard(state_dir: str | None, port: int, no_browser: bool, read_only: boo
 def start_detached(handle: ClusterHandle, timeout_s: float = START_TIMEOUT_S) -> str:
     """Start `hacluster dashboard` as a process of the cluster; returns its URL once it printed it."""
     from hacluster.cluster import launcher
+    from hacluster.cluster.processes import log_tail
 
     url_file = handle.state_dir / URL_FILE
     url_file.unlink(missing_ok=True)
@@ -199,7 +200,7 @@ def start_detached(handle: ClusterHandle, timeout_s: float = START_TIMEOUT_S) ->
             if text:
                 return text
         if proc.poll() is not None:
-            raise launcher.LauncherError(f"the dashboard exited: {launcher._log_tail(handle.state_dir, 'dashboard')}")
+            raise launcher.LauncherError(f"the dashboard exited: {log_tail(handle.state_dir, 'dashboard')}")
         time.sleep(0.05)  # polling for the URL file, bounded by timeout_s
     raise launcher.LauncherError(f"the dashboard printed no URL within {timeout_s:.0f} s")
 
@@ -271,7 +272,7 @@ def bench_dashboard(nodes: int, pods: int, seconds: float, churn: int, samples: 
 
     try:
         r = run(Path(state_dir), nodes=nodes, pods=pods, seconds=seconds, churn_per_s=churn, samples=samples,
-                out_path=Path(out_path))
+                out_path=Path(out_path), start_detached=start_detached)
     except (launcher.LauncherError, RuntimeError, OSError) as exc:
         raise _Fail(f"{type(exc).__name__}: {exc}") from exc
     lat = r["create_to_snapshot_ms"]

@@ -94,7 +94,12 @@ def up(config_path: str | None, masters: int | None, nodes: int, runtime: str | 
                         f"{sd}`, or start a new cluster with `--fresh` (deletes that data)")
         click.echo(f"resuming cluster {stored.name} from its data in {sd} (--fresh starts a new one instead)")
     try:
-        handle = launcher.up(cfg, sd, nodes=nodes, runtime=runtime, chaos=chaos, resume_data=resume)
+        network: launcher.NetworkStarter | None = None
+        if chaos:  # the CLI wires the test rig in; the launcher only takes a network starter
+            from chaos.network import start_network
+
+            network = start_network
+        handle = launcher.up(cfg, sd, nodes=nodes, runtime=runtime, network=network, resume_data=resume)
     except launcher.LauncherError as exc:
         raise _Fail(str(exc)) from exc
     leader = launcher.leader_of(handle)

@@ -7,56 +7,81 @@ happens), and waits until every master is ready and a leader is elected. `down` 
 directory's processes recorded — and any process whose command line names that state directory, so
 nothing is left behind even after `up` itself crashed. Used by the CLI, the demo, benchmarks, chaos runs
 and the process-level tests.
+
+The network between the masters is a parameter: `up(..., network=...)` calls the given starter before the
+masters start (the CLI passes the chaos network of `chaos/network.py` for `hacluster up --chaos`; this
+module never imports the test rig). The handle and the process helpers live in the leaf module
+`hacluster.cluster.processes`, the kubelet processes in `hacluster.cluster.kubelets`.
 """
 
 from __future__ import annotations
 
-import json
+import base64
 import os
-import random
-import signal
-import socket
-import subprocess
+import shutil
 import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from hacluster.config import ClusterConfig, MasterConfig, dump_config, load_config, with_generated_secrets
+from hacluster.cluster.kubelets import start_kubelets, with_node_users, with_nodes
+from hacluster.cluster.pki import ensure_pki
 
-PORT_RANGE = (20000, 32000)  # below Linux's ephemeral range (32768–60999), so outgoing sockets never take them
+# The handle and the process helpers are part of the launcher's interface (`launcher.ClusterHandle`, …).
+from hacluster.cluster.processes import (
+    STOP_TIMEOUT_S as STOP_TIMEOUT_S,
+)
+from hacluster.cluster.processes import (
+    ClusterHandle as ClusterHandle,
+)
+from hacluster.cluster.processes import (
+    LauncherError as LauncherError,
+)
+from hacluster.cluster.processes import (
+    cmdline,
+    log_tail,
+    pid_dir,
+)
+from hacluster.cluster.processes import (
+    free_port as free_port,
+)
+from hacluster.cluster.processes import (
+    http_json as http_json,
+)
+from hacluster.cluster.processes import (
+    load_handle as load_handle,
+)
+from hacluster.cluster.processes import (
+    pid_alive as pid_alive,
+)
+from hacluster.cluster.processes import (
+    processes_of as processes_of,
+)
+from hacluster.cluster.processes import (
+    read_pid as read_pid,
+)
+from hacluster.cluster.processes import (
+    record_pid as record_pid,
+)
+from hacluster.cluster.processes import (
+    spawn as spawn,
+)
+from hacluster.cluster.processes import (
+    stop_pid as stop_pid,
+)
+from hacluster.config import ClusterConfig, MasterConfig, dump_config, with_generated_secrets
+
 READY_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 5.0
 
-
-class LauncherError(Exception):
-    """Something `up`, `down` or `status` cannot do; the message is one line for the CLI."""
-
-
-_PORT_RNG = random.SystemRandom()  # not the global `random`, which tests (Hypothesis) may seed
-
-
-def free_port(taken: set[int] | None = None) -> int:
-    """A port on 127.0.0.1 that is free now, from PORT_RANGE, and not in `taken` (to which it is added, so
-    ports picked for processes that have not bound them yet are never handed out twice)."""
-    taken = set() if taken is None else taken
-    for _ in range(200):
-        port = _PORT_RNG.randint(*PORT_RANGE)
-        if port in taken:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        taken.add(port)
-        return port
-    raise LauncherError("no free port found on 127.0.0.1")
+NetworkStarter = Callable[[ClusterHandle], object]
+"""Sets up the links between the masters of a prepared cluster before they start (it may write a dial
+table into the state directory and spawn proxy processes there, which `down` stops); what it returns is
+not used here. `chaos.network.start_network` is one, wired in by the CLI."""
 
 
 def resolve_ports(cfg: ClusterConfig) -> ClusterConfig:
@@ -67,129 +92,6 @@ def resolve_ports(cfg: ClusterConfig) -> ClusterConfig:
                                     raft_port=m.raft_port or free_port(taken),
                                     api_tls_port=m.api_tls_port or free_port(taken)))
     return cfg.model_copy(update={"masters": tuple(masters)})
-
-
-@dataclass
-class ClusterHandle:
-    """A started (or found) cluster: its state directory, config and admin token."""
-
-    state_dir: Path
-    cfg: ClusterConfig
-
-    @property
-    def config_path(self) -> Path:
-        return self.state_dir / "cluster.yaml"
-
-    @property
-    def admin_token(self) -> str:
-        for u in self.cfg.users:
-            if "system:masters" in u.groups:
-                return u.token
-        raise LauncherError("the cluster config has no admin user")
-
-    def api(self, master_id: str) -> str:
-        return f"http://127.0.0.1:{self.cfg.master(master_id).api_port}"
-
-    def api_tls(self, master_id: str) -> str:
-        return f"https://127.0.0.1:{self.cfg.master(master_id).api_tls_port}"
-
-    def apis(self) -> dict[str, str]:
-        return {m.id: self.api(m.id) for m in self.cfg.masters}
-
-    def pid(self, name: str) -> int | None:
-        return read_pid(self.state_dir, name)
-
-
-def load_handle(state_dir: str | Path) -> ClusterHandle:
-    sd = Path(state_dir)
-    cfg_path = sd / "cluster.yaml"
-    if not cfg_path.exists():
-        raise LauncherError(f"no cluster in {sd}: {cfg_path} does not exist (run `hacluster up` first)")
-    return ClusterHandle(sd, load_config(cfg_path))
-
-
-# --------------------------------------------------------------------------------- processes
-def _pid_dir(state_dir: Path) -> Path:
-    return state_dir / "pids"
-
-
-def record_pid(state_dir: Path, name: str, pid: int) -> None:
-    d = _pid_dir(state_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    (d / f"{name}.pid").write_text(str(pid))
-
-
-def read_pid(state_dir: Path, name: str) -> int | None:
-    try:
-        return int((_pid_dir(state_dir) / f"{name}.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        return stat.read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _ancestors() -> set[int]:
-    pids, pid = set(), os.getpid()
-    while pid > 1:
-        pids.add(pid)
-        try:
-            pid = int(Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            break
-    return pids
-
-
-def processes_of(state_dir: Path) -> dict[int, str]:
-    """Every live process the cluster in this state directory started (pid -> command line): our masters,
-    kubelets and Toxiproxy server, recognised by the state directory in their command line. Never this
-    process or one of its ancestors (a shell or `timeout` that was given the same path)."""
-    marker = str(state_dir.resolve())
-    mine = _ancestors()
-    found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        pid = int(entry.name)
-        if pid in mine:
-            continue
-        cmd = _cmdline(pid)
-        if marker in cmd and ("hacluster.cli.main" in cmd or "toxiproxy" in cmd) and pid_alive(pid):
-            found[pid] = cmd
-    return found
-
-
-def spawn(state_dir: Path, name: str, argv: list[str], *, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """Start a process of the cluster in its own session, logging to `logs/<name>.log`."""
-    logs = state_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    out = open(logs / f"{name}.log", "ab")
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    full_env.setdefault("PYTHONUNBUFFERED", "1")
-    proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True, env=full_env, close_fds=True)
-    out.close()
-    record_pid(state_dir, name, proc.pid)
-    return proc
 
 
 TEST_STORAGE_FILE = "test-storage"  # the test storage mode `up` was given, for every later start_master
@@ -218,41 +120,10 @@ def start_master(handle: ClusterHandle, master_id: str) -> int:
     return proc.pid
 
 
-def stop_pid(pid: int, timeout_s: float = STOP_TIMEOUT_S) -> None:
-    """SIGTERM (to a stopped process too: SIGCONT first), then SIGKILL after `timeout_s`."""
-    for sig in (signal.SIGCONT, signal.SIGTERM):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            _reap(pid)
-            return
-        time.sleep(0.05)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    _reap(pid)
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
 # ------------------------------------------------------------------------------------- up/down
 def write_kubeconfig(handle: ClusterHandle, server_master: str | None = None) -> Path:
     """A kubeconfig for kubectl and the official clients: HTTPS with our CA, the admin token, and one
     context per master (`<name>-m2`) besides the default one, to point a client at a chosen master."""
-    import base64
-
-    from hacluster.cluster.pki import ensure_pki
-
     ca = base64.b64encode(ensure_pki(handle.state_dir)["ca_cert"].read_bytes()).decode()
     first = server_master or handle.cfg.masters[0].id
     clusters = [{"name": f"{handle.cfg.name}-{m.id}",
@@ -301,8 +172,6 @@ def prepare(cfg: ClusterConfig, state_dir: str | Path) -> ClusterHandle:
     for stale in ("pids", "data", "logs", "audit"):
         _rmtree(sd / stale)
     cfg = with_generated_secrets(resolve_ports(cfg))
-    from hacluster.kubelet.launch import with_node_users
-
     cfg = with_node_users(cfg)  # a system:node:<name> user for every node the config defines
     handle = ClusterHandle(sd, cfg)
     dump_config(cfg, handle.config_path)
@@ -312,29 +181,25 @@ def prepare(cfg: ClusterConfig, state_dir: str | Path) -> ClusterHandle:
 
 
 def _rmtree(p: Path) -> None:
-    import shutil
-
     if p.exists():
         shutil.rmtree(p)
 
 
 def up(cfg: ClusterConfig, state_dir: str | Path, *, ready_timeout_s: float = READY_TIMEOUT_S,
-       nodes: int = 0, runtime: str | None = None, chaos: bool = False, test_storage: str | None = None,
-       resume_data: bool = False) -> ClusterHandle:
+       nodes: int = 0, runtime: str | None = None, network: NetworkStarter | None = None,
+       test_storage: str | None = None, resume_data: bool = False) -> ClusterHandle:
     """Start every master (and `nodes` kubelets) and wait for them to be ready with one leader; with
-    `chaos`, first start the Toxiproxy server and route every Raft and API link through it. On any
-    failure, stop whatever started.
+    `network`, first call it with the handle (the chaos network starts the Toxiproxy server and routes
+    every Raft link through it). On any failure, stop whatever started.
 
     A new cluster by default (whatever `state_dir` held is replaced); with `resume_data`, the cluster whose
     config and data are in `state_dir` starts again with them (`cfg` is then only used for `nodes`).
     `test_storage` ("write-back", tests and chaos runs only; see `hacluster.raft.storage`) is recorded in
     the state directory, so that every later `start_master` uses it too."""
     if nodes:
-        from hacluster.kubelet.launch import with_nodes
-
         cfg = with_nodes(cfg, nodes)
     handle = resume(state_dir) if resume_data else prepare(cfg, state_dir)
-    if not chaos:  # a dial table left by an earlier chaos run would send Raft to proxies that are gone
+    if network is None:  # a dial table left by an earlier chaos run would send Raft to proxies that are gone
         (handle.state_dir / "raft-links.yaml").unlink(missing_ok=True)
     mode_file = handle.state_dir / TEST_STORAGE_FILE
     if test_storage is not None and test_storage != "disk":
@@ -342,16 +207,12 @@ def up(cfg: ClusterConfig, state_dir: str | Path, *, ready_timeout_s: float = RE
     else:
         mode_file.unlink(missing_ok=True)
     try:
-        if chaos:
-            from chaos.network import start_network
-
-            start_network(handle)
+        if network is not None:
+            network(handle)
         for m in handle.cfg.masters:
             start_master(handle, m.id)
         wait_ready(handle, ready_timeout_s)
         if nodes or handle.cfg.nodes:
-            from hacluster.kubelet.launch import start_kubelets
-
             start_kubelets(handle, nodes, runtime=runtime or handle.cfg.kubelet.runtime,
                            ready_timeout_s=ready_timeout_s)
     except BaseException:
@@ -369,7 +230,7 @@ def wait_ready(handle: ClusterHandle, timeout_s: float, *, masters: list[str] | 
         for mid in ids:
             pid = handle.pid(mid)
             if pid is not None and not pid_alive(pid):
-                tail = _log_tail(handle.state_dir, mid)
+                tail = log_tail(handle.state_dir, mid)
                 raise LauncherError(f"master {mid} exited during start-up: {tail}")
         rows = cluster_status(handle)
         ready = [r for r in rows if r["id"] in ids and r.get("ready")]
@@ -381,20 +242,12 @@ def wait_ready(handle: ClusterHandle, timeout_s: float, *, masters: list[str] | 
     raise LauncherError(f"cluster not ready after {timeout_s:.0f} s ({last}); see {handle.state_dir}/logs")
 
 
-def _log_tail(state_dir: Path, name: str) -> str:
-    try:
-        lines = (state_dir / "logs" / f"{name}.log").read_text(errors="replace").strip().splitlines()
-        return lines[-1] if lines else "(empty log)"
-    except OSError:
-        return "(no log)"
-
-
 def down(state_dir: str | Path) -> list[int]:
     """Stop every process of the cluster in `state_dir`; return the pids that were stopped."""
     sd = Path(state_dir)
     stopped: list[int] = []
     pids: set[int] = set()
-    pd = _pid_dir(sd)
+    pd = pid_dir(sd)
     if pd.exists():
         marker = str(sd.resolve())
         for f in pd.glob("*.pid"):
@@ -403,7 +256,7 @@ def down(state_dir: str | Path) -> list[int]:
             except ValueError:
                 continue
             # Only our own process: the pid may have been reused since.
-            if pid_alive(pid) and (marker in _cmdline(pid) or "toxiproxy" in _cmdline(pid)):
+            if pid_alive(pid) and (marker in cmdline(pid) or "toxiproxy" in cmdline(pid)):
                 pids.add(pid)
     if sd.exists():
         pids.update(processes_of(sd))
@@ -417,14 +270,6 @@ def down(state_dir: str | Path) -> list[int]:
 
 
 # ------------------------------------------------------------------------------------ status
-def http_json(url: str, token: str | None, timeout_s: float = 1.0) -> Any:
-    req = urllib.request.Request(url)
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-        return json.loads(resp.read())
-
-
 def cluster_status(handle: ClusterHandle, timeout_s: float = 1.0) -> list[dict[str, Any]]:
     """One row per master: the `hacluster status -o json` shape plus `ready` and `peers`."""
     rows = []

@@ -12,7 +12,6 @@ import logging
 import signal
 import ssl
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -20,36 +19,28 @@ from aiohttp import web
 from hacluster.apiserver import audit, limits
 from hacluster.apiserver.metrics import MasterMetrics
 from hacluster.apiserver.server import ApiServer
+from hacluster.cluster.engines import open_store
 from hacluster.cluster.pki import pki_paths
 from hacluster.config import ClusterConfig, load_config
-from hacluster.controllers.leadership import LeaderLoops
+from hacluster.controllers.registry import register as register_controllers
+from hacluster.leader.leadership import LeaderLoops
+from hacluster.leader.registry import LeaderContext, LeaderLoopRegistry
 from hacluster.raft.journal import JournalCorrupt
-from hacluster.cluster.engines import open_store
-from hacluster.store.api import RaftView, ReplicatedStore
+from hacluster.scheduler.loop import register as register_scheduler
+from hacluster.store.api import RaftView
 
 log = logging.getLogger(__name__)
 
 GC_GEN0_THRESHOLD = 50_000
 STOP_GRACE_S = 2.0  # open requests (watches, log follows) get this long when a master stops
 
-LoopFactory = Callable[[ClusterConfig, str, ReplicatedStore, LeaderLoops], None]
-"""Registers leader-only loops (scheduler, controllers) on a master; see `leader_loop_factories`."""
-
-
-def leader_loop_factories() -> list[LoopFactory]:
-    """The control-plane components that run on the leader. Empty until they exist."""
-    factories: list[LoopFactory] = []
-    try:
-        from hacluster.scheduler.loop import register as register_scheduler
-        factories.append(register_scheduler)
-    except ImportError:
-        pass
-    try:
-        from hacluster.controllers.registry import register as register_controllers
-        factories.append(register_controllers)
-    except ImportError:
-        pass
-    return factories
+def leader_loop_registry() -> LeaderLoopRegistry:
+    """The control-plane components that run on the leader: the scheduler and the controllers. Imported
+    plainly: a component that cannot be imported stops the master (it must never run without one)."""
+    registry = LeaderLoopRegistry()
+    register_scheduler(registry)
+    register_controllers(registry)
+    return registry
 
 
 class Master:
@@ -72,8 +63,7 @@ class Master:
         self.api = ApiServer(cfg, master_id, self.store, metrics=self.metrics, audit_log=self.audit_log)
         self.leader_loops = LeaderLoops(self.store, master_id)
         if with_leader_loops:
-            for factory in leader_loop_factories():
-                factory(cfg, master_id, self.store, self.leader_loops)
+            leader_loop_registry().install(LeaderContext(cfg, master_id, self.store), self.leader_loops)
         self._runner: web.AppRunner | None = None
         self._tls = tls
         self._last_leader: str | None = None

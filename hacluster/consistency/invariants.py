@@ -34,6 +34,7 @@ from typing import Any
 from hacluster.consistency.history import HistoryError, Operation, load_history, pair_operations
 from hacluster.model import invariants as inv
 from hacluster.model.invariants import Change, InvariantViolation
+from hacluster.model.pods import compute_pod_requests
 
 # Violations listed per check in the result (the count is always complete).
 VIOLATIONS_LISTED_MAX = 20
@@ -282,8 +283,6 @@ def _check_same_state(out_dir: Path) -> dict[str, Any]:
 
 
 def _pod_requests(pod: Mapping[str, Any]) -> dict[str, int]:
-    from hacluster.scheduler.nodeinfo import compute_pod_requests
-
     req = compute_pod_requests(pod)
     out = {"cpu": req.milli_cpu, "memory": req.memory}
     out.update(dict(req.scalars))

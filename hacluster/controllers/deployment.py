@@ -49,12 +49,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hacluster.config import ControllersConfig
-from hacluster.controllers.events import NORMAL, EventRecorder
-from hacluster.controllers.informer import StoreFollower
-from hacluster.controllers.proposer import FencedProposer, propose_all
 from hacluster.controllers.replicaset import availability, controller_ref, is_active, is_ready
 from hacluster.controllers.syncloop import SyncLoop
 from hacluster.ids import new_uid
+from hacluster.leader.events import NORMAL, EventRecorder
+from hacluster.leader.informer import StoreFollower
+from hacluster.leader.proposer import FencedProposer, propose_all
 from hacluster.model import validation
 from hacluster.model.commands import AnyCommand, Create, Delete, Replace
 from hacluster.model.intstr import scaled_value

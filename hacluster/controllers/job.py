@@ -37,9 +37,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hacluster.config import ControllersConfig
-from hacluster.controllers.events import NORMAL, WARNING, EventRecorder
-from hacluster.controllers.informer import StoreFollower
-from hacluster.controllers.proposer import FencedProposer, propose_all
 from hacluster.controllers.replicaset import (
     GENERATED_SUFFIX_LEN,
     MAX_NAME_LEN,
@@ -51,6 +48,9 @@ from hacluster.controllers.replicaset import (
 )
 from hacluster.controllers.syncloop import SyncLoop
 from hacluster.ids import new_uid
+from hacluster.leader.events import NORMAL, WARNING, EventRecorder
+from hacluster.leader.informer import StoreFollower
+from hacluster.leader.proposer import FencedProposer, propose_all
 from hacluster.model import validation
 from hacluster.model.commands import AnyCommand, Create, Delete, Replace
 from hacluster.model.timestamps import parse_rfc3339, rfc3339

@@ -49,12 +49,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from hacluster.config import ControllersConfig
-from hacluster.controllers.events import NORMAL, WARNING, EventRecorder
-from hacluster.controllers.proposer import FencedProposer, NotLeading, batches
+from hacluster.leader.events import NORMAL, WARNING, EventRecorder
+from hacluster.leader.proposer import FencedProposer, NotLeading, batches
 from hacluster.model.commands import AnyCommand, Delete, Replace
+from hacluster.model.conditions import condition, ready_status
+from hacluster.model.taints import Taint, Toleration, toleration_tolerates
 from hacluster.model.timestamps import parse_rfc3339, rfc3339
-from hacluster.scheduler.nodeinfo import Taint
-from hacluster.scheduler.plugins import Toleration, toleration_tolerates
 from hacluster.store.api import ReplicatedStore
 from hacluster.store.state import Result, StoreState
 
@@ -83,19 +83,6 @@ NODE_LOST_REASON = "NodeLost"
 NODE_LOST_MESSAGE = "Node {node} which was running pod {pod} is unresponsive"
 STATUS_UNKNOWN = ("NodeStatusUnknown", "Kubelet stopped posting node status.")
 STATUS_NEVER_UPDATED = ("NodeStatusNeverUpdated", "Kubelet never posted node status.")
-
-
-def condition(obj: Obj | None, ctype: str) -> Obj | None:
-    for c in ((obj or {}).get("status") or {}).get("conditions") or ():
-        if c.get("type") == ctype:
-            return c  # type: ignore[no-any-return]
-    return None
-
-
-def ready_status(node: Obj) -> str:
-    """The node's Ready condition status: "True", "False" or "Unknown" (missing counts as Unknown)."""
-    c = condition(node, "Ready")
-    return str(c.get("status", "Unknown")) if c else "Unknown"
 
 
 def _tolerations(pod: Obj) -> list[tuple[Toleration, Obj]]:

@@ -38,14 +38,14 @@ from collections.abc import Callable
 from typing import Any
 
 from hacluster.config import ControllersConfig
-from hacluster.controllers.events import NORMAL, WARNING, EventRecorder
-from hacluster.controllers.informer import StoreFollower
-from hacluster.controllers.nodelifecycle import condition
-from hacluster.controllers.proposer import FencedProposer, propose_all
 from hacluster.controllers.syncloop import SyncLoop
 from hacluster.ids import new_uid
+from hacluster.leader.events import NORMAL, WARNING, EventRecorder
+from hacluster.leader.informer import StoreFollower
+from hacluster.leader.proposer import FencedProposer, propose_all
 from hacluster.model import validation
 from hacluster.model.commands import AnyCommand, Create, Delete, Replace
+from hacluster.model.conditions import condition
 from hacluster.model.selectors import LabelSelector, label_selector_from_object
 from hacluster.model.timestamps import parse_rfc3339, rfc3339
 from hacluster.store.api import ReplicatedStore

@@ -13,9 +13,9 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from hacluster.controllers.events import EventRecorder
-from hacluster.controllers.informer import StoreFollower
-from hacluster.controllers.proposer import FencedProposer, NotLeading
+from hacluster.leader.events import EventRecorder
+from hacluster.leader.informer import StoreFollower
+from hacluster.leader.proposer import FencedProposer, NotLeading
 
 IDLE_WAIT_S = 1.0
 """Longest wait without news (a store change wakes the loop earlier; so does the nearest recheck)."""

@@ -17,6 +17,7 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import aiohttp
 
 from hacluster.client import ApiClient
 from hacluster.cluster import launcher
+from hacluster.cluster.processes import ClusterHandle
 from hacluster.config import default_config
 
 CONCURRENCY = 48
@@ -160,9 +162,9 @@ async def _measure(handle: launcher.ClusterHandle, url: str, dash_pid: int, *, n
 
 
 def run(state_dir: Path, *, nodes: int, pods: int, seconds: float, churn_per_s: int, samples: int,
-        out_path: Path) -> dict[str, Any]:
-    from hacluster.cli.dashboard_cmd import start_detached
-
+        out_path: Path, start_detached: Callable[[ClusterHandle], str]) -> dict[str, Any]:
+    """`start_detached` starts the dashboard as a process of the cluster and returns its URL (the CLI passes
+    its own, the one `hacluster up --dashboard` uses)."""
     handle = launcher.up(default_config(3), state_dir)
     try:
         url = start_detached(handle)

@@ -29,7 +29,7 @@ import aiohttp
 
 from hacluster.client import ApiClient, ClientError, Indeterminate, Unreachable
 from hacluster.cluster import launcher
-from hacluster.cluster.launcher import ClusterHandle
+from hacluster.cluster.processes import ClusterHandle
 from hacluster.dashboard import links as links_mod
 from hacluster.dashboard.flow import failed_create_flow, pod_flow
 from hacluster.dashboard.pods import NODE_WORDS, PodIndex, node_summary, node_word, pod_summary

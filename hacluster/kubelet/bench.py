@@ -32,9 +32,9 @@ from typing import Any
 from hacluster.client import ApiClient
 from hacluster.cluster import launcher
 from hacluster.config import ControllersConfig, KubeletConfig, RaftConfig, default_config
-from hacluster.controllers.nodelifecycle import ready_status
 from hacluster.kubelet.agent import list_all
 from hacluster.kubelet.fleet import raise_fd_limit
+from hacluster.model.conditions import ready_status
 
 PODS = "/api/v1/namespaces/default/pods"
 IMAGE = "registry.k8s.io/pause:3.9"

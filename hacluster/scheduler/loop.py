@@ -1,8 +1,8 @@
 """The leader-only scheduling loop: pending pods in, fenced bindings out.
 
-Registered by the master process (`register`, called from `hacluster.cluster.master`) as a `LeaderLoops`
-loop: it runs only while this master leads a Raft term, receives that term, and is cancelled (its queues
-dropped) when leadership ends. One `Scheduler` object lives for one term.
+Registered by the master process (`register`, called from `hacluster.cluster.master`) in the leader loop
+registry (`hacluster.leader.registry`): it runs only while this master leads a Raft term, receives that
+term, and is cancelled (its queues dropped) when leadership ends. One `Scheduler` object lives for one term.
 
 What it does, as kube-scheduler does it:
 - follows pods and nodes in the leader's local store (`StoreFollower`), keeps a `ClusterSnapshot` of
@@ -42,17 +42,17 @@ from typing import Any
 import msgspec
 
 from hacluster.asyncwait import wait_event
-from hacluster.config import ClusterConfig, SchedulerConfig
-from hacluster.controllers.events import NORMAL, WARNING, EventRecorder
-from hacluster.controllers.informer import StoreFollower
-from hacluster.controllers.leadership import LeaderLoops
-from hacluster.controllers.proposer import (
+from hacluster.config import SchedulerConfig
+from hacluster.leader.events import NORMAL, WARNING, EventRecorder
+from hacluster.leader.informer import StoreFollower
+from hacluster.leader.proposer import (
     BATCH_OVERHEAD_BYTES,
     MAX_ENTRY_BYTES,
     FencedProposer,
     NotLeading,
     encoded_size,
 )
+from hacluster.leader.registry import LeaderContext, LeaderLoopRegistry
 from hacluster.model.commands import AnyCommand, Batch, Bind, Replace
 from hacluster.model.errors import ApiError
 from hacluster.model.timestamps import rfc3339
@@ -459,10 +459,11 @@ class Scheduler:
             self.unschedulable[plan.uid].cluster_changed = True
 
 
-def register(cfg: ClusterConfig, master_id: str, store: ReplicatedStore, leader_loops: LeaderLoops) -> None:
-    """Run the scheduler on this master whenever it leads (called by `hacluster.cluster.master`)."""
+async def run_scheduler(ctx: LeaderContext, term: int) -> None:
+    """One term of the scheduler on the leading master."""
+    await Scheduler(ctx.store, ctx.cfg.scheduler, instance=ctx.master_id).run(term)
 
-    async def scheduler_loop(term: int) -> None:
-        await Scheduler(store, cfg.scheduler, instance=master_id).run(term)
 
-    leader_loops.register("scheduler", scheduler_loop)
+def register(registry: LeaderLoopRegistry) -> None:
+    """Add the scheduler to the leader-only loops (called by `hacluster.cluster.master.leader_loop_registry`)."""
+    registry.add("scheduler", run_scheduler)

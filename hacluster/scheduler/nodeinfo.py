@@ -7,8 +7,8 @@ builds one from the store (`ClusterSnapshot(nodes, pods)`), keeps it current fro
 was refused. `policy.schedule_one` only reads it.
 
 Everything a filter or score needs per node (labels, taints split by effect, allocatable, requested sums)
-is parsed once here, when the node or pod changes, never per decision. Quantities are parsed exactly with
-`hacluster.model.quantity` and rounded up the way Kubernetes' `MilliValue()` / `Value()` round.
+is parsed once here, when the node or pod changes, never per decision. What a pod asks for is computed by
+`hacluster.model.pods`, taints are parsed with `hacluster.model.taints`.
 
 No I/O, no clock, no randomness. Not thread-safe: one owner (the scheduling loop) mutates it.
 """
@@ -18,69 +18,25 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from fractions import Fraction
-from typing import Any, NamedTuple
+from typing import Any
 
-from hacluster.model.quantity import QuantityError, parse_quantity
-
-# kube-scheduler's defaults for containers that request nothing, used for scoring only
-# (pkg/scheduler/util: DefaultMilliCPURequest, DefaultMemoryRequest).
-DEFAULT_MILLI_CPU_REQUEST = 100
-DEFAULT_MEMORY_REQUEST = 200 * 1024 * 1024
-
-TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
-
-EFFECT_NO_SCHEDULE = "NoSchedule"
-EFFECT_PREFER_NO_SCHEDULE = "PreferNoSchedule"
-EFFECT_NO_EXECUTE = "NoExecute"
+from hacluster.model.pods import (
+    TERMINAL_PHASES,
+    PodRequests,
+    compute_pod_requests,
+    is_scalar_resource,
+    resource_quantities,
+)
+from hacluster.model.taints import EFFECT_NO_EXECUTE, EFFECT_NO_SCHEDULE, EFFECT_PREFER_NO_SCHEDULE, Taint
 
 _CPU = "cpu"
 _MEMORY = "memory"
 _PODS = "pods"
-_EPHEMERAL = "ephemeral-storage"
-_DEFAULTS = {_CPU: Fraction(DEFAULT_MILLI_CPU_REQUEST, 1000), _MEMORY: Fraction(DEFAULT_MEMORY_REQUEST)}
-# Resources a pod may set at pod level (PodLevelResources, beta and on by default since v1.34).
-_POD_LEVEL = (_CPU, _MEMORY)
 
 
 class SnapshotError(ValueError):
     """An operation the snapshot refuses: assuming a pod that is already placed, forgetting one that
     was never assumed, or a pod without a name. The snapshot is unchanged when it is raised."""
-
-
-class Taint(NamedTuple):
-    """A node taint (`spec.taints[]`)."""
-
-    key: str
-    value: str
-    effect: str
-
-
-@dataclass(frozen=True, slots=True)
-class PodRequests:
-    """What one pod asks of a node, in scheduler units, computed once from its spec.
-
-    `milli_cpu` / `memory` are the effective requests kube-scheduler's NodeResourcesFit compares with
-    free capacity (`resource.PodRequests`): containers summed, each init container's peak taken, sidecars
-    (restartable init containers) added, pod-level requests when set, plus `spec.overhead`. A container that
-    sets only limits requests its limits, as the API server defaults it. `nonzero_*` are the same with
-    100m CPU / 200Mi memory for each container that asks for nothing, used only by LeastAllocated scoring.
-    `scalars` holds ephemeral-storage and extended resources (sorted by name), `priority` is
-    `spec.priority` (0 when unset), used when judging whether preemption could help.
-    """
-
-    milli_cpu: int
-    memory: int
-    nonzero_milli_cpu: int
-    nonzero_memory: int
-    scalars: tuple[tuple[str, int], ...]
-    priority: int
-
-    @property
-    def is_zero(self) -> bool:
-        """True when the pod requests no cpu, memory or other resource (it still takes a pod slot)."""
-        return self.milli_cpu == 0 and self.memory == 0 and not self.scalars
 
 
 def pod_key(pod: Mapping[str, Any]) -> str:
@@ -96,99 +52,6 @@ def pod_key(pod: Mapping[str, Any]) -> str:
     if not name:
         raise SnapshotError("pod has neither metadata.uid nor metadata.name")
     return f"{meta.get('namespace') or 'default'}/{name}"
-
-
-def pod_priority(pod: Mapping[str, Any]) -> int:
-    """`spec.priority`, 0 when unset (component-helpers `PodPriority`)."""
-    value = (pod.get("spec") or {}).get("priority")
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
-def is_scalar_resource(name: str) -> bool:
-    """Resources NodeResourcesFit checks besides cpu, memory and pods: ephemeral storage, hugepages,
-    attachable volumes and extended resources (a domain-prefixed name outside kubernetes.io)."""
-    if name == _EPHEMERAL or name.startswith(("hugepages-", "attachable-volumes-")):
-        return True
-    return "/" in name and "kubernetes.io/" not in name and not name.startswith("requests.")
-
-
-def _quantities(resources: Any) -> dict[str, Fraction]:
-    """Parse a resource list; an unparsable entry is dropped (the API server never stores one)."""
-    out: dict[str, Fraction] = {}
-    if not isinstance(resources, Mapping):
-        return out
-    for name, text in resources.items():
-        try:
-            out[str(name)] = parse_quantity(text).value
-        except QuantityError:
-            continue
-    return out
-
-
-def _container_requests(container: Mapping[str, Any], nonzero: bool) -> dict[str, Fraction]:
-    res = container.get("resources") or {}
-    reqs = _quantities(res.get("requests"))
-    for name, value in _quantities(res.get("limits")).items():
-        reqs.setdefault(name, value)  # API defaulting: requests default to limits
-    if nonzero:
-        for name, value in _DEFAULTS.items():
-            reqs.setdefault(name, value)
-    return reqs
-
-
-def _add(into: dict[str, Fraction], more: Mapping[str, Fraction]) -> None:
-    for name, value in more.items():
-        into[name] = into.get(name, Fraction(0)) + value
-
-
-def _max(into: dict[str, Fraction], other: Mapping[str, Fraction]) -> None:
-    for name, value in other.items():
-        if name not in into or value > into[name]:
-            into[name] = value
-
-
-def _aggregate(spec: Mapping[str, Any], nonzero: bool) -> dict[str, Fraction]:
-    """component-helpers `resource.PodRequests` (spec resources, no status): sum of containers, max with
-    each init container's peak (sidecars before it included), pod-level cpu/memory, then overhead."""
-    result: dict[str, Fraction] = {}
-    for container in spec.get("containers") or ():
-        _add(result, _container_requests(container, nonzero))
-    sidecars: dict[str, Fraction] = {}
-    init_peak: dict[str, Fraction] = {}
-    for container in spec.get("initContainers") or ():
-        reqs = _container_requests(container, nonzero)
-        if container.get("restartPolicy") == "Always":
-            _add(result, reqs)
-            _add(sidecars, reqs)
-            reqs = dict(sidecars)
-        else:
-            _add(reqs, sidecars)
-        _max(init_peak, reqs)
-    _max(result, init_peak)
-    pod_level = _quantities((spec.get("resources") or {}).get("requests"))
-    for name in _POD_LEVEL:
-        if name in pod_level:
-            result[name] = pod_level[name]
-    _add(result, _quantities(spec.get("overhead")))
-    return result
-
-
-def compute_pod_requests(pod: Mapping[str, Any]) -> PodRequests:
-    """Compute a pod's `PodRequests` from its spec (see the class for the rules)."""
-    spec = pod.get("spec") or {}
-    reqs = _aggregate(spec, nonzero=False)
-    nonzero = _aggregate(spec, nonzero=True)
-    scalars = tuple(
-        sorted((name, math.ceil(v)) for name, v in reqs.items() if is_scalar_resource(name) and v > 0)
-    )
-    return PodRequests(
-        milli_cpu=math.ceil(reqs.get(_CPU, 0) * 1000),
-        memory=math.ceil(reqs.get(_MEMORY, 0)),
-        nonzero_milli_cpu=math.ceil(nonzero.get(_CPU, 0) * 1000),
-        nonzero_memory=math.ceil(nonzero.get(_MEMORY, 0)),
-        scalars=scalars,
-        priority=pod_priority(pod),
-    )
 
 
 def counts_against_node(pod: Mapping[str, Any]) -> str | None:
@@ -277,7 +140,7 @@ class NodeInfo:
         self.hard_taints = tuple(t for t in taints if t.effect in (EFFECT_NO_SCHEDULE, EFFECT_NO_EXECUTE))
         self.soft_taints = tuple(t for t in taints if t.effect == EFFECT_PREFER_NO_SCHEDULE)
         self.unschedulable = bool(spec.get("unschedulable"))
-        alloc = _quantities(status.get("allocatable"))
+        alloc = resource_quantities(status.get("allocatable"))
         self.alloc_milli_cpu = math.ceil(alloc.get(_CPU, 0) * 1000)
         self.alloc_memory = math.ceil(alloc.get(_MEMORY, 0))
         self.alloc_pods = math.ceil(alloc.get(_PODS, 0))

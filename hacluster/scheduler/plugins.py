@@ -19,14 +19,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from hacluster.scheduler.nodeinfo import (
+from hacluster.model.pods import PodRequests, compute_pod_requests
+from hacluster.model.taints import (
     EFFECT_NO_SCHEDULE,
     EFFECT_PREFER_NO_SCHEDULE,
-    NodeInfo,
-    PodRequests,
     Taint,
-    compute_pod_requests,
+    Toleration,
+    parse_tolerations,
+    tolerations_tolerate,
 )
+from hacluster.scheduler.nodeinfo import NodeInfo
 
 MAX_NODE_SCORE = 100
 
@@ -63,15 +65,6 @@ REASON_INSUFFICIENT_CPU = "Insufficient cpu"
 REASON_INSUFFICIENT_MEMORY = "Insufficient memory"
 
 TAINT_NODE_UNSCHEDULABLE = "node.kubernetes.io/unschedulable"
-
-
-class Toleration(NamedTuple):
-    """A pod toleration (`spec.tolerations[]`); `operator` "" means Equal, `effect` "" means all."""
-
-    key: str
-    operator: str
-    value: str
-    effect: str
 
 
 class Rejection(NamedTuple):
@@ -245,37 +238,6 @@ class PodFacts:
         return bool(self.node_selector) or self.required_terms is not None
 
 
-def toleration_tolerates(t: Toleration, taint: Taint) -> bool:
-    """`v1.Toleration.ToleratesTaint`: effect ("" = all), key ("" = all), then Equal/Exists.
-
-    Gt/Lt (the alpha TaintTolerationComparisonOperators gate, off by default) tolerate nothing.
-    """
-    if t.effect and t.effect != taint.effect:
-        return False
-    if t.key and t.key != taint.key:
-        return False
-    if t.operator in ("", "Equal"):
-        return t.value == taint.value
-    return t.operator == "Exists"
-
-
-def tolerations_tolerate(tolerations: Sequence[Toleration], taint: Taint) -> bool:
-    """Whether any of the tolerations tolerates the taint."""
-    return any(toleration_tolerates(t, taint) for t in tolerations)
-
-
-def _parse_tolerations(spec: Mapping[str, Any]) -> tuple[Toleration, ...]:
-    return tuple(
-        Toleration(
-            str(t.get("key") or ""),
-            str(t.get("operator") or ""),
-            str(t.get("value") or ""),
-            str(t.get("effect") or ""),
-        )
-        for t in spec.get("tolerations") or ()
-    )
-
-
 def _prefilter_names(required: Mapping[str, Any] | None) -> frozenset[str] | None:
     """NodeAffinity.PreFilter: the node names pinned by `matchFields metadata.name In` in every term."""
     if required is None:
@@ -301,7 +263,7 @@ def compile_pod(pod: Mapping[str, Any]) -> PodFacts:
     not parse matches no node, a preferred term that does not parse is ignored."""
     meta = pod.get("metadata") or {}
     spec = pod.get("spec") or {}
-    tolerations = _parse_tolerations(spec)
+    tolerations = parse_tolerations(spec)
     affinity = (spec.get("affinity") or {}).get("nodeAffinity") or {}
     required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
     required_terms: tuple[SelectorTerm, ...] | None = None

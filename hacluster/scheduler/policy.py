@@ -27,8 +27,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hacluster.model.pods import PodRequests, pod_priority
 from hacluster.model.timestamps import parse_rfc3339
-from hacluster.scheduler.nodeinfo import ClusterSnapshot, NodeInfo, PodRequests, pod_priority
+from hacluster.scheduler.nodeinfo import ClusterSnapshot, NodeInfo
 from hacluster.scheduler.plugins import (
     BALANCED_ALLOCATION,
     FILTER_ORDER,

@@ -3,7 +3,7 @@
 import pytest
 
 from chaos.nemesis import FaultLog, Nemesis
-from chaos.network import load_network
+from chaos.network import load_network, start_network
 from hacluster.cluster import launcher
 from hacluster.config import default_config
 from tests.cluster.conftest import Cluster
@@ -23,7 +23,7 @@ def chaos_factory(tmp_path):
     def start(masters=3):
         sd = tmp_path / f"chaos{len(started)}"
         started.append(sd)
-        return ChaosCluster(launcher.up(default_config(masters), sd, chaos=True))
+        return ChaosCluster(launcher.up(default_config(masters), sd, network=start_network))
 
     yield start
     for sd in started:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from chaos.nemesis import isolate_pairs
-from chaos.network import load_network
+from chaos.network import load_network, start_network
 from hacluster.cluster import launcher
 from hacluster.config import default_config
 from tests.clients.conftest import SLEEP, KCluster, need_kubectl, pod, wait_for
@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.slow, need_kubectl]
 def chaos_kc(tmp_path_factory: pytest.TempPathFactory):
     sd = tmp_path_factory.mktemp("chaoskc")
     home = tmp_path_factory.mktemp("home")
-    handle = launcher.up(default_config(3), sd, chaos=True)
+    handle = launcher.up(default_config(3), sd, network=start_network)
     try:
         yield KCluster(handle, home)
     finally:

@@ -359,7 +359,7 @@ def test_node_lost_pods_unknown_then_the_kubelet_returns_and_reconciles(env: Env
 
 
 def test_a_restarted_kubelet_adopts_the_pods_bound_to_its_node(env: Env) -> None:
-    from hacluster.kubelet.launch import start_kubelet
+    from hacluster.cluster.kubelets import start_kubelet
 
     env.create("survivor", node="node-2")
     env.wait_word("survivor", "Running")

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from chaos.network import load_network
+from chaos.network import load_network, start_network
 from hacluster.cluster import launcher
 from hacluster.config import KubeletConfig, default_config
 from hacluster.kubelet.behaviour import ANNOTATION_PREFIX
@@ -243,7 +243,7 @@ def test_rollouts_and_a_job_survive_leader_kill_and_isolation(tmp_path: Any) -> 
     cfg = default_config(3).model_copy(update={"kubelet": KubeletConfig(time_scale=SCALE, node_lease_renew_s=0.5,
                                                                         node_status_update_s=0.5)})
     sd = tmp_path / "cluster"
-    handle = launcher.up(cfg, sd, nodes=2, runtime="sim", chaos=True, ready_timeout_s=60)
+    handle = launcher.up(cfg, sd, nodes=2, runtime="sim", network=start_network, ready_timeout_s=60)
     c = Cluster(handle)
     net = load_network(handle)
     rec: PodRecorder | None = None

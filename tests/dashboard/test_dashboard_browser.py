@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from chaos.network import start_network
 from hacluster.cli.dashboard_cmd import URL_PREFIX, start_detached
 from hacluster.cluster import launcher
 from hacluster.config import default_config
@@ -36,7 +37,7 @@ CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[launcher.ClusterHandle, str]]:
     sd = tmp_path_factory.mktemp("dash") / "sd"
-    handle = launcher.up(default_config(3), sd, nodes=2, chaos=True)
+    handle = launcher.up(default_config(3), sd, nodes=2, network=start_network)
     try:
         url = start_detached(handle)
         yield handle, url

@@ -25,8 +25,8 @@ from hacluster.controllers.deployment import (
     template_hash,
     template_without_hash,
 )
-from hacluster.controllers.proposer import NotLeading
 from hacluster.controllers.replicaset import ReplicaSetController, controller_ref, is_active
+from hacluster.leader.proposer import NotLeading
 from hacluster.model import commands as C
 from hacluster.model import validation
 from hacluster.model.intstr import IntOrPercentError, scaled_value

@@ -14,7 +14,7 @@ import pytest
 
 from hacluster.config import ControllersConfig
 from hacluster.controllers.job import TRACKING_FINALIZER, JobController, job_step, restarts, tally
-from hacluster.controllers.proposer import NotLeading
+from hacluster.leader.proposer import NotLeading
 from hacluster.model import commands as C
 from hacluster.model import validation
 from tests.unit.leader_fixtures import T0, FakeClock, add, events, get, leader_store, must, objects, stamp

@@ -14,10 +14,10 @@ import json
 import pytest
 
 from hacluster.config import SchedulerConfig
-from hacluster.controllers import proposer as proposer_mod
+from hacluster.leader import proposer as proposer_mod
 from hacluster.model import commands as C
+from hacluster.model.pods import compute_pod_requests
 from hacluster.scheduler.loop import EXPLANATION_ANNOTATION, Scheduler, is_responsible_for
-from hacluster.scheduler.nodeinfo import compute_pod_requests
 from hacluster.store.state import StoreLimits
 from tests.unit.leader_fixtures import (
     T0,

@@ -14,12 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hacluster.model.pods import DEFAULT_MEMORY_REQUEST, PodRequests, compute_pod_requests
 from hacluster.scheduler.nodeinfo import (
-    DEFAULT_MEMORY_REQUEST,
     ClusterSnapshot,
-    PodRequests,
     SnapshotError,
-    compute_pod_requests,
 )
 from hacluster.scheduler.plugins import (
     BALANCED_ALLOCATION,

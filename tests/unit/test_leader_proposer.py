@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from hacluster.controllers import proposer as P
+from hacluster.leader import proposer as P
 from hacluster.model import commands as C
 from hacluster.model.errors import Invalid, Timeout
 from hacluster.store.local import LocalStore

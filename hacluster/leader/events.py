@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hacluster.asyncwait import wait_event
-from hacluster.controllers.proposer import BATCH_OVERHEAD_BYTES, MAX_ENTRY_BYTES, FencedProposer, encoded_size
 from hacluster.ids import new_uid
+from hacluster.leader.proposer import BATCH_OVERHEAD_BYTES, MAX_ENTRY_BYTES, FencedProposer, encoded_size
 from hacluster.model.commands import AnyCommand, Batch, Create, Replace
 from hacluster.model.timestamps import rfc3339, rfc3339_micro
 

@@ -1,6 +1,7 @@
 """Kubelet processes of a local cluster: what `hacluster up --nodes K --runtime sim|process` starts.
 
-Called by `hacluster.cluster.launcher`: `with_nodes` adds node-1 … node-K to the cluster config before it
+Part of the launcher (`hacluster.cluster.launcher` calls it; `hacluster kubelet` restarts use
+`start_kubelet`): `with_nodes` adds node-1 … node-K to the cluster config before it
 is resolved, `with_node_users` gives every node (and every fleet identity) a `system:node:<name>` user with
 a fresh token, and `start_kubelets` spawns one `hacluster kubelet` process per node — with the state
 directory's cluster file on its command line, so `hacluster down` finds and stops it — then waits until
@@ -14,8 +15,8 @@ import sys
 import time
 import urllib.error
 from pathlib import Path
-from typing import Any
 
+from hacluster.cluster.processes import ClusterHandle, LauncherError, http_json, log_tail, pid_alive, spawn
 from hacluster.config import ClusterConfig, NodeConfig, UserConfig
 
 READY_POLL_S = 0.1
@@ -53,36 +54,30 @@ def kubelet_argv(config_path: Path, node: str, runtime: str) -> list[str]:
             str(config_path.resolve()), "--runtime", runtime]
 
 
-def start_kubelets(handle: Any, nodes: int = 0, *, runtime: str = "sim", ready_timeout_s: float = 30.0) -> list[str]:
+def start_kubelets(handle: ClusterHandle, nodes: int = 0, *, runtime: str = "sim",
+                   ready_timeout_s: float = 30.0) -> list[str]:
     """Spawn a kubelet for every node of the cluster config and wait until all are Ready; return their names."""
-    from hacluster.cluster import launcher
-
     names = node_names(handle.cfg)
     if nodes and len(names) < nodes:
-        raise launcher.LauncherError(f"the cluster config defines {len(names)} nodes, {nodes} were asked for")
+        raise LauncherError(f"the cluster config defines {len(names)} nodes, {nodes} were asked for")
     for n in handle.cfg.nodes:
-        launcher.spawn(handle.state_dir, f"kubelet-{n.name}", kubelet_argv(handle.config_path, n.name,
-                                                                          n.runtime or runtime))
+        spawn(handle.state_dir, f"kubelet-{n.name}", kubelet_argv(handle.config_path, n.name, n.runtime or runtime))
     wait_nodes_ready(handle, names, ready_timeout_s)
     return names
 
 
-def start_kubelet(handle: Any, name: str, runtime: str | None = None) -> int:
+def start_kubelet(handle: ClusterHandle, name: str, runtime: str | None = None) -> int:
     """(Re)start one node's kubelet (with its configured runtime unless one is given); return its pid."""
-    from hacluster.cluster import launcher
-
     node = next((n for n in handle.cfg.nodes if n.name == name), None)
     chosen = runtime or (node.runtime if node is not None else None) or handle.cfg.kubelet.runtime
-    return launcher.spawn(handle.state_dir, f"kubelet-{name}", kubelet_argv(handle.config_path, name, chosen)).pid
+    return spawn(handle.state_dir, f"kubelet-{name}", kubelet_argv(handle.config_path, name, chosen)).pid
 
 
-def nodes_ready(handle: Any) -> dict[str, bool]:
+def nodes_ready(handle: ClusterHandle) -> dict[str, bool]:
     """Node name → Ready condition is True, read from the first master that answers."""
-    from hacluster.cluster import launcher
-
     for m in handle.cfg.masters:
         try:
-            listing = launcher.http_json(f"{handle.api(m.id)}/api/v1/nodes", handle.admin_token, timeout_s=2.0)
+            listing = http_json(f"{handle.api(m.id)}/api/v1/nodes", handle.admin_token, timeout_s=2.0)
         except (urllib.error.URLError, OSError, ValueError):
             continue
         out = {}
@@ -93,21 +88,19 @@ def nodes_ready(handle: Any) -> dict[str, bool]:
     return {}
 
 
-def wait_nodes_ready(handle: Any, names: list[str], timeout_s: float) -> None:
-    from hacluster.cluster import launcher
-
+def wait_nodes_ready(handle: ClusterHandle, names: list[str], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     ready: dict[str, bool] = {}
     while time.monotonic() < deadline:
         for name in names:
             pid = handle.pid(f"kubelet-{name}")
-            if pid is not None and not launcher.pid_alive(pid):
-                raise launcher.LauncherError(f"kubelet {name} exited during start-up: "
-                                             f"{launcher._log_tail(handle.state_dir, f'kubelet-{name}')}")
+            if pid is not None and not pid_alive(pid):
+                raise LauncherError(f"kubelet {name} exited during start-up: "
+                                    f"{log_tail(handle.state_dir, f'kubelet-{name}')}")
         ready = nodes_ready(handle)
         if all(ready.get(n) for n in names):
             return
         time.sleep(READY_POLL_S)
     missing = [n for n in names if not ready.get(n)]
-    raise launcher.LauncherError(f"nodes not Ready after {timeout_s:.0f} s: {', '.join(missing)}; see "
-                                 f"{handle.state_dir}/logs")
+    raise LauncherError(f"nodes not Ready after {timeout_s:.0f} s: {', '.join(missing)}; see "
+                        f"{handle.state_dir}/logs")

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hacluster.cluster.kubelets import fleet_names, kubelet_argv, with_node_users, with_nodes
 from hacluster.config import NodeConfig, default_config, load_config
-from hacluster.kubelet.launch import fleet_names, kubelet_argv, with_node_users, with_nodes
 
 ROOT = Path(__file__).resolve().parents[2]
 
