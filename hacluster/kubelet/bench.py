@@ -33,7 +33,7 @@ from hacluster.client import ApiClient
 from hacluster.cluster import launcher
 from hacluster.config import ControllersConfig, KubeletConfig, RaftConfig, default_config
 from hacluster.controllers.nodelifecycle import ready_status
-from hacluster.kubelet.agent import list_all
+from hacluster.kubelet.apicalls import list_all
 from hacluster.kubelet.fleet import raise_fd_limit
 
 PODS = "/api/v1/namespaces/default/pods"
