@@ -16,11 +16,11 @@ from typing import Any
 
 from aiohttp import web
 
-from hacluster.apiserver import printers
 from hacluster.apiserver.auth import User, authorize
 from hacluster.apiserver.request import Target, int_param, json_response, selectors, wants_table
 from hacluster.apiserver.scale import scale_of
 from hacluster.config import ClusterConfig
+from hacluster.format.tables import TABLE_BUILDERS, default_table
 from hacluster.model import errors as E
 from hacluster.model import resources
 from hacluster.store.api import ReplicatedStore
@@ -110,7 +110,7 @@ class Reads:
 
     def table(self, plural: str, objs: list[Obj], rv: str, request: web.Request) -> Obj:
         include = request.query.get("includeObject", "Metadata")
-        builder = printers.TABLE_BUILDERS.get(plural, printers.default_table)
+        builder = TABLE_BUILDERS.get(plural, default_table)
         table: Obj = builder(objs, now_dt(self.clock), include_object=include, resource_version=rv)
         return table
 

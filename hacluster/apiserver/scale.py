@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hacluster.model.selectors import selector_to_string
+from hacluster.format.selectors import label_selector_string
 
 Obj = dict[str, Any]
 
@@ -21,4 +21,4 @@ def scale_of(rs: Obj) -> Obj:
                          "creationTimestamp": meta.get("creationTimestamp")},
             "spec": {"replicas": (rs.get("spec") or {}).get("replicas", 0)},
             "status": {"replicas": (rs.get("status") or {}).get("replicas", 0),
-                       "selector": selector_to_string((rs.get("spec") or {}).get("selector"))}}
+                       "selector": label_selector_string((rs.get("spec") or {}).get("selector")) or ""}}

@@ -22,16 +22,18 @@ from typing import Any
 from hacluster.asyncwait import wait_event
 from hacluster.client import ApiClient, ClientError, Indeterminate, Unreachable
 from hacluster.config import KubeletConfig
+from hacluster.format.durations import go_duration
 from hacluster.kubelet import eviction as ev
 from hacluster.kubelet import nodestatus as ns
 from hacluster.kubelet.apicalls import pods_path
-from hacluster.kubelet.backoff import BackOff, go_duration
+from hacluster.kubelet.backoff import BackOff
 from hacluster.kubelet.behaviour import NodeProfile
 from hacluster.kubelet.events import EventRecorder
 from hacluster.kubelet.runtime import EXITED, ContainerRecord, Runtime, StartError
-from hacluster.kubelet.status import TERMINAL_PHASES, PodFacts, freeze_for_eviction, pod_status, rfc3339, should_restart
+from hacluster.kubelet.status import TERMINAL_PHASES, PodFacts, freeze_for_eviction, pod_status, should_restart
 from hacluster.kubelet.statusmanager import StatusManager
 from hacluster.model.quantity import QuantityError, parse_quantity
+from hacluster.model.timestamps import rfc3339
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -46,17 +48,6 @@ FORCE_DELETE_GRACE_S = 2.0
 """Grace period for the containers of a pod deleted from the API without the kubelet's confirmation."""
 CONFIRM_FLUSH_S = 10.0
 """How long a terminated pod's final status may take to be written before its deletion is confirmed."""
-
-
-def go_ms_duration(seconds: float) -> str:
-    """Go's Duration.String() of a duration truncated to milliseconds: 523ms, 1.163s, 1m1.2s."""
-    ms = int(seconds * 1000)
-    if ms < 1000:
-        return f"{ms}ms"
-    m, rem_ms = divmod(ms, 60_000)
-    secs = f"{rem_ms / 1000:.3f}".rstrip("0").rstrip(".")
-    return f"{m}m{secs}s" if m else f"{secs}s"
-
 
 
 @dataclass
@@ -316,7 +307,7 @@ class PodWorkers:
             self._ip_counter += 1
             e.pod_ip = self.identity.pod_ip(self._ip_counter)
         if not e.start_time:
-            e.start_time = rfc3339(now) or ""
+            e.start_time = rfc3339(now)
         self._publish(e)
         by_name: dict[tuple[bool, str], ContainerRecord] = {}
         for r in records:
@@ -434,11 +425,12 @@ class PodWorkers:
             waited = self.clock() - queued
             if result.ok:
                 e.pulled.add((name, attempt))
+                pulled_in = go_duration(result.duration_s / self.scale, resolution_s=0.001)
+                with_wait = go_duration(waited / self.scale, resolution_s=0.001)
                 self.events.pod_event(
                     e.pod, "Normal", "Pulled",
-                    f'Successfully pulled image "{image}" in {go_ms_duration(result.duration_s / self.scale)} '
-                    f'({go_ms_duration(waited / self.scale)} including waiting). Image size: {result.size_bytes} '
-                    "bytes.", name, init)
+                    f'Successfully pulled image "{image}" in {pulled_in} ({with_wait} including waiting). Image '
+                    f"size: {result.size_bytes} bytes.", name, init)
             else:
                 failed = True
                 self.pull_backoff.next(key, self.clock())
