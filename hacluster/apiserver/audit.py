@@ -1,7 +1,7 @@
 """The audit trail of one master: one JSON line per API request in Kubernetes' `audit.k8s.io/v1` Event
 shape at level Metadata (who, what, on which object, with which answer, when), rotated by size.
 
-Written by the API server's outermost middleware (`hacluster.apiserver.server`) into
+Written by the API server's outermost middleware (`hacluster.apiserver.frontdoor`) into
 `<state dir>/audit/<master>.jsonl` (`<master>.jsonl.1` … after rotation, `api.audit_log_max_bytes`,
 `api.audit_log_backups`); read back and merged across masters by `hacluster audit`
 (`hacluster.cli.audit_cmd`) and copied into chaos run records (`chaos.runner`). For a write that went

@@ -1,8 +1,8 @@
 """Request bodies decoded defensively: what a JSON or YAML parser can be made to do by a hostile body is
 answered with a 400 `Status` naming the problem, never a 500 or a stalled master.
 
-Called by the API server's `_read_body` for every write path. Beyond well-formedness (msgspec is strict:
-no NaN or Infinity literals, no trailing garbage) it refuses:
+Called by the API server's `BodyDecoder.read_body` (`hacluster.apiserver.decode`) for every write path.
+Beyond well-formedness (msgspec is strict: no NaN or Infinity literals, no trailing garbage) it refuses:
 - invalid UTF-8 and unpaired surrogate escapes (the Raft log and every client need valid UTF-8);
 - nesting deeper than `MAX_DEPTH` (the validators and encoders recurse; Python's stack does not grow);
 - numbers outside what Kubernetes' Go types hold: floats overflowing to infinity (`1e400`), integers

@@ -1,7 +1,7 @@
 """Admission of API requests on one master: in-flight limits, per-user fair queueing and a reserved share
 for system users, in the spirit of Kubernetes' max-in-flight filter and API Priority and Fairness.
 
-Used by the API server's middleware (`hacluster.apiserver.server`), which asks `FlowControl.admit` for a
+Used by the API server's middleware (`hacluster.apiserver.frontdoor`), which asks `FlowControl.admit` for a
 seat before running a handler and releases it after. Two pools of seats, as kube-apiserver has:
 `api.max_requests_inflight` for reads and `api.max_mutating_requests_inflight` for writes. Long-running
 requests (watches, followed logs) take no seat, as in Kubernetes; their own cap is per user

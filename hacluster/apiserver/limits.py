@@ -4,7 +4,7 @@
 - `drop_if_stalled`: a watcher whose connection stops taking writes is cut off, so that its handler (and
   the memory its backlog holds) does not hang on a client that never reads.
 
-Used by the API server's middleware (`hacluster.apiserver.server`) and by the master process
+Used by the API server's middleware (`hacluster.apiserver.frontdoor`) and by the master process
 (`hacluster.cluster.master`) when it starts the server.
 
 Why aiohttp's `keepalive_timeout` is the header deadline: aiohttp arms that timer when a connection opens

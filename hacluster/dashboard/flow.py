@@ -22,7 +22,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hacluster.apiserver.printers import pod_status_reason
+from hacluster.format.pods import pod_status_reason
 from hacluster.model.timestamps import parse_rfc3339
 
 EXPLANATION_ANNOTATION = "scheduler.hacluster.io/explanation"

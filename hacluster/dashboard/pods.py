@@ -12,7 +12,8 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from hacluster.apiserver.printers import node_status, pod_ready, pod_status_reason
+from hacluster.format.nodes import node_status
+from hacluster.format.pods import pod_ready, pod_status_reason
 from hacluster.model.timestamps import parse_rfc3339
 
 # The seed's pod states in the order of the flow, then the rest; the page shows every word it meets.

@@ -101,18 +101,3 @@ class BackOff:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-
-def go_duration(seconds: float) -> str:
-    """Go's `time.Duration.String()` for whole-ish seconds: 10s, 1m20s, 5m0s, 1h0m0s, 500ms."""
-    if seconds < 1 and seconds > 0:
-        ms = round(seconds * 1000)
-        return f"{ms}ms"
-    total = int(round(seconds))
-    h, rem = divmod(total, 3600)
-    m, s = divmod(rem, 60)
-    if h:
-        return f"{h}h{m}m{s}s"
-    if m:
-        return f"{m}m{s}s"
-    return f"{s}s"

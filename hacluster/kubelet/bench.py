@@ -32,7 +32,7 @@ from typing import Any
 from hacluster.client import ApiClient
 from hacluster.cluster import launcher
 from hacluster.config import ControllersConfig, KubeletConfig, RaftConfig, default_config
-from hacluster.kubelet.agent import list_all
+from hacluster.kubelet.apicalls import list_all
 from hacluster.kubelet.fleet import raise_fd_limit
 from hacluster.model.conditions import ready_status
 

@@ -26,10 +26,12 @@ import aiohttp
 from hacluster.asyncwait import wait_event
 from hacluster.client import ApiClient
 from hacluster.config import KubeletConfig
-from hacluster.kubelet.agent import Kubelet, PodEntry, list_all
+from hacluster.kubelet.agent import Kubelet
+from hacluster.kubelet.apicalls import list_all
 from hacluster.kubelet.behaviour import ImageCatalogue, NodeProfile
 from hacluster.kubelet.events import TokenBucket
 from hacluster.kubelet.logs import LogServer
+from hacluster.kubelet.podworker import PodEntry
 from hacluster.kubelet.sim import SimRuntime
 
 log = logging.getLogger(__name__)

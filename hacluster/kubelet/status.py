@@ -3,7 +3,7 @@
 Called by the kubelet agent after every sync of a pod; the result is written through `pods/{name}/status`.
 Nothing here reads a clock, a random source or the network, so `tests/unit/test_kubelet_status.py` checks
 it on saved input/expected files — and checks that the STATUS word kubectl prints for the result
-(`hacluster.apiserver.printers.pod_status_reason`) is the one a user expects for that situation.
+(`hacluster.format.pods.pod_status_reason`) is the one a user expects for that situation.
 
 Followed from Kubernetes v1.30 (`pkg/kubelet/kubelet_pods.go`: `generateAPIPodStatus`, `getPhase`,
 `convertToAPIContainerStatuses`; `pkg/kubelet/status/generate.go`: the Ready, ContainersReady, Initialized
@@ -18,12 +18,12 @@ reason Error) and kubectl then prints `Error` for an evicted pod.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from hacluster.kubelet.runtime import CREATED, EXITED, RUNNING, ContainerRecord
+from hacluster.model.timestamps import rfc3339_or_none
 from hacluster.model.validation import qos_class
 
 Obj = dict[str, Any]
@@ -55,10 +55,6 @@ class PodFacts:
     """A DisruptionTarget condition to add (eviction)."""
     pod_is_terminal: bool = False
     """The pod is being deleted and every container has stopped: nothing restarts any more."""
-
-
-def rfc3339(t: float | None) -> str | None:
-    return None if t is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
 def go_list(names: Iterable[str]) -> str:
@@ -98,8 +94,8 @@ def terminated_state(r: ContainerRecord) -> Obj:
         t["reason"] = r.reason
     if r.message:
         t["message"] = r.message
-    t["startedAt"] = rfc3339(r.started_at)
-    t["finishedAt"] = rfc3339(r.finished_at)
+    t["startedAt"] = rfc3339_or_none(r.started_at)
+    t["finishedAt"] = rfc3339_or_none(r.finished_at)
     t["containerID"] = r.id
     return t
 
@@ -135,7 +131,7 @@ def container_status(spec: Mapping[str, Any], attempts: list[ContainerRecord], f
     if previous is not None and previous.state == EXITED:
         cs["lastState"] = {"terminated": terminated_state(previous)}
     if latest.state == RUNNING:
-        cs["state"] = {"running": {"startedAt": rfc3339(latest.started_at)}}
+        cs["state"] = {"running": {"startedAt": rfc3339_or_none(latest.started_at)}}
         cs["ready"] = bool(latest.ready)
         cs["started"] = True
     elif latest.state == CREATED:
@@ -352,7 +348,7 @@ def pod_status(pod: Mapping[str, Any], facts: PodFacts, now: float, previous: Ma
             if facts.terminal is None:
                 reason, message = earlier.get("reason", ""), earlier.get("message", "")
             break
-    now_s = rfc3339(now) or ""
+    now_s = rfc3339_or_none(now) or ""
     old_conditions = [c for c in old.get("conditions") or [] if isinstance(c, dict)]
     api_conditions = [c for c in api.get("conditions") or [] if isinstance(c, dict)]
     foreign = [c for c in api_conditions if c.get("type") not in KUBELET_CONDITIONS

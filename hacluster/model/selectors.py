@@ -148,21 +148,6 @@ def label_selector_matches(sel: Obj | None, labels: dict[str, str] | None) -> bo
     return label_selector_from_object(sel).matches(labels)
 
 
-def selector_to_string(sel: Obj | None) -> str:
-    """The query-string form of a LabelSelector object (what kubectl prints as SELECTOR)."""
-    parts = []
-    for r in label_selector_from_object(sel).requirements:
-        if r.op == "=":
-            parts.append(f"{r.key}={r.values[0]}")
-        elif r.op == "exists":
-            parts.append(r.key)
-        elif r.op == "!":
-            parts.append(f"!{r.key}")
-        else:
-            parts.append(f"{r.key} {r.op} ({','.join(r.values)})")
-    return ",".join(parts)
-
-
 # ------------------------------------------------------------------------------------ fields
 def _path(*keys: str) -> Callable[[Obj], str]:
     def get(obj: Obj) -> str:

@@ -418,9 +418,9 @@ async def test_watch_from_a_future_revision_waits_for_it_and_never_replays(api):
 async def test_watch_from_a_revision_that_never_comes_is_too_large(api, monkeypatch):
     """...and when the revision does not arrive in time, answers as Kubernetes' NewTooLargeResourceVersionError:
     a 504 Timeout Status, cause ResourceVersionTooLarge, retryAfterSeconds 1, and no event."""
-    from hacluster.apiserver import server
+    from hacluster.apiserver import watchstream
 
-    monkeypatch.setattr(server, "FUTURE_REVISION_WAIT_S", 0.2)
+    monkeypatch.setattr(watchstream, "FUTURE_REVISION_WAIT_S", 0.2)
     current = api.store.state.revision
     watch = asyncio.ensure_future(api.client.get(
         f"{PODS}?watch=true&resourceVersion={current + 50}&timeoutSeconds=5",

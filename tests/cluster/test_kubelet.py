@@ -4,7 +4,7 @@ runtime on one node for real exit codes, OOM, SIGTERM and logs.
 
 Pods are created with `spec.nodeName` set (bypassing the scheduler). A recorder thread watches every pod
 in the namespace from the start, so each test checks the sequence of STATUS words kubectl would have
-printed (`printers.pod_status_reason`), transient ones included.
+printed (`pods.pod_status_reason`), transient ones included.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from hacluster.apiserver import printers
 from hacluster.cluster import launcher
 from hacluster.config import ControllersConfig, KubeletConfig, NodeConfig, default_config
+from hacluster.format import pods
 from hacluster.kubelet.behaviour import ANNOTATION_PREFIX
 from tests.cluster.conftest import Cluster
 from tests.support import wait_for
@@ -70,7 +70,7 @@ class Recorder(threading.Thread):
                 time.sleep(0.1)
 
     def _note(self, pod: Obj) -> None:
-        word = printers.pod_status_reason(pod)
+        word = pods.pod_status_reason(pod)
         with self.lock:
             h = self.seen.setdefault(pod["metadata"]["name"], [])
             if h and h[-1] == "<deleted>":
@@ -109,7 +109,7 @@ class Env:
 
     def word(self, name: str) -> str:
         p = self.get(name)
-        return printers.pod_status_reason(p) if p else "<gone>"
+        return pods.pod_status_reason(p) if p else "<gone>"
 
     def wait(self, pred: Callable[[], Any], timeout_s: float, what: str) -> Any:
         return wait_for(pred, timeout_s, what, poll_s=0.05)
@@ -118,7 +118,7 @@ class Env:
         """The pod as read when it showed `word` (a later read may already show the next state)."""
         def showing() -> Obj | None:
             p = self.get(name)
-            return p if p and printers.pod_status_reason(p) == word else None
+            return p if p and pods.pod_status_reason(p) == word else None
 
         return self.wait(showing, timeout_s,  # type: ignore[no-any-return]
                          f"{name} to show {word} (shows {self.word(name)}, saw {self.rec.history(name)})")
@@ -242,7 +242,7 @@ def test_crash_loop_back_off(env: Env) -> None:
 
     def backing_off() -> Obj | None:  # one read: the back-off may end, and the container restart, at any time
         p = env.get("crasher")
-        in_loop = p and printers.pod_status_reason(p) == "CrashLoopBackOff" \
+        in_loop = p and pods.pod_status_reason(p) == "CrashLoopBackOff" \
             and p["status"]["containerStatuses"][0]["restartCount"] >= 2
         return p if in_loop else None
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 
-from hacluster.apiserver import printers
 from hacluster.cluster import launcher
 from hacluster.config import KubeletConfig, default_config
 from hacluster.kubelet.behaviour import ANNOTATION_PREFIX
@@ -79,7 +78,7 @@ def test_kubelets_keep_every_pod_current_across_a_leader_kill(tmp_path: Any) -> 
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             pods = _pods(c, first)
-            if all(printers.pod_status_reason(p) == "Running" for n, p in pods.items() if n.startswith("web")) \
+            if all(pods.pod_status_reason(p) == "Running" for n, p in pods.items() if n.startswith("web")) \
                     and len(pods) == 9:
                 break
             time.sleep(0.1)
@@ -119,7 +118,7 @@ def test_kubelets_keep_every_pod_current_across_a_leader_kill(tmp_path: Any) -> 
 
         def settled() -> bool:
             pods = _pods(c, survivors[0])
-            words = {n: printers.pod_status_reason(p) for n, p in pods.items()}
+            words = {n: pods.pod_status_reason(p) for n, p in pods.items()}
             ready = all((p["status"].get("containerStatuses") or [{}])[0].get("ready") for n, p in pods.items()
                         if n.startswith("web") or n == "after-kill")
             return (all(words.get(f"web-{i}") == "Running" for i in range(6)) and ready
@@ -129,7 +128,7 @@ def test_kubelets_keep_every_pod_current_across_a_leader_kill(tmp_path: Any) -> 
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not settled():
             time.sleep(0.1)
-        assert settled(), {n: printers.pod_status_reason(p) for n, p in _pods(c, survivors[0]).items()}
+        assert settled(), {n: pods.pod_status_reason(p) for n, p in _pods(c, survivors[0]).items()}
         assert time.monotonic() - killed_at < 30
         # The crash loop keeps being reported: its restart count still rises after the failover.
         count = lambda: _pods(c, survivors[0])["looper"]["status"]["containerStatuses"][0]["restartCount"]  # noqa: E731

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from hacluster.apiserver import printers
 from hacluster.apiserver.server import ApiServer
 from hacluster.client import ApiClient
 from hacluster.config import ClusterConfig, KubeletConfig, MasterConfig, UserConfig
+from hacluster.format import pods
 from hacluster.kubelet.agent import Kubelet
 from hacluster.kubelet.behaviour import ANNOTATION_PREFIX, ImageCatalogue, NodeProfile, load_profiles
 from hacluster.kubelet.logs import LogServer
@@ -108,7 +108,7 @@ class Rig:
 
     def status_word(self, name: str) -> str:
         p = self.pod(name)
-        return printers.pod_status_reason(p) if p else "<gone>"
+        return pods.pod_status_reason(p) if p else "<gone>"
 
     async def wait(self, pred: Callable[[], Any], timeout_s: float = 5.0, what: str = "") -> Any:
         deadline = time.monotonic() + timeout_s
@@ -130,7 +130,7 @@ class Rig:
         out: list[str] = []
         for ev in events:
             if ev.resource == "pods" and ev.key == f"default/{name}" and ev.type != "DELETED":
-                word = printers.pod_status_reason(ev.obj)
+                word = pods.pod_status_reason(ev.obj)
                 if not out or out[-1] != word:
                     out.append(word)
         return out

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from hacluster.kubelet.backoff import BackOff, go_duration
+from hacluster.format.durations import go_duration
+from hacluster.kubelet.backoff import BackOff
 
 
 def restart_delays(b: BackOff, crashes: int, run_s: float) -> list[float]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from hacluster.apiserver import printers
+from hacluster.format import pods
 from hacluster.kubelet.runtime import ContainerRecord
 from hacluster.kubelet.status import PodFacts, pod_status, should_restart
 
@@ -77,9 +77,9 @@ def test_pod_status_table(case: dict[str, Any]) -> None:
     if "transition_times" in want:
         assert {c["type"]: c["lastTransitionTime"] for c in status["conditions"]} == want["transition_times"]
     printed = dict(case["pod"], status=status)
-    assert printers.pod_status_reason(printed) == want["kubectl_status"]
-    assert printers.pod_ready(printed) == want["kubectl_ready"]
-    assert printers.pod_restarts(printed, datetime.fromisoformat(case["now"].replace("Z", "+00:00"))) == \
+    assert pods.pod_status_reason(printed) == want["kubectl_status"]
+    assert pods.pod_ready(printed) == want["kubectl_ready"]
+    assert pods.pod_restarts(printed, datetime.fromisoformat(case["now"].replace("Z", "+00:00"))) == \
         want["kubectl_restarts"]
 
 

@@ -1,4 +1,4 @@
-"""Unit tests of hacluster.apiserver.printers: Kubernetes' server-side printing, case by case.
+"""Unit tests of the hacluster.format printers: Kubernetes' server-side printing, case by case.
 
 Three sources of expected values, all table-driven from tests/unit/data/printers/:
 - human_duration.json: every case of apimachinery's duration_test.go;
@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from hacluster.apiserver import printers
+from hacluster.format import columns, durations, events, nodes, pods, selectors, tables, workloads
 from hacluster.model.errors import BadRequest
 
 DATA = Path(__file__).parent / "data" / "printers"
@@ -44,7 +44,7 @@ NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 @pytest.mark.parametrize("case", DURATIONS["cases"], ids=lambda c: c["go"])
 def test_human_duration_matches_apimachinery(case: dict[str, Any]) -> None:
-    assert printers.human_duration(case["ns"] / 1e9) == case["want"]
+    assert durations.human_duration(case["ns"] / 1e9) == case["want"]
 
 
 # datetime resolves microseconds, so the "-2s + 1ns" case is left to the test above.
@@ -54,7 +54,7 @@ WHOLE_US = [c for c in DURATIONS["cases"] if c["ns"] % 1000 == 0]
 @pytest.mark.parametrize("case", WHOLE_US, ids=lambda c: c["go"])
 def test_translate_timestamp_since_uses_the_same_buckets(case: dict[str, Any]) -> None:
     then = NOW - timedelta(microseconds=case["ns"] // 1000)
-    assert printers.translate_timestamp_since(then.isoformat(), NOW) == case["want"]
+    assert durations.translate_timestamp_since(then.isoformat(), NOW) == case["want"]
 
 
 @pytest.mark.parametrize(("offset_s", "want"), [
@@ -67,17 +67,17 @@ def test_translate_timestamp_since_uses_the_same_buckets(case: dict[str, Any]) -
 ])
 def test_translate_timestamp_since(offset_s: float, want: str) -> None:
     then = NOW + timedelta(seconds=offset_s)
-    assert printers.translate_timestamp_since(then.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), NOW) == want
+    assert durations.translate_timestamp_since(then.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), NOW) == want
 
 
 @pytest.mark.parametrize("ts", [None, "", "not-a-time"])
 def test_translate_timestamp_since_unknown(ts: str | None) -> None:
-    assert printers.translate_timestamp_since(ts, NOW) == "<unknown>"
+    assert durations.translate_timestamp_since(ts, NOW) == "<unknown>"
 
 
 def test_translate_timestamp_since_accepts_naive_now_as_utc() -> None:
-    assert printers.translate_timestamp_since("2026-01-01T11:00:00Z", NOW.replace(tzinfo=None)) == "60m"
-    assert printers.translate_timestamp_since("2026-01-01T12:00:00+01:00", NOW) == "60m"
+    assert durations.translate_timestamp_since("2026-01-01T11:00:00Z", NOW.replace(tzinfo=None)) == "60m"
+    assert durations.translate_timestamp_since("2026-01-01T12:00:00+01:00", NOW) == "60m"
 
 
 # --- pods ------------------------------------------------------------------------------------------------
@@ -86,40 +86,40 @@ def test_translate_timestamp_since_accepts_naive_now_as_utc() -> None:
 @pytest.mark.parametrize("case", POD_CASES["cases"], ids=lambda c: c["name"])
 def test_pod_status_ready_restarts(case: dict[str, Any]) -> None:
     pod = case["pod"]
-    assert printers.pod_status_reason(pod) == case["status"]
-    assert printers.pod_ready(pod) == case["ready"]
-    assert printers.pod_restarts(pod, POD_NOW) == case["restarts"]
-    row = printers.pod_row(pod, POD_NOW)
+    assert pods.pod_status_reason(pod) == case["status"]
+    assert pods.pod_ready(pod) == case["ready"]
+    assert pods.pod_restarts(pod, POD_NOW) == case["restarts"]
+    row = pods.pod_row(pod, POD_NOW)
     age = "60m" if pod["metadata"].get("creationTimestamp") else "<unknown>"
     assert row[:5] == [pod["metadata"]["name"], case["ready"], case["status"], case["restarts"], age]
     if "wide" in case:
         assert row[5:] == case["wide"]
-    table_row = printers.pod_table([pod], POD_NOW)["rows"][0]
+    table_row = tables.pod_table([pod], POD_NOW)["rows"][0]
     assert table_row["cells"] == row
     assert table_row.get("conditions") == case.get("rowConditions")
 
 
 @pytest.mark.parametrize("case", UPSTREAM["pods"], ids=lambda c: c["test"])
 def test_pod_rows_match_upstream_printers_test(case: dict[str, Any]) -> None:
-    row = printers.pod_row(case["pod"], UPSTREAM_NOW)
-    assert len(row) == len(printers.POD_COLUMNS)
+    row = pods.pod_row(case["pod"], UPSTREAM_NOW)
+    assert len(row) == len(columns.POD_COLUMNS)
     assert row[:len(case["cells"])] == case["cells"]
-    table_row = printers.pod_table([case["pod"]], UPSTREAM_NOW)["rows"][0]
+    table_row = tables.pod_table([case["pod"]], UPSTREAM_NOW)["rows"][0]
     assert table_row.get("conditions") == case.get("conditions")
 
 
 def test_pod_restarts_is_a_string_like_the_column() -> None:
-    column = {c.name: c for c in printers.POD_COLUMNS}["Restarts"]
+    column = {c.name: c for c in columns.POD_COLUMNS}["Restarts"]
     assert column.type == "string"
     pod = {"metadata": {"name": "p"}, "spec": {"containers": [{}]},
            "status": {"containerStatuses": [{"restartCount": 2}]}}
-    assert printers.pod_restarts(pod, NOW) == "2"
+    assert pods.pod_restarts(pod, NOW) == "2"
 
 
 def test_pod_printing_does_not_mutate_its_input() -> None:
     pods = [case["pod"] for case in POD_CASES["cases"]]
     before = copy.deepcopy(pods)
-    printers.pod_table(pods, POD_NOW, "Object")
+    tables.pod_table(pods, POD_NOW, "Object")
     assert pods == before
 
 
@@ -128,8 +128,8 @@ def test_pod_printing_does_not_mutate_its_input() -> None:
 
 @pytest.mark.parametrize("case", UPSTREAM["nodes"], ids=lambda c: c["test"])
 def test_node_rows_match_upstream_printers_test(case: dict[str, Any]) -> None:
-    row = printers.node_row(case["node"], UPSTREAM_NOW)
-    assert len(row) == len(printers.NODE_COLUMNS)
+    row = nodes.node_row(case["node"], UPSTREAM_NOW)
+    assert len(row) == len(columns.NODE_COLUMNS)
     assert row[:len(case["cells"])] == case["cells"]
 
 
@@ -156,7 +156,7 @@ def _node(conditions: list[dict[str, str]] | None = None, unschedulable: bool | 
     ([{"type": "Ready", "status": "False"}, {"type": "Ready", "status": "True"}], None, "Ready"),  # last wins
 ])
 def test_node_status(conditions: list[dict[str, str]] | None, unschedulable: bool | None, want: str) -> None:
-    assert printers.node_status(_node(conditions, unschedulable)) == want
+    assert nodes.node_status(_node(conditions, unschedulable)) == want
 
 
 @pytest.mark.parametrize(("labels", "want"), [
@@ -171,7 +171,7 @@ def test_node_status(conditions: list[dict[str, str]] | None, unschedulable: boo
     ({"kubernetes.io/hostname": "n1", "topology.kubernetes.io/zone": "a"}, "<none>"),
 ])
 def test_node_roles(labels: dict[str, str], want: str) -> None:
-    assert printers.node_roles(_node(labels=labels)) == want
+    assert nodes.node_roles(_node(labels=labels)) == want
 
 
 def test_node_row_realistic() -> None:
@@ -188,7 +188,7 @@ def test_node_row_realistic() -> None:
                          "kernelVersion": "6.1.0", "containerRuntimeVersion": "hacluster://0.1.0"},
         },
     }
-    assert printers.node_row(node, NOW) == [
+    assert nodes.node_row(node, NOW) == [
         "worker-1", "Ready", "worker", "2d3h", "v1.32.0-hacluster", "10.0.0.11", "<none>",
         "hacluster simulated", "6.1.0", "hacluster://0.1.0"]
 
@@ -198,8 +198,8 @@ def test_node_row_realistic() -> None:
 
 @pytest.mark.parametrize("case", UPSTREAM["events"], ids=lambda c: c["test"])
 def test_event_rows_match_upstream_printers_test(case: dict[str, Any]) -> None:
-    row = printers.event_row(case["event"], UPSTREAM_NOW)
-    assert len(row) == len(printers.EVENT_COLUMNS)
+    row = events.event_row(case["event"], UPSTREAM_NOW)
+    assert len(row) == len(columns.EVENT_COLUMNS)
     if len(case["cells"]) == len(row):
         assert row == case["cells"]
     else:  # the non-wide expectation: Last Seen, Type, Reason, Object, Message
@@ -211,7 +211,7 @@ def test_event_row_trims_message_and_lowercases_kind() -> None:
              "reason": "NodeReady", "message": "  node is ready \n", "count": 0,
              "firstTimestamp": "2026-01-01T11:59:00Z", "lastTimestamp": "2026-01-01T11:59:30Z",
              "source": {"component": "kubelet"}}
-    assert printers.event_row(event, NOW) == [
+    assert events.event_row(event, NOW) == [
         "30s", "Normal", "NodeReady", "node", "", "kubelet", "node is ready", "60s", 1, "web.1"]
 
 
@@ -227,14 +227,14 @@ def test_replicaset_row() -> None:
                                                       {"name": "log", "image": "busybox"}]}}},
         "status": {"replicas": 3, "readyReplicas": 2},
     }
-    assert printers.replicaset_row(rs, NOW) == [
+    assert workloads.replicaset_row(rs, NOW) == [
         "web-5d8f", 3, 3, 2, "3m", "web,log", "nginx:1.27,busybox", "app=web,pod-template-hash=5d8f"]
 
 
 def test_replicaset_row_defaults() -> None:
-    assert printers.replicaset_row({"metadata": {"name": "rs"}}, NOW) == [
+    assert workloads.replicaset_row({"metadata": {"name": "rs"}}, NOW) == [
         "rs", 1, 0, 0, "<unknown>", "", "", "<none>"]
-    assert printers.replicaset_row({"metadata": {"name": "rs"}, "spec": {"replicas": 0}}, NOW)[1] == 0
+    assert workloads.replicaset_row({"metadata": {"name": "rs"}, "spec": {"replicas": 0}}, NOW)[1] == 0
 
 
 @pytest.mark.parametrize(("selector", "want"), [
@@ -251,22 +251,22 @@ def test_replicaset_row_defaults() -> None:
     ({"matchExpressions": [{"key": "tier", "operator": "In", "values": []}]}, "<error>"),
 ])
 def test_format_label_selector(selector: dict[str, Any] | None, want: str) -> None:
-    assert printers.format_label_selector(selector) == want
+    assert selectors.format_label_selector(selector) == want
 
 
 def test_namespace_lease_and_default_rows() -> None:
     ns = {"metadata": {"name": "default", "creationTimestamp": "2026-01-01T10:00:00Z"},
           "status": {"phase": "Active"}}
-    assert printers.namespace_row(ns, NOW) == ["default", "Active", "120m"]
+    assert tables.namespace_row(ns, NOW) == ["default", "Active", "120m"]
     # upstream's "namespace2": no status, no age
-    assert printers.namespace_row({"metadata": {"name": "x"}}, NOW) == ["x", "", "<unknown>"]
+    assert tables.namespace_row({"metadata": {"name": "x"}}, NOW) == ["x", "", "<unknown>"]
     lease = {"metadata": {"name": "kube-scheduler", "creationTimestamp": "2026-01-01T11:59:00Z"},
              "spec": {"holderIdentity": "master-2_0f3c", "leaseDurationSeconds": 15}}
-    assert printers.lease_row(lease, NOW) == ["kube-scheduler", "master-2_0f3c", "60s"]
-    assert printers.lease_row({"metadata": {"name": "l"}, "spec": {}}, NOW) == ["l", "", "<unknown>"]
+    assert tables.lease_row(lease, NOW) == ["kube-scheduler", "master-2_0f3c", "60s"]
+    assert tables.lease_row({"metadata": {"name": "l"}, "spec": {}}, NOW) == ["l", "", "<unknown>"]
     cm = {"metadata": {"name": "cfg", "creationTimestamp": "2026-01-01T10:00:00.123456+02:00"}}
-    assert printers.default_row(cm, NOW) == ["cfg", "2026-01-01T08:00:00Z"]
-    assert printers.default_row({"metadata": {"name": "x"}}, NOW) == ["x", "0001-01-01T00:00:00Z"]
+    assert tables.default_row(cm, NOW) == ["cfg", "2026-01-01T08:00:00Z"]
+    assert tables.default_row({"metadata": {"name": "x"}}, NOW) == ["x", "0001-01-01T00:00:00Z"]
 
 
 # --- tables ----------------------------------------------------------------------------------------------
@@ -304,13 +304,13 @@ SAMPLES: dict[str, list[dict[str, Any]]] = {
 
 
 def test_table_builders_cover_the_served_resources() -> None:
-    assert set(printers.TABLE_BUILDERS) == {"pods", "nodes", "events", "replicasets", "namespaces", "leases",
+    assert set(tables.TABLE_BUILDERS) == {"pods", "nodes", "events", "replicasets", "namespaces", "leases",
                                             "deployments", "jobs"}
 
 
 @pytest.mark.parametrize("resource", sorted(EXPECTED_COLUMNS))
 def test_column_definitions_are_kubernetes_own(resource: str) -> None:
-    table = printers.TABLE_BUILDERS[resource]([], NOW)
+    table = tables.TABLE_BUILDERS[resource]([], NOW)
     got = [(c["name"], c["type"], c["format"], c["priority"]) for c in table["columnDefinitions"]]
     assert got == EXPECTED_COLUMNS[resource]
     for column in table["columnDefinitions"]:
@@ -320,7 +320,7 @@ def test_column_definitions_are_kubernetes_own(resource: str) -> None:
 
 @pytest.mark.parametrize("resource", sorted(SAMPLES))
 def test_every_row_has_one_cell_per_column(resource: str) -> None:
-    table = printers.TABLE_BUILDERS[resource](SAMPLES[resource], NOW, resource_version="42")
+    table = tables.TABLE_BUILDERS[resource](SAMPLES[resource], NOW, resource_version="42")
     assert table["kind"] == "Table" and table["apiVersion"] == "meta.k8s.io/v1"
     assert table["metadata"] == {"resourceVersion": "42"}
     assert len(table["rows"]) == len(SAMPLES[resource])
@@ -331,7 +331,7 @@ def test_every_row_has_one_cell_per_column(resource: str) -> None:
 
 def test_default_table() -> None:
     objs = [{"kind": "ConfigMap", "metadata": {"name": "cfg", "creationTimestamp": "2026-01-01T00:00:00Z"}}]
-    table = printers.default_table(objs, NOW, resource_version="9")
+    table = tables.default_table(objs, NOW, resource_version="9")
     assert [(c["name"], c["type"], c["format"], c["priority"]) for c in table["columnDefinitions"]] == [
         ("Name", "string", "name", 0), ("Created At", "date", "", 0)]
     assert table["rows"] == [{"cells": ["cfg", "2026-01-01T00:00:00Z"],
@@ -341,19 +341,19 @@ def test_default_table() -> None:
 
 def test_include_object() -> None:
     pod = POD_CASES["cases"][2]["pod"]
-    meta_row = printers.pod_table([pod], NOW)["rows"][0]
+    meta_row = tables.pod_table([pod], NOW)["rows"][0]
     assert meta_row["object"] == {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
                                   "metadata": pod["metadata"]}
-    assert printers.pod_table([pod], NOW, "")["rows"][0]["object"] == meta_row["object"]
-    assert printers.pod_table([pod], NOW, "Object")["rows"][0]["object"] == pod
-    assert "object" not in printers.pod_table([pod], NOW, "None")["rows"][0]
+    assert tables.pod_table([pod], NOW, "")["rows"][0]["object"] == meta_row["object"]
+    assert tables.pod_table([pod], NOW, "Object")["rows"][0]["object"] == pod
+    assert "object" not in tables.pod_table([pod], NOW, "None")["rows"][0]
     with pytest.raises(BadRequest) as raised:
-        printers.node_table([], NOW, "metadata")
+        tables.node_table([], NOW, "metadata")
     assert raised.value.code == 400
 
 
 def test_table_list_metadata_and_no_headers() -> None:
-    table = printers.namespace_table([], NOW, resource_version="", continue_token="abc",
+    table = tables.namespace_table([], NOW, resource_version="", continue_token="abc",
                                      remaining_item_count=3, no_headers=True)
     assert table == {"kind": "Table", "apiVersion": "meta.k8s.io/v1",
                      "metadata": {"continue": "abc", "remainingItemCount": 3},
@@ -362,7 +362,7 @@ def test_table_list_metadata_and_no_headers() -> None:
 
 def test_row_keys_in_kubernetes_order() -> None:
     succeeded = next(c["pod"] for c in POD_CASES["cases"] if c["status"] == "Completed")
-    row = printers.pod_table([succeeded], NOW)["rows"][0]
+    row = tables.pod_table([succeeded], NOW)["rows"][0]
     assert list(row) == ["cells", "conditions", "object"]
-    assert list(printers.pod_table([], NOW)) == [
+    assert list(tables.pod_table([], NOW)) == [
         "kind", "apiVersion", "metadata", "columnDefinitions", "rows"]

@@ -2,12 +2,12 @@
 
 import pytest
 
+from hacluster.format.selectors import label_selector_string
 from hacluster.model.selectors import (
     SelectorError,
     label_selector_matches,
     parse_field_selector,
     parse_label_selector,
-    selector_to_string,
 )
 
 LABELS = {"app": "web", "tier": "front", "env": "prod"}
@@ -62,4 +62,5 @@ def test_label_selector_objects():
                                                                 "values": ["prod", "dev"]}]}
     assert label_selector_matches(sel, LABELS)
     assert not label_selector_matches(sel, {"app": "web", "env": "qa"})
-    assert selector_to_string(sel) == "app=web,env in (prod,dev)"
+    # The query-string form sorts each requirement's values, as apimachinery's Requirement.String() does.
+    assert label_selector_string(sel) == "app=web,env in (dev,prod)"

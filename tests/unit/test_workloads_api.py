@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 
 from hacluster.apiserver.auth import User
 from hacluster.apiserver.metrics_api import cpu_quantity, memory_quantity, node_metrics, pod_metrics
-from hacluster.apiserver.printers import TABLE_BUILDERS, deployment_row, job_row
 from hacluster.apiserver.reviews import access_allowed, rules_for
+from hacluster.format.tables import TABLE_BUILDERS
+from hacluster.format.workloads import deployment_row, job_row
 from hacluster.kubelet.behaviour import ImageCatalogue
 from hacluster.kubelet.stats import summary
 from hacluster.model import validation
