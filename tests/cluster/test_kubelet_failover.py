@@ -16,6 +16,7 @@ import pytest
 
 from hacluster.cluster import launcher
 from hacluster.config import KubeletConfig, default_config
+from hacluster.format.pods import pod_status_reason
 from hacluster.kubelet.behaviour import ANNOTATION_PREFIX
 from tests.cluster.conftest import Cluster
 
@@ -78,7 +79,7 @@ def test_kubelets_keep_every_pod_current_across_a_leader_kill(tmp_path: Any) -> 
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             pods = _pods(c, first)
-            if all(pods.pod_status_reason(p) == "Running" for n, p in pods.items() if n.startswith("web")) \
+            if all(pod_status_reason(p) == "Running" for n, p in pods.items() if n.startswith("web")) \
                     and len(pods) == 9:
                 break
             time.sleep(0.1)
@@ -118,7 +119,7 @@ def test_kubelets_keep_every_pod_current_across_a_leader_kill(tmp_path: Any) -> 
 
         def settled() -> bool:
             pods = _pods(c, survivors[0])
-            words = {n: pods.pod_status_reason(p) for n, p in pods.items()}
+            words = {n: pod_status_reason(p) for n, p in pods.items()}
             ready = all((p["status"].get("containerStatuses") or [{}])[0].get("ready") for n, p in pods.items()
                         if n.startswith("web") or n == "after-kill")
             return (all(words.get(f"web-{i}") == "Running" for i in range(6)) and ready
@@ -128,7 +129,7 @@ def test_kubelets_keep_every_pod_current_across_a_leader_kill(tmp_path: Any) -> 
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not settled():
             time.sleep(0.1)
-        assert settled(), {n: pods.pod_status_reason(p) for n, p in _pods(c, survivors[0]).items()}
+        assert settled(), {n: pod_status_reason(p) for n, p in _pods(c, survivors[0]).items()}
         assert time.monotonic() - killed_at < 30
         # The crash loop keeps being reported: its restart count still rises after the failover.
         count = lambda: _pods(c, survivors[0])["looper"]["status"]["containerStatuses"][0]["restartCount"]  # noqa: E731
