@@ -3,7 +3,7 @@ journey in the terminal.
 
 This module wires `chaos/` into the dashboard (which never imports it): `NemesisControls` carries out the
 page's faults with the same `chaos.nemesis.Nemesis` as `hacluster chaos …`, logging them to the same
-`chaos/faults.jsonl`. `start_detached` runs the dashboard as a process of the cluster (for `hacluster up
+`<state-dir>/chaos/faults.jsonl`. `start_detached` runs the dashboard as a process of the cluster (for `hacluster up
 --dashboard` and the demo), so `hacluster down` stops it with everything else.
 """
 

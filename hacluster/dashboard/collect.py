@@ -7,7 +7,7 @@ Used by the dashboard server (one Collector per server). `run(stop)` runs bounde
 - every `links_period_s` Toxiproxy's `GET /proxies` when the cluster has the chaos network (`--chaos`),
   which gives each Raft link as Toxiproxy really has it; otherwise the masters' own view of their peers;
 - every `metrics_period_s` each master's `/metrics`, turned into writes/s by answer (ok / 503 / 504);
-- the fault log `chaos/faults.jsonl` (written by `hacluster chaos …` and by the dashboard's controls);
+- the fault log `<state-dir>/chaos/faults.jsonl` (written by `hacluster chaos …` and by the dashboard's controls);
 - pods and nodes: one list, then a watch, relisting when the watch ends or its revision is gone, moving
   between masters when one fails.
 Changes of role and term become timeline entries; every change raises `version` and wakes `wait_change`,

@@ -1,8 +1,8 @@
 """The store replicated with pysyncobj's Raft — with `hacluster.raft.election` (PreVote, leader stickiness,
 CheckQuorum, mixed into the pysyncobj subclass here), the only module of hacluster that imports pysyncobj.
 
-Created once per master process by `hacluster.apiserver.master`. pysyncobj runs its own tick thread;
-this module bridges it to asyncio:
+Created once per master process by `hacluster.cluster.master` (through `hacluster.cluster.engines`).
+pysyncobj runs its own tick thread; this module bridges it to asyncio:
 - `propose()` encodes a command to bytes, hands it to pysyncobj with a callback, and awaits the callback
   through `loop.call_soon_threadsafe`, with its own deadline (pysyncobj has none for async calls).
   Before proposing it checks this master's view of the cluster: with no leader, or (on the leader) no
