@@ -58,6 +58,15 @@ class RaftConfig(_Frozen):
     tick_ms: int = Field(default=10, gt=0, le=100)
     """Longest the Raft thread sleeps between ticks. Election timeouts fire on tick boundaries, so a coarse
     tick (pysyncobj's default is 50 ms) makes candidates' random timeouts collide and split votes."""
+    append_batch_bytes: int = Field(default=256 * 1024, ge=4096, le=64 * 1024 * 1024)
+    """Most bytes of entries one AppendEntries carries (a single larger entry still goes alone): large enough
+    to catch a follower up in few messages, small enough that one message does not hold the Raft thread."""
+    proposal_retry_wait_ms: int = Field(default=50, gt=0, le=5000)
+    """Longest a proposal waits for news of a new leader between two attempts (a new leader wakes it
+    earlier); the request's own deadline bounds the whole."""
+    journal_segment_max_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
+    """The Raft journal starts a new segment file once the current one is this large; whole segments
+    behind a snapshot are deleted, so this bounds what compaction leaves on disk."""
     log_compaction_min_entries: int = Field(default=50_000, ge=2)
     """Compact the Raft log (snapshot the store) once it holds this many entries…"""
     log_compaction_min_time_s: int = Field(default=600, gt=0)
@@ -113,6 +122,14 @@ class ApiConfig(_Frozen):
     elsewhere), rather than all at once, which would make every client relist at the same moment."""
     watch_timeout_s_max: int = Field(default=1800, gt=0)
     """Longest a watch stays open; clients resume from the last resourceVersion they saw."""
+    watch_bookmark_period_s: float = Field(default=10.0, gt=0, le=600)
+    """How often a watch that asked for bookmarks (allowWatchBookmarks) gets one when nothing else happens."""
+    watch_future_revision_wait_s: float = Field(default=3.0, gt=0, le=60)
+    """A watch from a resourceVersion this master has not reached yet waits this long for it, then is
+    answered 504 ResourceVersionTooLarge (kube-apiserver waits 3 s)."""
+    update_conflict_retries: int = Field(default=5, ge=1, le=100)
+    """Times a server-side read-modify-write (a patch, a status merge) is retried when another write changed
+    the object in between, before the client gets 409 Conflict."""
     list_limit_max: int = Field(default=5000, gt=0)
     """Largest page a list returns even when the client asks for more or for no limit."""
     # -- the front door: overload, slow clients, audit (hacluster.apiserver.flowcontrol, .limits, .audit)
@@ -297,6 +314,17 @@ class KubeletConfig(_Frozen):
     """Period of the node-pressure eviction check (Kubernetes' housekeeping interval; scaled)."""
     eviction_pressure_transition_s: float = Field(default=300.0, ge=0)
     """How long MemoryPressure stays True after memory recovered (evictionPressureTransitionPeriod; scaled)."""
+    pod_resync_s: float = Field(default=60.0, gt=0, le=3600)
+    """Longest a pod worker sleeps without a reason before it syncs its pod again (the kubelet's periodic
+    resync: 1 min; not scaled)."""
+    pod_worker_backoff_s: float = Field(default=10.0, gt=0, le=600)
+    """Delay before a pod whose sync failed is synced again (the kubelet's pod worker backOffPeriod; scaled)."""
+    watch_timeout_s_min: int = Field(default=240, gt=0)
+    """A kubelet's pod watch asks the server to close it after a random time between this…"""
+    watch_timeout_s_max: int = Field(default=360, gt=0)
+    """…and this (client-go's reflectors pick 5–10 min), then resumes from the last resourceVersion."""
+    list_page_size: int = Field(default=500, ge=1, le=5000)
+    """Items per page when the kubelet lists its pods (Kubernetes' reflectors list in pages of 500)."""
     status_write_concurrency: int = Field(default=8, ge=1, le=256)
     """Pod status writes one kubelet keeps in flight at once."""
     events_per_pod_max: int = Field(default=40, ge=0, le=1000)
@@ -324,6 +352,8 @@ class KubeletConfig(_Frozen):
             problems.append("crashloop_backoff_max_s: must be >= crashloop_backoff_initial_s")
         if self.image_pull_backoff_max_s < self.image_pull_backoff_initial_s:
             problems.append("image_pull_backoff_max_s: must be >= image_pull_backoff_initial_s")
+        if self.watch_timeout_s_max < self.watch_timeout_s_min:
+            problems.append("watch_timeout_s_max: must be >= watch_timeout_s_min")
         if self.node_lease_renew_s >= self.node_lease_duration_s:
             problems.append("node_lease_renew_s: must be < node_lease_duration_s")
         if problems:
@@ -337,11 +367,17 @@ class ClusterConfig(_Frozen):
     masters: tuple[MasterConfig, ...] = Field(min_length=1, max_length=9)
     """The masters; their count is the Raft cluster size."""
     raft: RaftConfig = RaftConfig()
+    """Raft timings, durability and elections (`hacluster.raft`)."""
     api: ApiConfig = ApiConfig()
+    """The API servers: timeouts, limits, watches, the front door and the audit log (`hacluster.apiserver`)."""
     store: StoreConfig = StoreConfig()
+    """The replicated store: which engine, and how much history it keeps (`hacluster.store`)."""
     scheduler: SchedulerConfig = SchedulerConfig()
+    """The leader's scheduler (`hacluster.scheduler`)."""
     controllers: ControllersConfig = ControllersConfig()
+    """The leader's controllers (`hacluster.controllers`)."""
     kubelet: KubeletConfig = KubeletConfig()
+    """Kubelets started by `hacluster up` and `hacluster kubelet` (`hacluster.kubelet`)."""
     nodes: tuple[NodeConfig, ...] = ()
     """Nodes whose kubelets `hacluster up` starts (besides node-1 … node-K of `--nodes K`)."""
     users: tuple[UserConfig, ...] = ()

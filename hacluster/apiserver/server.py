@@ -73,7 +73,8 @@ class ApiServer:
             info=NonResource(master_id, store, metrics=self.metrics, authn=self.authn, flow=self.flow,
                              traces=self.traces, decoder=decoder),
             watches=WatchStreams(cfg, master_id, store, self.hub, self.metrics, reads),
-            writes=Writes(master_id, store, clock, self.traces, decoder, reads),
+            writes=Writes(master_id, store, clock, self.traces, decoder, reads,
+                          update_conflict_retries=cfg.api.update_conflict_retries),
             logs=LogProxy(store, reads))
 
     def app(self) -> web.Application:

@@ -29,11 +29,6 @@ from hacluster.store.state import ADDED, DELETED, MODIFIED, WatchEvent
 
 Obj = dict[str, Any]
 
-_BOOKMARK_PERIOD_S = 10.0
-FUTURE_REVISION_WAIT_S = 3.0
-"""How long a watch from a resourceVersion this master has not reached yet waits for it (kube-apiserver's
-watch cache blocks 3 s) before answering "Too large resource version"."""
-
 
 class WatchStreams:
     """Serves the watches of one master; `reads` gives the consistent-read barrier and table rows."""
@@ -82,7 +77,7 @@ class WatchStreams:
                 raise E.BadRequest(f"invalid resource version: {rv_param!r}") from None
             # A client resuming where it left off on a master that has not applied that far yet: starting from
             # the local revision would replay changes it has seen. Wait for the revision, as Kubernetes does.
-            current = await self.store.wait_for_change(last_rev - 1, FUTURE_REVISION_WAIT_S)
+            current = await self.store.wait_for_change(last_rev - 1, self.cfg.api.watch_future_revision_wait_s)
             if current < last_rev:
                 too_large = E.Timeout(f"Timeout: Too large resource version: {last_rev}, current: {current}",
                                       causes=(E.Cause("ResourceVersionTooLarge", "Too large resource version", ""),),
@@ -129,7 +124,7 @@ class WatchStreams:
                 batch: list[WatchEvent] = []
                 ended = False
                 try:
-                    async with asyncio.timeout(min(remaining, _BOOKMARK_PERIOD_S)):
+                    async with asyncio.timeout(min(remaining, self.cfg.api.watch_bookmark_period_s)):
                         first = await sub.queue.get()
                     if first is None:
                         ended = True
@@ -150,7 +145,7 @@ class WatchStreams:
                         await resp.write(b"".join(out))
                 if ended:
                     break
-                if bookmarks and time.monotonic() - last_bookmark >= _BOOKMARK_PERIOD_S:
+                if bookmarks and time.monotonic() - last_bookmark >= self.cfg.api.watch_bookmark_period_s:
                     last_bookmark = time.monotonic()
                     await resp.write(encode_json({"type": "BOOKMARK", "object": {
                         "kind": t.res.kind, "apiVersion": t.res.api_version,

@@ -47,15 +47,15 @@ Obj = dict[str, Any]
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' utilrand alphabet
 _SERVER_SET_META = ("uid", "resourceVersion", "creationTimestamp", "deletionTimestamp",
                     "deletionGracePeriodSeconds", "generation", "selfLink", "managedFields")
-_UPDATE_RETRIES = 5
 
 
 class Writes:
     """The write handlers of one master; `reads` gives the barrier of a dry-run delete."""
 
     def __init__(self, master_id: str, store: ReplicatedStore, clock: Callable[[], float], traces: ObjectTraces,
-                 decoder: BodyDecoder, reads: Reads) -> None:
+                 decoder: BodyDecoder, reads: Reads, *, update_conflict_retries: int) -> None:
         self.master_id = master_id
+        self.update_conflict_retries = update_conflict_retries
         self.store = store
         self.clock = clock
         self.traces = traces
@@ -196,7 +196,7 @@ class Writes:
     async def guaranteed_update(self, request: web.Request, user: User, t: Target,
                                  mutate: Callable[[Obj], Obj], client_rv: str) -> web.Response:
         """Read, mutate, validate and compare-and-set, retrying on conflicts the client did not cause."""
-        for attempt in range(_UPDATE_RETRIES):
+        for attempt in range(self.update_conflict_retries):
             if attempt or request.query.get("resourceVersion") != "0":
                 await self.store.linearizable_barrier()
             current = self.store.read(lambda s: s.get(t.res.plural, t.namespace, t.name))

@@ -5,6 +5,9 @@ describer for anything else), rendered exactly as kubectl 1.20 renders them, eve
 pods and lease, a ReplicaSet's pods) and returns the text. The layout comes from Go's tabwriter
 (`hacluster.cli.kube.tabbed`): lines with tabs form column blocks, a line without one ends a block, the
 events table is flushed on its own. Ages are computed here, at the time of the call, as kubectl does.
+
+One file, longer than most: one describer per kind, as kubectl keeps them (describe.go), sharing the
+section and table helpers; each describer is short and read on its own.
 """
 
 from __future__ import annotations

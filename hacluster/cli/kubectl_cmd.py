@@ -7,6 +7,9 @@ on a terminal the STATUS and TYPE cells are coloured (rich; NO_COLOR turns it of
 stderr, worded as kubectl words it (`Error from server (NotFound): pods "x" not found`), with exit code 1.
 By default a request that a master refuses without acting (connection refused, 503) goes to the next master
 of the kubeconfig; `--master m2` talks to that master only.
+
+One file, a little longer than most: the commands share one context (kubeconfig, failover client,
+printing) and each is a short function.
 """
 
 from __future__ import annotations

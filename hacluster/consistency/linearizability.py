@@ -30,6 +30,9 @@ then count as `info`) and says in a sentence why that operation is impossible.
 
 Called by `hacluster.consistency.explain` (`run_check`, used by the CLI), the chaos runner and
 `scripts/bench-checker`. Pure: no I/O except `check_file`, which reads the history.
+
+One file, longer than most: the search, its pruning rules and the explanation of a failure share the
+entry list, the memo and the model, and none of them can be read without the others beside it.
 """
 
 from __future__ import annotations

@@ -29,12 +29,14 @@ FAST_WRITE = {"resourceVersion": "0"}
 read barrier: the write itself is a compare-and-set on the resourceVersion it read, so a stale read only
 costs a retry (which does wait for the barrier)."""
 LIST_PAGE_SIZE = 500
-"""Items per page when the kubelet lists pods (Kubernetes' reflectors list in pages of 500)."""
+"""Items per page by default (Kubernetes' reflectors list in pages of 500; a kubelet passes its
+`kubelet.list_page_size`)."""
 LIST_PAGES_MAX = 1000
 """Most pages one list may take (500,000 objects) before it is given up as malformed."""
 
 
-async def list_all(api: ApiClient, path: str, params: dict[str, str]) -> tuple[list[Obj], str]:
+async def list_all(api: ApiClient, path: str, params: dict[str, str], *,
+                   page_size: int = LIST_PAGE_SIZE) -> tuple[list[Obj], str]:
     """Every object a list returns, following `continue` tokens page by page; and the list's resourceVersion.
     (A list without a limit is cut at the server's list_limit_max: reading only its first page would make
     the rest look deleted.)"""
@@ -42,7 +44,7 @@ async def list_all(api: ApiClient, path: str, params: dict[str, str]) -> tuple[l
     cont = ""
     rv = ""
     for _ in range(LIST_PAGES_MAX):
-        q = dict(params, limit=str(LIST_PAGE_SIZE))
+        q = dict(params, limit=str(page_size))
         if cont:
             q["continue"] = cont
         page = await api.get(path, params=q)

@@ -22,9 +22,6 @@ from hacluster.kubelet.podworker import PodWorkers
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
-WATCH_TIMEOUT_S = (240, 360)
-"""A watch asks the server to close it after a random time in this range, then resumes."""
-
 
 class PodSource:
     """The list/watch of one node's pods, applied to its pod workers."""
@@ -44,7 +41,8 @@ class PodSource:
             try:
                 if not self.resource_version:
                     await self._relist(selector)
-                timeout = random.randint(*WATCH_TIMEOUT_S)
+                cfg = self.workers.cfg
+                timeout = random.randint(cfg.watch_timeout_s_min, cfg.watch_timeout_s_max)
                 stream = cast(AsyncGenerator[Obj, None], self.api.watch(
                     "/api/v1/pods", resource_version=self.resource_version, timeout_s=timeout, params=selector))
                 try:
@@ -94,7 +92,7 @@ class PodSource:
         return False
 
     async def _relist(self, selector: dict[str, str]) -> None:
-        items, rv = await list_all(self.api, "/api/v1/pods", selector)
+        items, rv = await list_all(self.api, "/api/v1/pods", selector, page_size=self.workers.cfg.list_page_size)
         self.apply_listing(items)
         self.resource_version = rv
 

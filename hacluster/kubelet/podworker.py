@@ -38,10 +38,8 @@ from hacluster.model.timestamps import rfc3339
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
-POD_RESYNC_S = 60.0
-"""Longest a pod worker sleeps without a reason (the kubelet's periodic resync: 1 min)."""
-POD_WORKER_BACKOFF_S = 10.0
-"""Delay before a pod whose sync failed is synced again (Kubernetes' pod worker backOffPeriod; scaled)."""
+# Constants of Kubernetes' kubelet, not settings (the resync period and the failed-sync back-off are in
+# `hacluster.config.KubeletConfig`):
 EVICTION_GRACE_S = 1.0
 """Grace period of a pod evicted at a hard threshold (Kubernetes' immediateEvictionGracePeriodSeconds)."""
 FORCE_DELETE_GRACE_S = 2.0
@@ -227,7 +225,7 @@ class PodWorkers:
     async def _pod_worker(self, e: PodEntry) -> None:
         try:
             while True:
-                await wait_event(e.wake, POD_RESYNC_S * random.uniform(0.8, 1.2))
+                await wait_event(e.wake, self.cfg.pod_resync_s * random.uniform(0.8, 1.2))
                 e.wake.clear()
                 try:
                     if await self._sync(e):
@@ -244,7 +242,7 @@ class PodWorkers:
     def _requeue_after_error(self, e: PodEntry) -> None:
         """A sync that ended in an error (a failed pull, a container in back-off) is retried after the pod
         worker's back-off period, 10 s jittered by up to 50 % (scaled), as Kubernetes' pod workers do."""
-        e.wake_at(self.clock() + POD_WORKER_BACKOFF_S * self.scale * random.uniform(1.0, 1.5))
+        e.wake_at(self.clock() + self.cfg.pod_worker_backoff_s * self.scale * random.uniform(1.0, 1.5))
 
     def _publish(self, e: PodEntry) -> None:
         if e.admitted is False and e.terminal is not None:

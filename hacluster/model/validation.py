@@ -4,6 +4,9 @@ Called by the API server on create and update, after the body was decoded (`hacl
 before anything is proposed to the store. Every error is collected with its field path, so a bad pod is
 answered with all of its problems in one 422 `Invalid` Status, worded as Kubernetes words them
 (`spec.containers[0].image: Required value`). Defaults are the ones the Kubernetes API server applies.
+
+One file, longer than most: one validator per kind and field, as Kubernetes keeps them
+(pkg/apis/core/validation), sharing the error collector and the field-path helpers.
 """
 
 from __future__ import annotations

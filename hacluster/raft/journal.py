@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 SEGMENT_MAGIC = b"HACLWAL\x01"
 SEGMENT_PREFIX = "wal-"
 SEGMENT_SUFFIX = ".log"
-SEGMENT_MAX_BYTES = 64 * 1024 * 1024  # a new segment starts once the current one is this large
+SEGMENT_MAX_BYTES = 64 * 1024 * 1024  # default of `raft.journal_segment_max_bytes`
 TERM_FILE = "raft.term"
 COMMIT_FILE = "raft.commit"
 LEGACY_FILES = ("raft.journal", "raft.journal.meta")  # pysyncobj's own FileJournal (unchecked, unsynced)
@@ -132,8 +132,10 @@ class DurableJournal(Journal):  # type: ignore[misc]
 
     def __init__(self, directory: str | Path, storage: Storage, *,
                  on_fatal: Callable[[OSError, str], NoReturn] = fail_stop,
-                 on_fsync: Callable[[float], None] | None = None) -> None:
+                 on_fsync: Callable[[float], None] | None = None,
+                 segment_max_bytes: int = SEGMENT_MAX_BYTES) -> None:
         self.directory = Path(directory)
+        self.segment_max_bytes = segment_max_bytes
         self.storage = storage
         self._on_fatal = on_fatal
         self._on_fsync = on_fsync
@@ -285,7 +287,7 @@ class DurableJournal(Journal):  # type: ignore[misc]
         """The open last segment, or a new one starting at `idx` when the log is empty, the last segment is
         full, or a compaction asked for a new one."""
         seg = self._segments[-1] if self._segments else None
-        if (seg is None or not self._entries or self._roll_next or seg.size >= SEGMENT_MAX_BYTES
+        if (seg is None or not self._entries or self._roll_next or seg.size >= self.segment_max_bytes
                 or self._entries[-1][1] + 1 != idx
                 or (self._entries[-1][1] < seg.first_index and seg.first_index != idx)):
             return self._start_segment(idx)

@@ -19,6 +19,9 @@ pysyncobj runs its own tick thread; this module bridges it to asyncio:
 - the journal is ours (`hacluster.raft.journal`, checksummed and fsynced; see `install_journal_hook`), and
   the subclass syncs it wherever Raft needs an entry on stable storage: before a follower acknowledges an
   AppendEntries, and before the leader counts itself toward the commit index.
+
+One file, longer than most: it is the only place that reaches into pysyncobj's private methods and
+fields (pinned by tests/unit/test_pysyncobj_internals.py); keeping them together keeps that surface small.
 """
 
 from __future__ import annotations
@@ -65,8 +68,6 @@ _NOT_IN_LOG = {FAIL_REASON.QUEUE_FULL, FAIL_REASON.MISSING_LEADER, FAIL_REASON.N
 # Both are retried with the same request id until the deadline (the state machine deduplicates).
 _RETRYABLE = _MAYBE_IN_LOG | _NOT_IN_LOG
 _RAFT_POSITIONS_MAX = 50_000  # revisions whose Raft entry the audit log can still name
-_RETRY_WAIT_S = 0.05  # how long to wait for a new leader between attempts (bounded by the deadline)
-APPEND_BATCH_BYTES = 256 * 1024  # most bytes of entries one AppendEntries carries (one entry may be larger)
 APPEND_BATCH_ENTRIES = 4096  # and at most this many entries
 CHECK_QUORUM_BACKSTOP = 3  # pysyncobj's own leader step-down after this many leader_fallback_ms (see start)
 
@@ -125,8 +126,9 @@ class _RaftStateMachine(ElectionMixin, SyncObj):  # type: ignore[misc]
 
     def __init__(self, self_addr: str, peers: list[TCPNode], conf: SyncObjConf,
                  apply_payload: Callable[[bytes], Result], *, journal: DurableJournal | None = None,
-                 election: ElectionSettings | None = None) -> None:
+                 election: ElectionSettings | None = None, append_batch_bytes: int = 256 * 1024) -> None:
         self._init_election(election or ElectionSettings())
+        self._append_batch_bytes = append_batch_bytes
         self._apply_payload = apply_payload
         self._journal = journal
         self._wake_pipe: PipeNotifier | None = None
@@ -226,12 +228,12 @@ class _RaftStateMachine(ElectionMixin, SyncObj):  # type: ignore[misc]
 
     def _SyncObj__getEntries(self, fromIDx: int | None, count: int | None = None,
                              maxSizeBytes: int | None = None) -> list[Any]:
-        """Batch at most APPEND_BATCH_BYTES per AppendEntries. The configured batch size is set far above
+        """Batch at most `raft.append_batch_bytes` per AppendEntries. The configured batch size is set far above
         any entry so pysyncobj never chunks one (see `start`); but it is also the size of the batches it
         sends a lagging follower, and pickling, compressing and encrypting megabytes at once holds the Raft
         thread long enough to miss heartbeats and trigger elections."""
         if maxSizeBytes is not None:
-            maxSizeBytes = min(maxSizeBytes, APPEND_BATCH_BYTES)
+            maxSizeBytes = min(maxSizeBytes, self._append_batch_bytes)
             if count is None:  # pysyncobj would read the journal to its end first, then cut the batch
                 count = APPEND_BATCH_ENTRIES
         entries: list[Any] = SyncObj._SyncObj__getEntries(self, fromIDx, count, maxSizeBytes)
@@ -344,7 +346,8 @@ class RaftStore:
             self._data_dir.mkdir(parents=True, exist_ok=True)
             _remove_unpublished_snapshots(self._data_dir)
             journal = DurableJournal(self._data_dir, self.storage, on_fatal=self._journal_failed,
-                                     on_fsync=self._on_fsync)  # raises JournalCorrupt: refuse to start
+                                     on_fsync=self._on_fsync,  # raises JournalCorrupt: refuse to start
+                                     segment_max_bytes=r.journal_segment_max_bytes)
             self.journal = journal
             dump = str(self._data_dir / SNAPSHOT_FILE)
         conf = SyncObjConf(
@@ -381,7 +384,8 @@ class RaftStore:
             if addr != self.address:
                 peers.append(DialNode(addr, self._dial.get(addr)))
         self._sync = _RaftStateMachine(self.address, peers, conf, self._apply_payload, journal=journal,
-                                       election=ElectionSettings.from_config(r))
+                                       election=ElectionSettings.from_config(r),
+                                       append_batch_bytes=r.append_batch_bytes)
         self._sync.addOnTickCallback(self._sync.flush_appends)
         self._sync.addOnTickCallback(self._on_tick)
 
@@ -662,7 +666,7 @@ class RaftStore:
                     self._count("unavailable")
                     raise Unavailable(f"hacluster master {self.id}: {last_reason}; the write was not made",
                                       retry_after_s=1)
-                await self.wait_for_view(min(remaining, _RETRY_WAIT_S))
+                await self.wait_for_view(min(remaining, self.cfg.raft.proposal_retry_wait_ms / 1000))
                 continue
             fut: asyncio.Future[tuple[Any, int]] = self._loop.create_future()
             loop = self._loop
@@ -695,7 +699,8 @@ class RaftStore:
             if err not in _RETRYABLE:
                 break
             self._count("retried")
-            await self.wait_for_view(min(max(deadline - time.monotonic(), 0), _RETRY_WAIT_S))
+            retry_wait_s = self.cfg.raft.proposal_retry_wait_ms / 1000
+            await self.wait_for_view(min(max(deadline - time.monotonic(), 0), retry_wait_s))
         if maybe_in_log:
             self._count("unknown")
             raise Timeout(f"Timeout: request did not complete within {timeout:g}s ({last_reason}); the write may "

@@ -3,7 +3,8 @@
 import asyncio
 import json
 
-from tests.api.conftest import ADMIN, NODE1, VIEWER, pod
+from hacluster.store.local import LocalStore
+from tests.api.conftest import ADMIN, NODE1, VIEWER, make_config, pod, serving
 
 PODS = "/api/v1/namespaces/default/pods"
 
@@ -415,24 +416,23 @@ async def test_watch_from_a_future_revision_waits_for_it_and_never_replays(api):
     resp.close()
 
 
-async def test_watch_from_a_revision_that_never_comes_is_too_large(api, monkeypatch):
+async def test_watch_from_a_revision_that_never_comes_is_too_large():
     """...and when the revision does not arrive in time, answers as Kubernetes' NewTooLargeResourceVersionError:
     a 504 Timeout Status, cause ResourceVersionTooLarge, retryAfterSeconds 1, and no event."""
-    from hacluster.apiserver import watchstream
-
-    monkeypatch.setattr(watchstream, "FUTURE_REVISION_WAIT_S", 0.2)
-    current = api.store.state.revision
-    watch = asyncio.ensure_future(api.client.get(
-        f"{PODS}?watch=true&resourceVersion={current + 50}&timeoutSeconds=5",
-        headers={"Authorization": f"Bearer {ADMIN}"}))
-    await asyncio.sleep(0.05)
-    await api.call("POST", PODS, pod("late"))
-    resp = await asyncio.wait_for(watch, 5)
-    evs = await read_watch(resp, 2)
-    assert len(evs) == 1 and evs[0]["type"] == "ERROR", evs
-    status = evs[0]["object"]
-    assert (status["code"], status["reason"]) == (504, "Timeout")
-    assert status["message"] == f"Timeout: Too large resource version: {current + 50}, current: {current + 1}"
-    assert status["details"]["retryAfterSeconds"] == 1
-    assert status["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
-    assert status["details"]["causes"][0]["message"] == "Too large resource version"
+    config = make_config(max_body_bytes=64 * 1024, watch_future_revision_wait_s=0.2)
+    async with serving(config, LocalStore()) as api:
+        current = api.store.state.revision
+        watch = asyncio.ensure_future(api.client.get(
+            f"{PODS}?watch=true&resourceVersion={current + 50}&timeoutSeconds=5",
+            headers={"Authorization": f"Bearer {ADMIN}"}))
+        await asyncio.sleep(0.05)
+        await api.call("POST", PODS, pod("late"))
+        resp = await asyncio.wait_for(watch, 5)
+        evs = await read_watch(resp, 2)
+        assert len(evs) == 1 and evs[0]["type"] == "ERROR", evs
+        status = evs[0]["object"]
+        assert (status["code"], status["reason"]) == (504, "Timeout")
+        assert status["message"] == f"Timeout: Too large resource version: {current + 50}, current: {current + 1}"
+        assert status["details"]["retryAfterSeconds"] == 1
+        assert status["details"]["causes"][0]["reason"] == "ResourceVersionTooLarge"
+        assert status["details"]["causes"][0]["message"] == "Too large resource version"
