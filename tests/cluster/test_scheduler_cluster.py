@@ -373,8 +373,10 @@ def test_isolated_leader_writes_are_refused_by_fencing(tmp_path):
     entries; the proposals are retried (same request ids) through the new leader, and the state machine
     refuses them because a newer term has begun. Deterministic: no race with the old leader's step-down."""
     cfg = default_config(3)
-    cfg = cfg.model_copy(update={"raft": cfg.raft.model_copy(update=SLOW_TO_NOTICE),
-                                 "scheduler": SchedulerConfig(**STALE_SCHEDULER)})
+    # A 3 s back-off: the waiting pods are labelled to fit and the leader cut off while their back-off
+    # runs, so it binds them in isolation (it notices it lost its quorum only 4 s after the cut).
+    scheduler = SchedulerConfig(**{**STALE_SCHEDULER, "backoff_initial_s": 3.0, "backoff_max_s": 3.0})
+    cfg = cfg.model_copy(update={"raft": cfg.raft.model_copy(update=SLOW_TO_NOTICE), "scheduler": scheduler})
     handle, net = up_with_network(cfg, tmp_path / "cluster")
     c = Cluster(handle)
     try:
@@ -383,7 +385,14 @@ def test_isolated_leader_writes_are_refused_by_fencing(tmp_path):
         register_nodes(api, nodes, "100", pods="2000")
         beats = Heartbeats(api, nodes, period_s=0.25)
         old = c.leader()
-        waiting = make_pods_due(api, "w0")
+        for wave in range(3):
+            # Under load the label may be written after the back-off ended: the leader then binds the pods
+            # while it still has its quorum, and that wave shows nothing. Try another.
+            waiting = make_pods_due(api, f"w{wave}")
+            if not any(api.call("GET", f"{PODS}/{n}")[1]["spec"].get("nodeName") for n in waiting):
+                break
+        else:
+            raise AssertionError("the leader bound each wave of waiting pods before the partition (3 waves)")
         net.isolate(old["id"])
         api.avoid = {old["id"]}
         isolated_at = time.monotonic()
@@ -391,7 +400,7 @@ def test_isolated_leader_writes_are_refused_by_fencing(tmp_path):
         assert new["term"] > old["term"]
         wait_for(lambda: all(api.call("GET", f"{PODS}/{n}")[1]["spec"].get("nodeName") for n in waiting), 30,
                  "the new leader binds the waiting pods")
-        time.sleep(max(0.0, isolated_at + 2.5 - time.monotonic()))  # the isolated scheduler retried them
+        time.sleep(max(0.0, isolated_at + 3.5 - time.monotonic()))  # the isolated scheduler retried them
         net.heal()
         refused = wait_for(lambda: [r for r in fenced_refusals(c) if r[0] == old["id"]], 30,
                            "the isolated leader's writes refused by fencing")
