@@ -3,9 +3,10 @@
 Used by the kubelet agent. `pod_event` / `node_event` never block and never fail: events go into a bounded
 queue that one sender task writes to the API. The aggregation is `hacluster.model.events.EventCorrelator`'s:
 a repeat of the same (object, reason, message) raises the existing Event's `count` and `lastTimestamp`
-instead of creating a new one. Bounds: `per_object_max` distinct events per object (more are dropped), `writes_per_s_max` writes per
-second (a token bucket, which a fleet shares between its nodes; beyond it events are dropped), `queue_max`
-queued writes, and at most `keys_max` remembered events. Dropped events are counted in `dropped`.
+instead of creating a new one. Bounds: `per_object_max` distinct events per object (more are dropped),
+`writes_per_s_max` writes per second (a token bucket, which a fleet shares between its nodes; beyond it
+events are dropped), `queue_max` queued writes, and at most `keys_max` remembered events.
+Dropped events are counted in `dropped`.
 """
 
 from __future__ import annotations

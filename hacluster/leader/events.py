@@ -7,8 +7,9 @@ queued in Batch proposals fenced by the loop's term.
 
 The aggregation is `hacluster.model.events.EventCorrelator`'s (shared with the kubelet): an event repeating
 an earlier one (same involved object, type, reason and message) is not created again: the earlier Event's
-`count` is bumped and its `lastTimestamp` moved, so a pod that fails to schedule every few seconds keeps one FailedScheduling event. The recorder
-remembers the last `cache_max` events it wrote; after a leader change the new leader starts afresh.
+`count` is bumped and its `lastTimestamp` moved, so a pod that fails to schedule every few seconds keeps
+one FailedScheduling event. The recorder remembers the last `cache_max` events it wrote;
+after a leader change the new leader starts afresh.
 
 Events are core/v1 Events named `<object>.<hex nanoseconds>` as Kubernetes names them, in the object's
 namespace ("default" for cluster-scoped objects such as nodes).
