@@ -142,13 +142,13 @@ class Runtime(Protocol):
 class Attempt:
     """One container attempt as a runtime keeps it (mutable; `record()` is its `ContainerRecord` now)."""
 
-    id: str
     pod_uid: str
     name: str
+    init: bool
     attempt: int
+    id: str  # the containerID, as in `ContainerRecord`
     image: str
     image_id: str
-    init: bool
     created_at: float
     memory_limit: int | None
     timer: asyncio.TimerHandle | None = None
