@@ -35,6 +35,8 @@ pods in the leader's local store; the ReplicaSet controller creates and deletes 
 
 The decisions are pure functions (`fenceposts`, `new_rs_replicas`, `old_rs_scale_down`, `recreate_step`,
 `proportional_scale`, `plan`) of plain counts, tested without a store; the class only reads the store and proposes.
+It is one file of some 660 lines because the decisions mirror Kubernetes' deployment helpers one to one and
+are read beside the controller that applies them; the loop it shares is `hacluster.controllers.syncloop`.
 """
 
 from __future__ import annotations
