@@ -13,7 +13,8 @@ Outcomes: a 2xx is `ok`; a definite refusal (4xx — 429 TooManyRequests include
 a body that could not be written) is `fail`; after a 429 the worker waits as long as its `Retry-After` asks
 (at most 10 s); a 504, a 5xx, or a timeout / dropped connection after the request was sent is `info` — and
 the process that got it is never reused (a new process id takes its place), as the history format
-requires. Every read that did not succeed is `fail` (a read changes nothing).
+requires. Every read that did not succeed is `fail` (a read changes nothing). The table is
+`hacluster.model.outcomes`', shared with the API clients.
 Pods carry a scheduler name no scheduler serves, so they stay unbound and a delete removes them at once.
 """
 
@@ -33,8 +34,9 @@ import aiohttp
 from chaos.jsonlines import JsonLinesFile
 from chaos.scenario import WorkloadSpec
 from hacluster.asyncwait import wait_event
-from hacluster.client import retry_after_of
+from hacluster.client import retry_after_of, transport_failure
 from hacluster.consistency.history import Event, event_to_json
+from hacluster.model.outcomes import Transport, history_kind, of_status, of_transport
 
 VALUE_ANNOTATION = "hacluster.io/value"
 NAMESPACE = "default"
@@ -88,19 +90,6 @@ def _value_of(body: Any) -> int | None:
         return int(raw)
     except (KeyError, TypeError, ValueError):
         return None
-
-
-# aiohttp's words for a request whose body never went out: the connection was already closing when the body
-# was to be written (`StreamWriter` refuses to write to a closing transport, so not one byte of it was queued).
-_BODY_NOT_SENT = ("Can not write request body", "Failed to send bytes into the underlying connection")
-
-
-def body_not_sent(exc: BaseException) -> bool:
-    """Did the request provably not reach the server whole? Its body could not be written: the API server
-    reads the whole body (Content-Length) before it acts, so such a request was never processed. Only for
-    bodies smaller than aiohttp's write buffer limit (64 KiB), which it writes in one piece without waiting;
-    the workload's are well below it."""
-    return isinstance(exc, aiohttp.ClientError) and any(words in str(exc) for words in _BODY_NOT_SENT)
 
 
 class Outcome(Exception):
@@ -243,12 +232,13 @@ class Workload:
                 body = await r.read()
                 status = r.status
                 retry_after = r.headers.get("Retry-After") if status == 429 else None
-        except aiohttp.ClientConnectorError as exc:
-            raise Outcome("fail", f"connect: {exc}") from exc  # never reached the server
         except (TimeoutError, aiohttp.ClientError) as exc:
-            # A read changes nothing; a request whose body was never sent was never processed.
-            definite = f == "read" or body_not_sent(exc)
-            raise Outcome("fail" if definite else "info", f"{type(exc).__name__}: {exc}") from exc
+            # Never reached the server, or its body was never sent: never processed. A read changes nothing.
+            failure = transport_failure(exc, body_check=True)
+            kind = history_kind(of_transport(failure), read_only=f == "read")
+            if failure is Transport.CONNECT_REFUSED:
+                raise Outcome(kind, f"connect: {exc}") from exc
+            raise Outcome(kind, f"{type(exc).__name__}: {exc}") from exc
         try:
             parsed = json.loads(body) if body else None
         except ValueError:
@@ -259,11 +249,10 @@ class Workload:
             return None
         reason = parsed.get("reason", "") if isinstance(parsed, dict) else ""
         err = f"{status} {reason}".strip()
-        if status in (504,) or status >= 500 and status != 503:
-            if f == "read":
-                raise Outcome("fail", err)
-            raise Outcome("info", err)
-        raise Outcome("fail", err, retry_after_of(retry_after) or 0.0)
+        outcome = of_status(status)
+        if outcome.definite:  # REFUSED or REJECTED (or a success status the operation does not expect)
+            raise Outcome("fail", err, retry_after_of(retry_after) or 0.0)
+        raise Outcome(history_kind(outcome, read_only=f == "read"), err)
 
 
 async def final_reads(endpoints: dict[str, str], token: str, keys: int, recorder: HistoryRecorder,

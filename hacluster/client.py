@@ -4,7 +4,8 @@ Used by kubelets, the demo, benchmarks and chaos workloads. A request goes to th
 connection error, a 503 (no leader/quorum there), a 429 (that master's flow control refused it) or — for
 requests that are safe to repeat — a 504, it moves to the next master and tries again until its deadline,
 waiting first as long as the answer's `Retry-After` asks (as client-go does). Non-idempotent requests (create) are not
-repeated after an outcome-unknown answer: the caller gets `Indeterminate` and decides.
+repeated after an outcome-unknown answer: the caller gets `Indeterminate` and decides. Which answer means
+what is `hacluster.model.outcomes`' table, shared with the CLI and the chaos workload.
 """
 
 from __future__ import annotations
@@ -18,13 +19,16 @@ from typing import Any
 import aiohttp
 import msgspec
 
+from hacluster.model.outcomes import Outcome, Transport, of_status, of_transport, retry_elsewhere
+
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 RETRY_AFTER_MAX_S = 10.0  # a Retry-After longer than this (or than the deadline) is cut short
 
 
 class ClientError(Exception):
-    """A definite answer from the server that is not a success (a Kubernetes Status)."""
+    """An answer from the server that is not a success (a Kubernetes Status): a definite refusal (4xx), or a
+    server error (5xx other than 503 and 504: `Outcome.SERVER_ERROR`, which is not repeated)."""
 
     def __init__(self, code: int, status: dict[str, Any], endpoint: str) -> None:
         self.code = code
@@ -55,6 +59,29 @@ class Indeterminate(Exception):
 
 class Unreachable(Exception):
     """No master gave a definite answer before the deadline, and nothing was sent that could have applied."""
+
+
+def transport_failure(exc: BaseException, *, body_check: bool = False) -> Transport:
+    """How an aiohttp exchange broke: no connection made (nothing sent), or no answer after sending. With
+    `body_check`, a body that aiohttp could not write counts as not sent (`body_not_sent`); the ApiClient
+    does not check it and takes such a failure as an unknown outcome."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return Transport.CONNECT_REFUSED
+    if body_check and body_not_sent(exc):
+        return Transport.BODY_NOT_SENT
+    return Transport.NO_ANSWER
+
+
+# aiohttp's words for a request whose body never went out: the connection was already closing when the body
+# was to be written (`StreamWriter` refuses to write to a closing transport, so not one byte of it was queued).
+_BODY_NOT_SENT = ("Can not write request body", "Failed to send bytes into the underlying connection")
+
+
+def body_not_sent(exc: BaseException) -> bool:
+    """Did the request provably not reach the server whole? Its body could not be written: the API server
+    reads the whole body (Content-Length) before it acts, so such a request was never processed. Only for
+    bodies smaller than aiohttp's write buffer limit (64 KiB), which it writes in one piece without waiting."""
+    return isinstance(exc, aiohttp.ClientError) and any(words in str(exc) for words in _BODY_NOT_SENT)
 
 
 @dataclass
@@ -136,24 +163,24 @@ class ApiClient:
         while time.monotonic() < deadline:
             endpoint = self.endpoints[self.current]
             attempt += 1
-            sent = False
             try:
                 remaining = max(0.05, min(self.request_timeout_s, deadline - time.monotonic()))
-                sent = True
                 resp = await self.request_once(method, endpoint, path, body, content_type=content_type,
                                                params=params, timeout_s=remaining)
-            except aiohttp.ClientConnectorError as exc:
-                last = f"{endpoint}: {exc}"
-                self._rotate(endpoint)
-                await asyncio.sleep(min(0.05 * attempt, 0.5))  # back-off between masters, bounded
-                continue
             except (TimeoutError, aiohttp.ClientError) as exc:
-                last = f"{endpoint}: {type(exc).__name__} {exc}"
+                failure = transport_failure(exc)
+                last = f"{endpoint}: {exc}" if failure is Transport.CONNECT_REFUSED else \
+                    f"{endpoint}: {type(exc).__name__} {exc}"
                 self._rotate(endpoint)
-                if sent and not idempotent:
+                if not retry_elsewhere(of_transport(failure), idempotent=idempotent):
                     raise Indeterminate(f"no answer from {endpoint}: {last}", endpoint) from exc
+                if failure is Transport.CONNECT_REFUSED:
+                    await asyncio.sleep(min(0.05 * attempt, 0.5))  # back-off between masters, bounded
                 continue
-            if resp.code == 503 or (resp.code == 504 and idempotent) or resp.code == 429:
+            outcome = of_status(resp.code)
+            if outcome is Outcome.OK:
+                return resp
+            if retry_elsewhere(outcome, idempotent=idempotent):
                 last = f"{endpoint}: {resp.code}"
                 self._rotate(endpoint)
                 pause = min(0.05 * attempt, 0.5)
@@ -161,12 +188,11 @@ class ApiClient:
                     pause = resp.retry_after_s  # the master asked for it: a flood must not be fed faster
                 await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
                 continue
-            if resp.code == 504:
-                raise Indeterminate(f"{endpoint}: 504 outcome unknown", endpoint)
-            if resp.code >= 400:
-                raise ClientError(resp.code, resp.body if isinstance(resp.body, dict) else {"message": resp.body},
-                                  endpoint)
-            return resp
+            if outcome is Outcome.UNKNOWN:
+                raise Indeterminate(f"{endpoint}: {resp.code} outcome unknown", endpoint)
+            # REJECTED (a definite refusal) or SERVER_ERROR: the answer, as the server gave it.
+            raise ClientError(resp.code, resp.body if isinstance(resp.body, dict) else {"message": resp.body},
+                              endpoint)
         raise Unreachable(f"no master answered before the deadline ({last})")
 
     async def get(self, path: str, **kw: Any) -> Any:
@@ -202,7 +228,7 @@ class ApiClient:
                         status = _decoder.decode(raw)
                     except msgspec.DecodeError:
                         status = {"message": raw.decode(errors="replace")}
-                    if resp.status in (429, 503, 504):
+                    if retry_elsewhere(of_status(resp.status), idempotent=True):  # 429, 503, 504
                         self._rotate(endpoint)
                     raise ClientError(resp.status, status, endpoint)
                 buf = b""

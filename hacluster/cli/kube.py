@@ -9,6 +9,7 @@ Failover: a request goes to the kubeconfig's current context first and, on a *de
 refused, 503: nothing happened), to the other masters the kubeconfig names (contexts `<cluster>-<master>`).
 A request that may have taken effect (timeout or connection lost after sending, 504) is repeated only when it
 is safe to repeat (GET, PUT, DELETE); otherwise the caller gets `KubeError` saying the outcome is unknown.
+Which is which is `hacluster.model.outcomes`' table, shared with the ApiClient and the chaos workload.
 With `--master`/`--context` the client talks to that one master only and shows its answer, as kubectl would.
 """
 
@@ -28,6 +29,7 @@ from typing import Any
 import yaml
 
 from hacluster.model import resources
+from hacluster.model.outcomes import Outcome, Transport, of_status, of_transport, retry_elsewhere
 from hacluster.model.resources import Resource
 
 TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
@@ -258,7 +260,9 @@ class KubeClient:
                     http.client.HTTPException) as exc:
                 why = _os_reason(exc)
                 tried.append(f"{ep.name} ({ep.server}): {why}")
-                if sent and not idempotent and not isinstance(exc, ConnectionRefusedError):
+                failure = Transport.NO_ANSWER if sent and not isinstance(exc, ConnectionRefusedError) \
+                    else Transport.CONNECT_REFUSED
+                if not retry_elsewhere(of_transport(failure), idempotent=idempotent):
                     raise KubeError(f"error: no answer from {ep.server} ({why}): the {method} may or may not "
                                     "have taken effect") from exc
                 unreachable += 1
@@ -266,13 +270,14 @@ class KubeClient:
                     continue
                 raise KubeError(f"error: no master answered: {'; '.join(tried[-n:])}") from exc
             unreachable = 0
-            if answer.code < 400:
+            outcome = of_status(answer.code)
+            if outcome is Outcome.OK:
                 return answer
             status = answer.json()
             if not isinstance(status, dict):
                 status = {"message": answer.body.decode(errors="replace").strip()}
             retry_after = "retry-after" in answer.headers
-            if answer.code == 503 or answer.code == 429 or (answer.code == 504 and idempotent):
+            if retry_elsewhere(outcome, idempotent=idempotent):  # 503, 429; 504 when safe to repeat
                 tried.append(f"{ep.name}: {answer.code} {status.get('message', '')}")
                 if self.cfg.pinned and not retry_after:
                     raise KubeError(error_line(status, answer.code), answer.code, status)
@@ -331,7 +336,8 @@ class KubeClient:
                 if not isinstance(status, dict):
                     status = {"message": str(status)}
                 retry_after = resp.getheader("Retry-After") is not None
-                if resp.status in (503, 504, 429) and not (self.cfg.pinned and not retry_after):
+                shown_as_is = self.cfg.pinned and not retry_after  # pinned: its answer, unless it asks to wait
+                if retry_elsewhere(of_status(resp.status), idempotent=True) and not shown_as_is:
                     tried.append(f"{ep.name}: {resp.status}")
                     if self._next(attempt, n, deadline,
                                   pause_s=_pause_asked(resp.status, resp.getheader("Retry-After"), self.cfg.pinned)):

@@ -35,6 +35,8 @@ pods in the leader's local store; the ReplicaSet controller creates and deletes 
 
 The decisions are pure functions (`fenceposts`, `new_rs_replicas`, `old_rs_scale_down`, `recreate_step`,
 `proportional_scale`, `plan`) of plain counts, tested without a store; the class only reads the store and proposes.
+It is one file of some 660 lines because the decisions mirror Kubernetes' deployment helpers one to one and
+are read beside the controller that applies them; the loop it shares is `hacluster.controllers.syncloop`.
 """
 
 from __future__ import annotations
@@ -51,16 +53,16 @@ from typing import Any
 from hacluster.config import ControllersConfig
 from hacluster.controllers.replicaset import availability, controller_ref, is_active, is_ready
 from hacluster.controllers.syncloop import SyncLoop
+from hacluster.controllers.syncloop import object_key as _key
 from hacluster.ids import new_uid
-from hacluster.leader.events import NORMAL, EventRecorder
-from hacluster.leader.informer import StoreFollower
-from hacluster.leader.proposer import FencedProposer, propose_all
+from hacluster.leader.events import NORMAL
+from hacluster.leader.proposer import propose_all
 from hacluster.model import validation
 from hacluster.model.commands import AnyCommand, Create, Delete, Replace
 from hacluster.model.intstr import scaled_value
 from hacluster.model.timestamps import parse_rfc3339, rfc3339
 from hacluster.store.api import ReplicatedStore
-from hacluster.store.state import DELETED, StoreState
+from hacluster.store.state import DELETED, StoreState, WatchEvent
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -325,27 +327,15 @@ class DeploymentController(SyncLoop):
     """The Deployment controller of one leadership term (see the module docstring)."""
 
     kind = "deployment"
+    component = COMPONENT
+    followed = ("deployments", "replicasets", "pods")
+    dependents = "replicasets"
+    garbage_words = ("replica sets", "Deployments")
 
     def __init__(self, store: ReplicatedStore, settings: ControllersConfig, *, instance: str = "",
                  clock: Callable[[], float] = time.time) -> None:
-        self.store = store
-        self.settings = settings
-        self.clock = clock
-        self.recorder = EventRecorder(component=COMPONENT, instance=f"{COMPONENT}-{instance or 'local'}",
-                                      clock=clock, queue_max=settings.events_queue_max)
-        self.follower = StoreFollower(store, ("deployments", "replicasets", "pods"))
-        self.dirty: set[str] = set()
-        self.by_uid: dict[str, str] = {}  # Deployment uid -> "ns/name"
+        super().__init__(store, settings, instance=instance, clock=clock)
         self.rs_owner: dict[str, str] = {}  # ReplicaSet uid -> Deployment uid
-        self.gone_owners: set[str] = set()
-        self.recheck_at: dict[str, float] = {}
-        self.proposer: FencedProposer | None = None
-
-    def start(self, term: int) -> None:
-        """Prepare to sync in `term`: proposer and a full list (run() calls it; so do tests)."""
-        self.proposer = FencedProposer(self.store, term, component=COMPONENT,
-                                       timeout_s=self.settings.proposal_timeout_s)
-        self._relist()
 
     # ------------------------------------------------------------------------------ following the store
     def _relist(self) -> None:
@@ -365,39 +355,24 @@ class DeploymentController(SyncLoop):
         if owner not in self.by_uid:
             self.gone_owners.add(owner)
 
-    def take_changes(self) -> None:
-        """Mark the Deployments touched by store changes since the last call as dirty."""
-        events = self.follower.poll()
-        if events is None:
-            log.warning("deployment controller fell behind the store's history: relisting")
-            self._relist()
+    def _dependent_changed(self, ev: WatchEvent) -> None:
+        """A ReplicaSet changed (its Deployment is dirty), or a pod (the Deployment of its ReplicaSet is)."""
+        if ev.resource == "replicasets":
+            uid = ev.obj["metadata"]["uid"]
+            if ev.type != DELETED:
+                self._note_rs(ev.obj)
+            owner = self.rs_owner.get(uid)
+            if ev.type == DELETED:
+                self.rs_owner.pop(uid, None)
+            if owner is not None and owner in self.by_uid:
+                self.dirty.add(self.by_uid[owner])
             return
-        for ev in events:
-            obj = ev.obj
-            uid = obj["metadata"]["uid"]
-            if ev.resource == "deployments":
-                if ev.type == DELETED:
-                    self.by_uid.pop(uid, None)
-                    self.gone_owners.add(uid)
-                else:
-                    self.by_uid[uid] = _key(obj)
-                    self.dirty.add(_key(obj))
-                continue
-            if ev.resource == "replicasets":
-                if ev.type != DELETED:
-                    self._note_rs(obj)
-                owner = self.rs_owner.get(uid)
-                if ev.type == DELETED:
-                    self.rs_owner.pop(uid, None)
+        for pod in (ev.obj, ev.prev):
+            ref = controller_ref(pod) if pod is not None else None
+            if ref is not None and ref.get("kind") == "ReplicaSet":
+                owner = self.rs_owner.get(str(ref.get("uid")))
                 if owner is not None and owner in self.by_uid:
                     self.dirty.add(self.by_uid[owner])
-                continue
-            for pod in (obj, ev.prev):
-                ref = controller_ref(pod) if pod is not None else None
-                if ref is not None and ref.get("kind") == "ReplicaSet":
-                    owner = self.rs_owner.get(str(ref.get("uid")))
-                    if owner is not None and owner in self.by_uid:
-                        self.dirty.add(self.by_uid[owner])
 
     # ---------------------------------------------------------------------------------------- syncing
     def _recheck(self, key: str, when: float) -> None:
@@ -496,10 +471,6 @@ class DeploymentController(SyncLoop):
                 self.dirty.add(key)  # the new ReplicaSet is there now: continue with the old ones
         await self._cleanup(d, key)
         await self._update_status(ns, name, progress)
-
-    def _proposer(self) -> FencedProposer:
-        assert self.proposer is not None
-        return self.proposer
 
     def _new_rs(self, d: Obj, replicas: int, revision: int) -> Obj:
         meta, spec = d["metadata"], d.get("spec") or {}
@@ -658,26 +629,6 @@ class DeploymentController(SyncLoop):
                 if not r.ok:
                     self.dirty.add(key)
 
-    async def _collect_garbage(self) -> None:
-        gone = set(self.gone_owners)
-        self.gone_owners.clear()
-        existing = self.store.read(lambda s: {d["metadata"]["uid"] for d in s.objects["deployments"].values()})
-        gone -= existing
-        if not gone:
-            return
-
-        def dependents(s: StoreState) -> list[Obj]:
-            return [rs for rs in s.objects["replicasets"].values()
-                    if (controller_ref(rs) or {}).get("uid") in gone and not rs["metadata"].get("deletionTimestamp")]
-        sets = self.store.read(dependents)
-        if not sets:
-            return
-        log.info("garbage collector: deleting %d replica sets of deleted Deployments", len(sets))
-        now_text = rfc3339(self.clock())
-        await propose_all(self._proposer(), [
-            Delete(resource="replicasets", namespace=rs["metadata"].get("namespace", ""), name=rs["metadata"]["name"],
-                   time=now_text, expected_uid=rs["metadata"].get("uid", "")) for rs in sets])
-
 
 def _size_annotations(d: Obj) -> dict[str, str]:
     """desired-replicas and max-replicas for a ReplicaSet sized now (SetReplicasAnnotations)."""
@@ -703,11 +654,6 @@ def _revision(rs: Obj) -> int:
         return int((rs["metadata"].get("annotations") or {}).get(REVISION, "0"))
     except ValueError:
         return 0
-
-
-def _key(obj: Obj) -> str:
-    meta = obj["metadata"]
-    return f"{meta.get('namespace', '')}/{meta['name']}"
 
 
 def _describe(c: AnyCommand) -> str:

@@ -27,7 +27,6 @@ status); the class reads the store and proposes, fenced by its term.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import random
@@ -38,24 +37,20 @@ from typing import Any
 
 from hacluster.config import ControllersConfig
 from hacluster.controllers.replicaset import (
-    GENERATED_SUFFIX_LEN,
-    MAX_NAME_LEN,
-    NAME_ALPHABET,
     controller_ref,
     deletion_order,
     is_active,
     is_ready,
+    pod_from_template,
 )
 from hacluster.controllers.syncloop import SyncLoop
-from hacluster.ids import new_uid
-from hacluster.leader.events import NORMAL, WARNING, EventRecorder
-from hacluster.leader.informer import StoreFollower
-from hacluster.leader.proposer import FencedProposer, propose_all
+from hacluster.leader.events import NORMAL, WARNING
+from hacluster.leader.proposer import propose_all
 from hacluster.model import validation
 from hacluster.model.commands import AnyCommand, Create, Delete, Replace
 from hacluster.model.timestamps import parse_rfc3339, rfc3339
 from hacluster.store.api import ReplicatedStore
-from hacluster.store.state import DELETED, StoreState
+from hacluster.store.state import DELETED, StoreState, WatchEvent
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -265,64 +260,29 @@ class JobController(SyncLoop):
     """The Job controller of one leadership term (see the module docstring)."""
 
     kind = "job"
+    component = COMPONENT
+    followed = ("jobs", "pods")
+    owner_kind = "Job"
+    garbage_words = ("pods", "Jobs")
 
     def __init__(self, store: ReplicatedStore, settings: ControllersConfig, *, instance: str = "",
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
-        self.store = store
-        self.settings = settings
-        self.clock = clock
+        super().__init__(store, settings, instance=instance, clock=clock)
         self.rng = rng or random.Random()
-        self.recorder = EventRecorder(component=COMPONENT, instance=f"{COMPONENT}-{instance or 'local'}",
-                                      clock=clock, queue_max=settings.events_queue_max)
-        self.follower = StoreFollower(store, ("jobs", "pods"))
-        self.dirty: set[str] = set()
-        self.by_uid: dict[str, str] = {}
-        self.gone_owners: set[str] = set()
-        self.recheck_at: dict[str, float] = {}
-        self.proposer: FencedProposer | None = None
 
-    def start(self, term: int) -> None:
-        """Prepare to sync in `term`: proposer and a full list (run() calls it; so do tests)."""
-        self.proposer = FencedProposer(self.store, term, component=COMPONENT,
-                                       timeout_s=self.settings.proposal_timeout_s)
-        objs = self.follower.list_all()
-        self.by_uid = {j["metadata"]["uid"]: _key(j) for j in objs["jobs"]}
-        self.dirty = set(self.by_uid.values())
-        for pod in objs["pods"]:
-            ref = controller_ref(pod)
-            if ref is not None and ref.get("kind") == "Job" and ref.get("uid") not in self.by_uid:
-                self.gone_owners.add(str(ref.get("uid")))
+    def _fell_behind(self) -> None:
+        self.start(self._proposer().term)
 
-    def take_changes(self) -> None:
-        """Mark the Jobs touched by store changes since the last call as dirty."""
-        events = self.follower.poll()
-        if events is None:
-            log.warning("job controller fell behind the store's history: relisting")
-            self.start(self._proposer().term)
-            return
-        for ev in events:
-            obj = ev.obj
-            if ev.resource == "jobs":
-                uid = obj["metadata"]["uid"]
-                if ev.type == DELETED:
-                    self.by_uid.pop(uid, None)
-                    self.gone_owners.add(uid)
-                else:
-                    self.by_uid[uid] = _key(obj)
-                    self.dirty.add(_key(obj))
-                continue
-            for pod in (obj, ev.prev):
-                ref = controller_ref(pod) if pod is not None else None
-                if ref is not None and ref.get("kind") == "Job":
-                    owner = self.by_uid.get(str(ref.get("uid")))
-                    if owner is not None:
-                        self.dirty.add(owner)
-                    elif ev.type != DELETED:
-                        self.gone_owners.add(str(ref.get("uid")))
-
-    def _proposer(self) -> FencedProposer:
-        assert self.proposer is not None
-        return self.proposer
+    def _dependent_changed(self, ev: WatchEvent) -> None:
+        """A pod changed: its Job is dirty (or gone, when the pod names a Job that no longer exists)."""
+        for pod in (ev.obj, ev.prev):
+            ref = controller_ref(pod) if pod is not None else None
+            if ref is not None and ref.get("kind") == "Job":
+                owner = self.by_uid.get(str(ref.get("uid")))
+                if owner is not None:
+                    self.dirty.add(owner)
+                elif ev.type != DELETED:
+                    self.gone_owners.add(str(ref.get("uid")))
 
     async def sync(self, key: str) -> None:
         """Bring one Job ("ns/name") one step further and write its status."""
@@ -389,45 +349,13 @@ class JobController(SyncLoop):
             self.dirty.add(key)
 
     def _new_pod(self, job: Obj) -> Obj:
-        meta = job["metadata"]
-        template = copy.deepcopy((job.get("spec") or {}).get("template") or {})
-        tmeta = template.get("metadata") or {}
-        base = f"{meta['name']}-"[:MAX_NAME_LEN - GENERATED_SUFFIX_LEN]
-        name = base + "".join(self.rng.choice(NAME_ALPHABET) for _ in range(GENERATED_SUFFIX_LEN))
-        pod_meta: Obj = {
-            "name": name, "generateName": f"{meta['name']}-", "namespace": meta.get("namespace", ""),
-            "uid": new_uid(), "creationTimestamp": rfc3339(self.clock()),
-            "labels": dict(tmeta.get("labels") or {}),
-            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"],
-                                 "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}],
-            "finalizers": [TRACKING_FINALIZER],
-        }
-        if tmeta.get("annotations"):
-            pod_meta["annotations"] = dict(tmeta["annotations"])
-        pod: Obj = {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": template.get("spec") or {}}
-        validation.default_object("pods", pod)
-        return pod
+        return pod_from_template(job, api_version="batch/v1", kind="Job", rng=self.rng, now=self.clock(),
+                                 finalizers=(TRACKING_FINALIZER,))
 
-    async def _collect_garbage(self) -> None:
-        gone = set(self.gone_owners)
-        self.gone_owners.clear()
-        existing = self.store.read(lambda s: {j["metadata"]["uid"] for j in s.objects["jobs"].values()})
-        gone -= existing
-        if not gone:
-            return
-
-        def dependents(s: StoreState) -> list[Obj]:
-            return [p for p in s.objects["pods"].values()
-                    if (controller_ref(p) or {}).get("uid") in gone and not p["metadata"].get("deletionTimestamp")]
-        pods = self.store.read(dependents)
-        if not pods:
-            return
-        log.info("garbage collector: deleting %d pods of deleted Jobs", len(pods))
-        now_text = rfc3339(self.clock())
-        commands: list[AnyCommand] = [release_finalizer(p) for p in pods if _tracked(p)]
-        commands += [Delete(resource="pods", namespace=p["metadata"].get("namespace", ""), name=p["metadata"]["name"],
-                            time=now_text, expected_uid=p["metadata"].get("uid", "")) for p in pods]
-        await propose_all(self._proposer(), commands)
+    def _garbage_commands(self, found: list[Obj], now_text: str) -> list[AnyCommand]:
+        """Release the tracking finalizer of the pods that carry it, then delete them all."""
+        commands: list[AnyCommand] = [release_finalizer(p) for p in found if _tracked(p)]
+        return commands + super()._garbage_commands(found, now_text)
 
 
 def release_finalizer(pod: Obj) -> Replace:
@@ -438,8 +366,3 @@ def release_finalizer(pod: Obj) -> Replace:
         del meta["finalizers"]
     return Replace(resource="pods", namespace=meta.get("namespace", ""), name=meta["name"],
                    obj={**pod, "metadata": meta}, expected_rv=str(meta.get("resourceVersion", "")))
-
-
-def _key(obj: Obj) -> str:
-    meta = obj["metadata"]
-    return f"{meta.get('namespace', '')}/{meta['name']}"

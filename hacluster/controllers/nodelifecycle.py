@@ -49,8 +49,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from hacluster.config import ControllersConfig
-from hacluster.leader.events import NORMAL, WARNING, EventRecorder
-from hacluster.leader.proposer import FencedProposer, NotLeading, batches
+from hacluster.controllers.syncloop import LeaderController
+from hacluster.leader.events import NORMAL, WARNING
+from hacluster.leader.proposer import NotLeading, batches
 from hacluster.model.commands import AnyCommand, Delete, Replace
 from hacluster.model.conditions import condition, ready_status
 from hacluster.model.taints import Taint, Toleration, toleration_tolerates
@@ -136,21 +137,18 @@ class Pass:
     full_disruption: bool = False
 
 
-class NodeLifecycleController:
+class NodeLifecycleController(LeaderController):
     """The node lifecycle controller of one leadership term (see the module docstring)."""
+
+    component = COMPONENT
 
     def __init__(self, store: ReplicatedStore, settings: ControllersConfig, *, instance: str = "",
                  clock: Callable[[], float] = time.time) -> None:
-        self.store = store
-        self.settings = settings
-        self.clock = clock
-        self.recorder = EventRecorder(component=COMPONENT, instance=f"{COMPONENT}-{instance or 'local'}",
-                                      clock=clock, queue_max=settings.events_queue_max)
+        super().__init__(store, settings, instance=instance, clock=clock)
         self.health: dict[str, _Health] = {}
         self.first_seen_taint: dict[tuple[str, str], float] = {}
         self.last_pass: float | None = None
         self.full_disruption = False
-        self.proposer: FencedProposer | None = None
 
     async def run(self, term: int) -> None:
         """Monitor nodes every `node_monitor_period_s` until cancelled or no longer leading `term`."""
@@ -167,11 +165,6 @@ class NodeLifecycleController:
         finally:
             events.cancel()
             await asyncio.gather(events, return_exceptions=True)
-
-    def start(self, term: int) -> None:
-        """Prepare to reconcile in `term` (run() calls it; tests call it before driving reconcile())."""
-        self.proposer = FencedProposer(self.store, term, component=COMPONENT,
-                                       timeout_s=self.settings.proposal_timeout_s)
 
     # ---------------------------------------------------------------------------------- reading
     def _read(self) -> tuple[list[Obj], dict[str, Obj], dict[str, list[Obj]]]:

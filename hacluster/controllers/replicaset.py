@@ -38,18 +38,18 @@ from collections.abc import Callable
 from typing import Any
 
 from hacluster.config import ControllersConfig
-from hacluster.controllers.syncloop import SyncLoop
+from hacluster.controllers.syncloop import SyncLoop, controller_ref
+from hacluster.controllers.syncloop import object_key as _key
 from hacluster.ids import new_uid
-from hacluster.leader.events import NORMAL, WARNING, EventRecorder
-from hacluster.leader.informer import StoreFollower
-from hacluster.leader.proposer import FencedProposer, propose_all
+from hacluster.leader.events import NORMAL, WARNING
+from hacluster.leader.proposer import propose_all
 from hacluster.model import validation
 from hacluster.model.commands import AnyCommand, Create, Delete, Replace
 from hacluster.model.conditions import condition
 from hacluster.model.selectors import LabelSelector, label_selector_from_object
 from hacluster.model.timestamps import parse_rfc3339, rfc3339
 from hacluster.store.api import ReplicatedStore
-from hacluster.store.state import DELETED, Result, StoreState
+from hacluster.store.state import DELETED, Result, StoreState, WatchEvent
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -62,13 +62,6 @@ MAX_NAME_LEN = 63
 TERMINAL = ("Succeeded", "Failed")
 PHASE_ORDER = {"Pending": 0, "Unknown": 1, "Running": 2}
 DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
-
-
-def controller_ref(obj: Obj) -> Obj | None:
-    for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
-        if ref.get("controller"):
-            return ref  # type: ignore[no-any-return]
-    return None
 
 
 def is_active(pod: Obj) -> bool:
@@ -139,69 +132,33 @@ class ReplicaSetController(SyncLoop):
     """The ReplicaSet controller of one leadership term (see the module docstring)."""
 
     kind = "replicaset"
+    component = COMPONENT
+    followed = ("replicasets", "pods")
+    owner_kind = "ReplicaSet"
+    forget_deleted = True
+    garbage_words = ("pods", "ReplicaSets")
 
     def __init__(self, store: ReplicatedStore, settings: ControllersConfig, *, instance: str = "",
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
-        self.store = store
-        self.settings = settings
-        self.clock = clock
+        super().__init__(store, settings, instance=instance, clock=clock)
         self.rng = rng or random.Random()
-        self.recorder = EventRecorder(component=COMPONENT, instance=f"{COMPONENT}-{instance or 'local'}",
-                                      clock=clock, queue_max=settings.events_queue_max)
-        self.follower = StoreFollower(store, ("replicasets", "pods"))
-        self.dirty: set[str] = set()  # "ns/name" of ReplicaSets to sync
-        self.by_uid: dict[str, str] = {}  # ReplicaSet uid -> "ns/name"
-        self.gone_owners: set[str] = set()  # uids of deleted ReplicaSets whose pods to collect
-        self.recheck_at: dict[str, float] = {}  # availability to re-evaluate (minReadySeconds)
-        self.proposer: FencedProposer | None = None
-
-    def start(self, term: int) -> None:
-        """Prepare to sync in `term`: proposer and a full list (run() calls it; so do tests)."""
-        self.proposer = FencedProposer(self.store, term, component=COMPONENT,
-                                       timeout_s=self.settings.proposal_timeout_s)
-        self._relist()
+        # recheck_at: availability to re-evaluate (minReadySeconds)
 
     # ------------------------------------------------------------------------- following the store
-    def _relist(self) -> None:
-        objs = self.follower.list_all()
-        self.by_uid = {rs["metadata"]["uid"]: _key(rs) for rs in objs["replicasets"]}
-        self.dirty = set(self.by_uid.values())
-        for pod in objs["pods"]:
-            ref = controller_ref(pod)
-            if ref is not None and ref.get("kind") == "ReplicaSet" and ref.get("uid") not in self.by_uid:
-                self.gone_owners.add(str(ref.get("uid")))
-
-    def take_changes(self) -> None:
-        """Mark the ReplicaSets touched by store changes since the last call as dirty."""
-        events = self.follower.poll()
-        if events is None:
-            log.warning("replicaset controller fell behind the store's history: relisting")
-            self._relist()
-            return
-        for ev in events:
-            obj = ev.obj
-            if ev.resource == "replicasets":
-                key, uid = _key(obj), obj["metadata"]["uid"]
-                if ev.type == DELETED:
-                    self.by_uid.pop(uid, None)
-                    self.gone_owners.add(uid)
-                    self.dirty.discard(key)
-                else:
-                    self.by_uid[uid] = key
-                    self.dirty.add(key)
+    def _dependent_changed(self, ev: WatchEvent) -> None:
+        """A pod changed: its ReplicaSet is dirty (or gone); an orphan makes the sets that could adopt it dirty."""
+        for pod in (ev.obj, ev.prev):
+            if pod is None:
                 continue
-            for pod in (obj, ev.prev):
-                if pod is None:
-                    continue
-                ref = controller_ref(pod)
-                if ref is not None:
-                    owner = self.by_uid.get(str(ref.get("uid")))
-                    if owner is not None:
-                        self.dirty.add(owner)
-                    elif ref.get("kind") == "ReplicaSet" and ev.type != DELETED:
-                        self.gone_owners.add(str(ref.get("uid")))
-                elif ev.type != DELETED:
-                    self.dirty.update(self._matching_sets(pod))
+            ref = controller_ref(pod)
+            if ref is not None:
+                owner = self.by_uid.get(str(ref.get("uid")))
+                if owner is not None:
+                    self.dirty.add(owner)
+                elif ref.get("kind") == "ReplicaSet" and ev.type != DELETED:
+                    self.gone_owners.add(str(ref.get("uid")))
+            elif ev.type != DELETED:
+                self.dirty.update(self._matching_sets(pod))
 
     def _matching_sets(self, pod: Obj) -> list[str]:
         """ReplicaSets in the pod's namespace whose selector matches its labels (adoption candidates)."""
@@ -314,47 +271,13 @@ class ReplicaSetController(SyncLoop):
                                          obj={"metadata": {"uid": uid}, "status": status},
                                          expected_rv=str(rs["metadata"]["resourceVersion"]), subresource="status")])
 
-    async def _collect_garbage(self) -> None:
-        gone = set(self.gone_owners)
-        self.gone_owners.clear()
-        existing = self.store.read(lambda s: {rs["metadata"]["uid"] for rs in s.objects["replicasets"].values()})
-        gone -= existing
-
-        def dependents(s: StoreState) -> list[Obj]:
-            return [p for p in s.objects["pods"].values()
-                    if (controller_ref(p) or {}).get("uid") in gone and not p["metadata"].get("deletionTimestamp")]
-        pods = self.store.read(dependents) if gone else []
-        if not pods:
-            return
-        log.info("garbage collector: deleting %d pods of deleted ReplicaSets", len(pods))
-        now_text = rfc3339(self.clock())
-        await self._propose_all([Delete(resource="pods", namespace=p["metadata"].get("namespace", ""),
-                                        name=p["metadata"]["name"], time=now_text,
-                                        expected_uid=p["metadata"].get("uid", "")) for p in pods])
-
     # --------------------------------------------------------------------------------- pieces
     def _pods_in(self, ns: str) -> list[Obj]:
         prefix = ns + "/"
         return self.store.read(lambda s: [p for k, p in s.objects["pods"].items() if k.startswith(prefix)])
 
     def _new_pod(self, rs: Obj) -> Obj:
-        meta = rs["metadata"]
-        template = copy.deepcopy((rs.get("spec") or {}).get("template") or {})
-        tmeta = template.get("metadata") or {}
-        base = f"{meta['name']}-"[:MAX_NAME_LEN - GENERATED_SUFFIX_LEN]
-        name = base + "".join(self.rng.choice(NAME_ALPHABET) for _ in range(GENERATED_SUFFIX_LEN))
-        pod_meta: Obj = {
-            "name": name, "generateName": f"{meta['name']}-", "namespace": meta.get("namespace", ""),
-            "uid": new_uid(), "creationTimestamp": rfc3339(self.clock()),
-            "labels": dict(tmeta.get("labels") or {}),
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": meta["name"],
-                                 "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}],
-        }
-        if tmeta.get("annotations"):
-            pod_meta["annotations"] = dict(tmeta["annotations"])
-        pod: Obj = {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": template.get("spec") or {}}
-        validation.default_object("pods", pod)
-        return pod
+        return pod_from_template(rs, api_version="apps/v1", kind="ReplicaSet", rng=self.rng, now=self.clock())
 
     def _adopt(self, pod: Obj, rs: Obj) -> AnyCommand:
         meta = dict(pod["metadata"])
@@ -377,9 +300,29 @@ class ReplicaSetController(SyncLoop):
         return await propose_all(self.proposer, commands, max_count=BATCH_MAX_COMMANDS)
 
 
-def _key(obj: Obj) -> str:
-    meta = obj["metadata"]
-    return f"{meta.get('namespace', '')}/{meta['name']}"
+def pod_from_template(owner: Obj, *, api_version: str, kind: str, rng: random.Random, now: float,
+                      finalizers: tuple[str, ...] = ()) -> Obj:
+    """A new pod of `owner` (a ReplicaSet or a Job) from its template: a generated name, the template's labels
+    and annotations, an owner reference naming `owner` its controller, and the defaults the API would set."""
+    meta = owner["metadata"]
+    template = copy.deepcopy((owner.get("spec") or {}).get("template") or {})
+    tmeta = template.get("metadata") or {}
+    base = f"{meta['name']}-"[:MAX_NAME_LEN - GENERATED_SUFFIX_LEN]
+    name = base + "".join(rng.choice(NAME_ALPHABET) for _ in range(GENERATED_SUFFIX_LEN))
+    pod_meta: Obj = {
+        "name": name, "generateName": f"{meta['name']}-", "namespace": meta.get("namespace", ""),
+        "uid": new_uid(), "creationTimestamp": rfc3339(now),
+        "labels": dict(tmeta.get("labels") or {}),
+        "ownerReferences": [{"apiVersion": api_version, "kind": kind, "name": meta["name"],
+                             "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}],
+    }
+    if finalizers:
+        pod_meta["finalizers"] = list(finalizers)
+    if tmeta.get("annotations"):
+        pod_meta["annotations"] = dict(tmeta["annotations"])
+    pod: Obj = {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": template.get("spec") or {}}
+    validation.default_object("pods", pod)
+    return pod
 
 
 def _selector(rs: Obj) -> LabelSelector:

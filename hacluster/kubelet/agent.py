@@ -42,6 +42,7 @@ from hacluster.kubelet import nodestatus as ns
 from hacluster.kubelet.behaviour import NodeProfile
 from hacluster.kubelet.events import EventRecorder, TokenBucket
 from hacluster.kubelet.nodeloops import NodeLoops
+from hacluster.kubelet.nodepart import NodeContext
 from hacluster.kubelet.podsource import PodSource
 from hacluster.kubelet.podworker import PodEntry, PodWorkers
 from hacluster.kubelet.runtime import Runtime
@@ -74,14 +75,13 @@ class Kubelet:
         self.status = StatusManager(api, concurrency=cfg.status_write_concurrency, semaphore=status_semaphore)
         self.events = EventRecorder(api, node, per_object_max=cfg.events_per_pod_max,
                                     writes_per_s_max=cfg.event_writes_per_s_max, clock=clock, bucket=event_bucket)
-        self.node_loops = NodeLoops(node=node, api=api, runtime=runtime, cfg=cfg, profile=profile,
-                                    identity=self.identity, labels=dict(labels or {}),
-                                    taints=[dict(t) for t in taints or []], log_port=log_port, clock=clock)
-        self.workers = PodWorkers(node=node, api=api, runtime=runtime, cfg=cfg, profile=profile,
-                                  identity=self.identity, clock=clock, status=self.status, events=self.events)
+        ctx = NodeContext(node=node, api=api, runtime=runtime, cfg=cfg, profile=profile, identity=self.identity,
+                          clock=clock)
+        self.node_loops = NodeLoops(ctx, labels=dict(labels or {}), taints=[dict(t) for t in taints or []],
+                                    log_port=log_port)
+        self.workers = PodWorkers(ctx, status=self.status, events=self.events)
         self.source = PodSource(node, api, self.workers)
-        self.usage = UsageMonitor(node=node, runtime=runtime, cfg=cfg, profile=profile, clock=clock,
-                                  events=self.events, workers=self.workers, node_loops=self.node_loops)
+        self.usage = UsageMonitor(ctx, events=self.events, workers=self.workers, node_loops=self.node_loops)
         self.pods = self.workers.pods
         self.registered = self.node_loops.registered
         self.ready = self.node_loops.ready

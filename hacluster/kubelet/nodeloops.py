@@ -12,37 +12,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from hacluster.asyncwait import wait_event
-from hacluster.client import ApiClient, ClientError, Indeterminate
-from hacluster.config import KubeletConfig
+from hacluster.client import ClientError, Indeterminate
 from hacluster.kubelet import nodestatus as ns
 from hacluster.kubelet.apicalls import FAST_WRITE, RETRY_S, ApiErrors
-from hacluster.kubelet.behaviour import NodeProfile
-from hacluster.kubelet.runtime import Runtime
+from hacluster.kubelet.nodepart import NodeContext, NodePart
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 
-class NodeLoops:
+class NodeLoops(NodePart):
     """One node's Node object and Lease."""
 
-    def __init__(self, *, node: str, api: ApiClient, runtime: Runtime, cfg: KubeletConfig, profile: NodeProfile,
-                 identity: ns.NodeIdentity, labels: dict[str, str], taints: list[Obj], log_port: int,
-                 clock: Callable[[], float]) -> None:
-        self.node = node
-        self.api = api
-        self.runtime = runtime
-        self.cfg = cfg
-        self.profile = profile
-        self.identity = identity
+    def __init__(self, ctx: NodeContext, *, labels: dict[str, str], taints: list[Obj], log_port: int) -> None:
+        super().__init__(ctx)
         self.labels = labels
         self.taints = taints
         self.log_port = log_port
-        self.clock = clock
         self.node_uid = ""
         self.node_view: Obj | None = None
         self.pressure = {"MemoryPressure": False, "DiskPressure": False, "PIDPressure": False}

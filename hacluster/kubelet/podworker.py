@@ -20,15 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hacluster.asyncwait import wait_event
-from hacluster.client import ApiClient, ClientError, Indeterminate, Unreachable
-from hacluster.config import KubeletConfig
+from hacluster.client import ClientError, Indeterminate, Unreachable
 from hacluster.format.durations import go_duration
 from hacluster.kubelet import eviction as ev
-from hacluster.kubelet import nodestatus as ns
 from hacluster.kubelet.apicalls import pods_path
 from hacluster.kubelet.backoff import BackOff
-from hacluster.kubelet.behaviour import NodeProfile
 from hacluster.kubelet.events import EventRecorder
+from hacluster.kubelet.nodepart import NodeContext, NodePart
 from hacluster.kubelet.runtime import EXITED, ContainerRecord, Runtime, StartError
 from hacluster.kubelet.status import TERMINAL_PHASES, PodFacts, freeze_for_eviction, pod_status, should_restart
 from hacluster.kubelet.statusmanager import StatusManager
@@ -122,20 +120,12 @@ def pod_requests(pod: Obj) -> tuple[int, int]:
     return cpu, mem
 
 
-class PodWorkers:
+class PodWorkers(NodePart):
     """The pods one kubelet runs (`pods`, by UID) and the worker of each."""
 
-    def __init__(self, *, node: str, api: ApiClient, runtime: Runtime, cfg: KubeletConfig, profile: NodeProfile,
-                 identity: ns.NodeIdentity, clock: Callable[[], float], status: StatusManager,
-                 events: EventRecorder) -> None:
-        self.node = node
-        self.api = api
-        self.runtime = runtime
-        self.cfg = cfg
-        self.profile = profile
-        self.identity = identity
-        self.clock = clock
-        self.scale = cfg.time_scale
+    def __init__(self, ctx: NodeContext, *, status: StatusManager, events: EventRecorder) -> None:
+        super().__init__(ctx)
+        cfg = ctx.cfg
         self.status = status
         self.events = events
         self.pods: dict[str, PodEntry] = {}

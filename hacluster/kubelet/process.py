@@ -4,7 +4,8 @@ Used by `hacluster kubelet --runtime process`. A container runs `command` + `arg
 references expanded from its `env`, as Kubernetes does) in `workingDir` (created if missing, as runc does;
 default: a directory of its own under the kubelet's root), with `env` plus PATH and HOSTNAME, in a session
 of its own. Its stdout and stderr go through pipes into a log file in the CRI format
-(`<RFC3339Nano> stdout F <line>`), rotated at `log_max_bytes`, which the log endpoint serves.
+(`<RFC3339Nano> stdout F <line>`, `hacluster.kubelet.crilog`), rotated at `log_max_bytes`, which the log
+endpoint serves.
 
 Memory limits are enforced the way the kernel's OOM killer does it, never with RLIMIT_AS (which turns an
 overrun into a failed allocation and a different exit):
@@ -39,14 +40,16 @@ from typing import Any
 
 from hacluster.asyncwait import wait_event
 from hacluster.kubelet.behaviour import ImageCatalogue
+from hacluster.kubelet.crilog import LogWriter, read_cri_log, remove_log
 from hacluster.kubelet.probes import ProbeTracker, probe_ticks, run_probe
 from hacluster.kubelet.runtime import (
     EXITED,
     RUNNING,
+    Attempt,
     ContainerRecord,
     LogLine,
-    ProbeEventSink,
     PullResult,
+    RuntimeBase,
     StartError,
 )
 from hacluster.kubelet.sim import image_id_of, memory_limit_of
@@ -222,78 +225,10 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / _CLOCK_TICKS_PER_S
 
 
-# ------------------------------------------------------------------------------------ logs
-class LogWriter:
-    """Appends CRI-format lines to a container log, rotating it at `max_bytes` (one old file kept)."""
-
-    def __init__(self, path: Path, max_bytes: int) -> None:
-        self.path = path
-        self.max_bytes = max_bytes
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(path, "ab")
-        self._size = self._f.tell()
-
-    def write(self, stream: str, text: bytes, partial: bool) -> None:
-        now = time.time()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int((now % 1) * 1e9):09d}Z"
-        line = f"{stamp} {stream} {'P' if partial else 'F'} ".encode() + text + b"\n"
-        if self._size + len(line) > self.max_bytes and self._size > 0:
-            self._f.close()
-            os.replace(self.path, self.path.with_suffix(self.path.suffix + ".1"))
-            self._f = open(self.path, "ab")
-            self._size = 0
-        self._f.write(line)
-        self._f.flush()
-        self._size += len(line)
-
-    def close(self) -> None:
-        self._f.close()
-
-
-def read_cri_log(path: Path) -> list[LogLine]:
-    """The lines of a container log (and its rotated predecessor), partial lines joined."""
-    out: list[LogLine] = []
-    pending: dict[str, str] = {}
-    for p in (path.with_suffix(path.suffix + ".1"), path):
-        try:
-            data = p.read_bytes()
-        except OSError:
-            continue
-        for raw in data.decode(errors="replace").splitlines():
-            parts = raw.split(" ", 3)
-            if len(parts) < 3:
-                continue
-            stamp, stream, tag = parts[0], parts[1], parts[2]
-            text = parts[3] if len(parts) > 3 else ""
-            if tag == "P":
-                pending[stream] = pending.get(stream, "") + text
-                continue
-            text = pending.pop(stream, "") + text
-            out.append(LogLine(_parse_stamp(stamp), stream, text))
-    return out
-
-
-def _parse_stamp(stamp: str) -> float:
-    try:
-        base, frac = stamp.rstrip("Z").split(".")
-        return time.mktime(time.strptime(base, "%Y-%m-%dT%H:%M:%S")) - time.timezone + float("0." + frac)
-    except ValueError:
-        return 0.0
-
-
 # ------------------------------------------------------------------------------------ runtime
-@dataclass
-class _Proc:
-    id: str
-    pod_uid: str
-    name: str
-    attempt: int
-    image: str
-    image_id: str
-    init: bool
-    created_at: float
+@dataclass(kw_only=True)
+class _Proc(Attempt):
     log_path: Path
-    memory_limit: int | None
     ready_at: float = 0.0
     probe_ready: bool | None = None
     """The readiness probe's verdict (None: the container has no readiness probe)."""
@@ -306,10 +241,8 @@ class _Proc:
     cgroup: Path | None = None
     oom_by_watchdog: bool = False
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    exited: asyncio.Event = field(default_factory=asyncio.Event)
-    timer: asyncio.TimerHandle | None = None
 
-    def record(self, now: float, memory: int) -> ContainerRecord:
+    def record(self, now: float, memory: int = 0) -> ContainerRecord:
         running = self.finished_at is None
         return ContainerRecord(id=self.id, pod_uid=self.pod_uid, name=self.name, attempt=self.attempt,
                                image=self.image, image_id=self.image_id, state=RUNNING if running else EXITED,
@@ -321,7 +254,7 @@ class _Proc:
                                init=self.init)
 
 
-class ProcessRuntime:
+class ProcessRuntime(RuntimeBase[_Proc]):
     """Containers of one node as local processes under `root_dir`."""
 
     name = "process"
@@ -331,19 +264,13 @@ class ProcessRuntime:
                  memory_enforcement: str = "auto", watchdog_interval_s: float = 0.05,
                  log_max_bytes: int = 10 * 1024 * 1024, time_scale: float = 1.0,
                  clock: Callable[[], float] = time.time, retained_attempts: int = 2) -> None:
+        super().__init__(node=node, clock=clock, retained_attempts=retained_attempts)
         self.root = Path(root_dir)
-        self.node = node
         self.catalogue = catalogue
         self.watchdog_interval_s = watchdog_interval_s
         self.log_max_bytes = log_max_bytes
         self.time_scale = time_scale
-        self.clock = clock
-        self.retained_attempts = retained_attempts
-        self.on_change: Callable[[str], None] = lambda uid: None
-        self.on_probe_event: ProbeEventSink = lambda uid, container, etype, reason, message: None
-        self._pods: dict[str, list[_Proc]] = {}
         self._cpu_samples: dict[str, tuple[float, float]] = {}  # container id -> (monotonic s, CPU s used)
-        self._images: dict[str, int] = {}
         self.cgroups: MemoryCgroups | None = None
         if memory_enforcement in ("auto", "cgroup"):
             self.cgroups = MemoryCgroups.create(node)
@@ -352,12 +279,6 @@ class ProcessRuntime:
         self.enforcement = f"cgroup v{self.cgroups.version}" if self.cgroups else "rss watchdog"
 
     # -------------------------------------------------------------------------------- images
-    def image_present(self, image: str) -> bool:
-        return image in self._images
-
-    def images(self) -> list[tuple[str, int]]:
-        return sorted(self._images.items())
-
     async def pull_image(self, pod: dict[str, Any], container: dict[str, Any], attempt: int) -> PullResult:
         """Processes need no image: a pull succeeds at once unless the images file says the image does not
         exist (so ErrImagePull can be shown with this runtime too)."""
@@ -381,7 +302,8 @@ class ProcessRuntime:
                      image=container.get("image", ""), image_id=image_id or image_id_of(container.get("image", "")),
                      init=init, created_at=created, log_path=pod_dir / name / f"{attempt}.log",
                      memory_limit=memory_limit_of(container))
-        self._add(proc)
+        for old in self._add(proc):
+            remove_log(old.log_path)
         env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "HOSTNAME": pod_name,
                "HOME": str(pod_dir / name / "home")}
         for e in container.get("env") or []:
@@ -476,18 +398,6 @@ class ProcessRuntime:
                 await self.stop_container(proc.id, float(grace) * self.time_scale)
                 return
 
-    def _add(self, proc: _Proc) -> None:
-        attempts = self._pods.setdefault(proc.pod_uid, [])
-        attempts.append(proc)
-        same = [x for x in attempts if x.name == proc.name and x.init == proc.init]
-        for old in same[:-self.retained_attempts]:
-            attempts.remove(old)
-            for suffix in ("", ".1"):
-                try:
-                    old.log_path.with_suffix(old.log_path.suffix + suffix).unlink()
-                except OSError:
-                    pass
-
     def _start_failed(self, proc: _Proc, message: str) -> ContainerRecord:
         now = self.clock()
         proc.started_at = 0.0  # containerd reports a container that never started as started at the epoch
@@ -549,13 +459,6 @@ class ProcessRuntime:
         proc.exited.set()
         self.on_change(proc.pod_uid)
 
-    def _find(self, container_id: str) -> _Proc | None:
-        for attempts in self._pods.values():
-            for c in attempts:
-                if c.id == container_id:
-                    return c
-        return None
-
     async def stop_container(self, container_id: str, grace_s: float) -> None:
         c = self._find(container_id)
         if c is None or c.finished_at is not None:
@@ -571,13 +474,6 @@ class ProcessRuntime:
         if c.cgroup is not None and self.cgroups is not None:
             return self.cgroups.usage(c.cgroup)
         return rss_bytes(tree_pids(c.pid))
-
-    def containers(self, pod_uid: str) -> list[ContainerRecord]:
-        now = self.clock()
-        return [c.record(now, 0) for c in self._pods.get(pod_uid, ())]
-
-    def pod_uids(self) -> list[str]:
-        return list(self._pods)
 
     def memory_by_container(self, pod_uid: str) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -612,11 +508,8 @@ class ProcessRuntime:
             shutil.rmtree(procs[0].log_path.parent.parent, ignore_errors=True)
 
     def logs(self, pod_uid: str, container: str, previous: bool) -> tuple[list[LogLine], bool] | None:
-        attempts = [c for c in self._pods.get(pod_uid, ()) if c.name == container]
-        if not attempts or (previous and len(attempts) < 2):
-            return None
-        c = attempts[-2] if previous else attempts[-1]
-        if c.started_at is None and c.reason != "StartError":
+        c = self._logged(pod_uid, container, previous)
+        if c is None or (c.started_at is None and c.reason != "StartError"):
             return None
         return read_cri_log(c.log_path), c.finished_at is None
 

@@ -1,7 +1,8 @@
 """The container runtime interface of the kubelet (a small CRI): records, results and the `Runtime` protocol.
 
 Implemented by `hacluster.kubelet.sim.SimRuntime` (containers that behave as configured data) and
-`hacluster.kubelet.process.ProcessRuntime` (containers that are real local processes). The kubelet agent
+`hacluster.kubelet.process.ProcessRuntime` (containers that are real local processes), both built on
+`RuntimeBase`: the table of container attempts by pod and what reads it the same way in both. The kubelet agent
 (`hacluster.kubelet.agent`) calls it; the pure status code (`hacluster.kubelet.status`) reads its
 `ContainerRecord`s. Times in records are wall-clock seconds (`time.time()` or the injected clock).
 
@@ -19,9 +20,10 @@ Contract and failures:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
 
 CREATED, RUNNING, EXITED = "created", "running", "exited"
 
@@ -133,3 +135,82 @@ class Runtime(Protocol):
     async def close(self) -> None:
         """Stop everything at once (node shutdown): kill every container."""
         ...
+
+
+# ------------------------------------------------------------------------------ the runtime base
+@dataclass(kw_only=True)
+class Attempt:
+    """One container attempt as a runtime keeps it (mutable; `record()` is its `ContainerRecord` now)."""
+
+    pod_uid: str
+    name: str
+    init: bool
+    attempt: int
+    id: str  # the containerID, as in `ContainerRecord`
+    image: str
+    image_id: str
+    created_at: float
+    memory_limit: int | None
+    timer: asyncio.TimerHandle | None = None
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def record(self, now: float) -> ContainerRecord:
+        raise NotImplementedError
+
+
+A = TypeVar("A", bound=Attempt)
+
+
+class RuntimeBase(Generic[A]):
+    """The container attempts of one node's pods, by pod UID and oldest first, as both runtimes keep them;
+    the `Runtime` methods that only read that table, and the image list."""
+
+    name: str
+    version: str
+
+    def __init__(self, *, node: str, clock: Callable[[], float], retained_attempts: int) -> None:
+        self.node = node
+        self.clock = clock
+        self.retained_attempts = retained_attempts
+        self.on_change: Callable[[str], None] = lambda uid: None
+        self.on_probe_event: ProbeEventSink = lambda uid, container, etype, reason, message: None
+        self._pods: dict[str, list[A]] = {}
+        self._images: dict[str, int] = {}
+
+    def image_present(self, image: str) -> bool:
+        return image in self._images
+
+    def images(self) -> list[tuple[str, int]]:
+        return sorted(self._images.items())
+
+    def _add(self, c: A) -> list[A]:
+        """Add a new attempt; return the older attempts of the same container beyond `retained_attempts`,
+        which are forgotten (the caller releases what they hold)."""
+        attempts = self._pods.setdefault(c.pod_uid, [])
+        attempts.append(c)
+        same = [x for x in attempts if x.name == c.name and x.init == c.init]
+        dropped = same[:-self.retained_attempts]
+        for old in dropped:
+            attempts.remove(old)
+        return dropped
+
+    def _find(self, container_id: str) -> A | None:
+        for attempts in self._pods.values():
+            for c in attempts:
+                if c.id == container_id:
+                    return c
+        return None
+
+    def _logged(self, pod_uid: str, container: str, previous: bool) -> A | None:
+        """The attempt whose logs `logs()` shows: the container's last one, or the one before it."""
+        attempts = [c for c in self._pods.get(pod_uid, ()) if c.name == container]
+        if not attempts or (previous and len(attempts) < 2):
+            return None
+        return attempts[-2] if previous else attempts[-1]
+
+    def containers(self, pod_uid: str) -> list[ContainerRecord]:
+        now = self.clock()
+        return [c.record(now) for c in self._pods.get(pod_uid, ())]
+
+    def pod_uids(self) -> list[str]:
+        return list(self._pods)

@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from hacluster.kubelet.behaviour import Behaviour, BehaviourError, ImageCatalogue
@@ -24,10 +24,11 @@ from hacluster.kubelet.probes import first_tick_at_or_after, probe_ticks
 from hacluster.kubelet.runtime import (
     EXITED,
     RUNNING,
+    Attempt,
     ContainerRecord,
     LogLine,
-    ProbeEventSink,
     PullResult,
+    RuntimeBase,
     StartError,
 )
 from hacluster.model.quantity import QuantityError, parse_quantity
@@ -113,26 +114,15 @@ def timeline(b: Behaviour, memory_limit: int | None, started_at: float, now: flo
 
 
 # ------------------------------------------------------------------------------------ runtime
-@dataclass
-class _SimContainer:
-    id: str
-    pod_uid: str
-    name: str
-    attempt: int
-    image: str
-    image_id: str
+@dataclass(kw_only=True)
+class _SimContainer(Attempt):
     behaviour: Behaviour
-    memory_limit: int | None
-    created_at: float
     started_at: float
-    init: bool
     term_at: float | None = None
     kill_at: float | None = None
     liveness_stop_at: float | None = None
     liveness_grace_s: float = 30.0
     liveness_reported: bool = False
-    timer: asyncio.TimerHandle | None = None
-    exited: asyncio.Event = field(default_factory=asyncio.Event)
 
     def outcome(self, now: float) -> Outcome:
         return timeline(self.behaviour, self.memory_limit, self.started_at, now, term_at=self.term_at,
@@ -187,7 +177,7 @@ def image_id_of(image: str) -> str:
     return f"{repo}@sha256:{hashlib.sha256(image.encode()).hexdigest()}"
 
 
-class SimRuntime:
+class SimRuntime(RuntimeBase[_SimContainer]):
     """Simulated containers of one node. `clock` gives wall-clock seconds (time.time by default)."""
 
     name = "sim"
@@ -195,22 +185,10 @@ class SimRuntime:
 
     def __init__(self, catalogue: ImageCatalogue, *, node: str = "", clock: Callable[[], float] = time.time,
                  retained_attempts: int = 2) -> None:
+        super().__init__(node=node, clock=clock, retained_attempts=retained_attempts)
         self.catalogue = catalogue
-        self.node = node
-        self.clock = clock
-        self.retained_attempts = retained_attempts
-        self.on_change: Callable[[str], None] = lambda uid: None
-        self.on_probe_event: ProbeEventSink = lambda uid, container, etype, reason, message: None
-        self._pods: dict[str, list[_SimContainer]] = {}
-        self._images: dict[str, int] = {}
 
     # -------------------------------------------------------------------------------- images
-    def image_present(self, image: str) -> bool:
-        return image in self._images
-
-    def images(self) -> list[tuple[str, int]]:
-        return sorted(self._images.items())
-
     async def pull_image(self, pod: dict[str, Any], container: dict[str, Any], attempt: int) -> PullResult:
         image = container.get("image", "")
         try:
@@ -251,11 +229,7 @@ class SimRuntime:
                           image_id=image_id or image_id_of(container.get("image", "")), behaviour=b,
                           memory_limit=memory_limit_of(container), created_at=created, started_at=started,
                           init=init, liveness_stop_at=stop_at, liveness_grace_s=grace)
-        attempts = self._pods.setdefault(uid, [])
-        attempts.append(c)
-        same = [x for x in attempts if x.name == name and x.init == init]
-        for old in same[:-self.retained_attempts]:
-            attempts.remove(old)
+        for old in self._add(c):
             self._cancel(old)
         self._arm(c)
         return c.record(self.clock())
@@ -291,13 +265,6 @@ class SimRuntime:
         self._arm(c)
         self.on_change(c.pod_uid)
 
-    def _find(self, container_id: str) -> _SimContainer | None:
-        for attempts in self._pods.values():
-            for c in attempts:
-                if c.id == container_id:
-                    return c
-        return None
-
     async def stop_container(self, container_id: str, grace_s: float) -> None:
         c = self._find(container_id)
         if c is None:
@@ -312,13 +279,6 @@ class SimRuntime:
         self._arm(c)
         await c.exited.wait()
         self.on_change(c.pod_uid)
-
-    def containers(self, pod_uid: str) -> list[ContainerRecord]:
-        now = self.clock()
-        return [c.record(now) for c in self._pods.get(pod_uid, ())]
-
-    def pod_uids(self) -> list[str]:
-        return list(self._pods)
 
     def remove_pod(self, pod_uid: str) -> None:
         for c in self._pods.pop(pod_uid, ()):
@@ -342,10 +302,9 @@ class SimRuntime:
         return out
 
     def logs(self, pod_uid: str, container: str, previous: bool) -> tuple[list[LogLine], bool] | None:
-        attempts = [c for c in self._pods.get(pod_uid, ()) if c.name == container]
-        if not attempts or (previous and len(attempts) < 2):
+        c = self._logged(pod_uid, container, previous)
+        if c is None:
             return None
-        c = attempts[-2] if previous else attempts[-1]
         o = c.outcome(self.clock())
         lines = [LogLine(c.started_at, "stdout", line) for line in c.behaviour.log_lines]
         if o.state == EXITED:

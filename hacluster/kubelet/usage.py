@@ -11,34 +11,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Any
 
-from hacluster.config import KubeletConfig
 from hacluster.kubelet import eviction as ev
 from hacluster.kubelet import stats
-from hacluster.kubelet.behaviour import NodeProfile
 from hacluster.kubelet.events import EventRecorder
 from hacluster.kubelet.nodeloops import NodeLoops
+from hacluster.kubelet.nodepart import NodeContext, NodePart
 from hacluster.kubelet.podworker import PodEntry, PodWorkers
-from hacluster.kubelet.runtime import Runtime
 from hacluster.model.quantity import parse_quantity
 
 log = logging.getLogger(__name__)
 
 
-class UsageMonitor:
+class UsageMonitor(NodePart):
     """Memory and CPU use of one node's pods; memory pressure and the evictions it causes."""
 
-    def __init__(self, *, node: str, runtime: Runtime, cfg: KubeletConfig, profile: NodeProfile,
-                 clock: Callable[[], float], events: EventRecorder, workers: PodWorkers,
+    def __init__(self, ctx: NodeContext, *, events: EventRecorder, workers: PodWorkers,
                  node_loops: NodeLoops) -> None:
-        self.node = node
-        self.runtime = runtime
-        self.cfg = cfg
-        self.profile = profile
-        self.clock = clock
-        self.scale = cfg.time_scale
+        super().__init__(ctx)
         self.events = events
         self.workers = workers
         self.node_loops = node_loops

@@ -6,7 +6,7 @@
   `hacluster.controllers` and installed by the master (`hacluster.cluster.master`);
 - `proposer.FencedProposer` stamps every write with the loop's term (fencing) and retries unknown outcomes;
 - `informer.StoreFollower` follows the leader's local store (list, then every change in order);
-- `events.EventRecorder` writes Kubernetes Events, aggregating repeats.
+- `events.EventRecorder` writes Kubernetes Events, aggregating repeats (`hacluster.model.events`).
 
 Layering: above `hacluster.store` (and beside the replication engines), below the scheduler and the
 controllers, which import it; it imports neither of them.

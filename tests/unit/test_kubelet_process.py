@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from hacluster.kubelet.process import LogWriter, ProcessRuntime, expand, read_cri_log
+from hacluster.kubelet.crilog import LogWriter, read_cri_log
+from hacluster.kubelet.process import ProcessRuntime, expand
 from tests.unit.test_kubelet_agent import Rig, make_rig
 
 PY = sys.executable
