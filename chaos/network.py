@@ -51,7 +51,7 @@ class RaftLink:
 
 
 def _addr(handle: ClusterHandle, mid: str) -> str:
-    return f"127.0.0.1:{handle.cfg.master(mid).raft_port}"
+    return handle.cfg.master(mid).raft_address
 
 
 def plan_raft_links(handle: ClusterHandle, taken: set[int]) -> list[RaftLink]:
@@ -120,7 +120,7 @@ class ChaosNetwork:
             port = free_port(taken)
             upstream = m.api_tls_port if tls else m.api_port
             name = f"api-{key}-{m.id}"
-            self.client.create(Link(name, f"127.0.0.1:{port}", f"127.0.0.1:{upstream}"))
+            self.client.create(Link(name, f"127.0.0.1:{port}", f"{m.host}:{upstream}"))
             urls[m.id] = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         self.state["api"][key] = urls
         self._save()

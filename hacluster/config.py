@@ -31,12 +31,33 @@ class _Frozen(BaseModel):
 class MasterConfig(_Frozen):
     id: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=32)
     """Name of the master, used in status output and logs (e.g. "m1")."""
+    host: str = Field(default="127.0.0.1", min_length=1, max_length=253, pattern=r"^[A-Za-z0-9.-]+$")
+    """Address by which the other masters, the kubelets and clients reach this master (its advertised
+    address): the host of its API URLs and of its Raft peer address, which is also its identity among the
+    peers. One machine may give each master its own loopback address (127.0.0.2, …); see configs/multi-host/."""
+    bind_host: str = Field(default="", max_length=253, pattern=r"^[A-Za-z0-9.-]*$")
+    """Address the API listens on; empty: `host`. `0.0.0.0` serves every interface of a real host. (Raft
+    listens on `host`: pysyncobj binds the address that names it.)"""
     api_port: int = Field(default=0, ge=0, le=65535)
-    """Port of the Kubernetes API on 127.0.0.1; 0 means `hacluster up` picks a free one."""
+    """Port of the Kubernetes API on `host`; 0 means `hacluster up` picks a free one."""
     raft_port: int = Field(default=0, ge=0, le=65535)
-    """Port of the Raft peer link on 127.0.0.1; 0 means `hacluster up` picks a free one."""
+    """Port of the Raft peer link on `host`; 0 means `hacluster up` picks a free one."""
     api_tls_port: int = Field(default=0, ge=0, le=65535)
     """Port of the same API over HTTPS (kubectl sends tokens only over TLS); 0 means `up` picks one."""
+
+    def api_url(self, *, tls: bool = False) -> str:
+        """The API's URL as the others reach it (on `host`)."""
+        return f"https://{self.host}:{self.api_tls_port}" if tls else f"http://{self.host}:{self.api_port}"
+
+    @property
+    def raft_address(self) -> str:
+        """`host:port` of the Raft peer link: where the peers dial this master, and its name among them."""
+        return f"{self.host}:{self.raft_port}"
+
+    @property
+    def listen_host(self) -> str:
+        """Where the API listens: `bind_host`, else `host`."""
+        return self.bind_host or self.host
 
 
 class RaftConfig(_Frozen):
@@ -391,10 +412,10 @@ class ClusterConfig(_Frozen):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
             raise ValueError(f"masters: duplicate id {', '.join(dup)}")
-        ports = [p for m in self.masters for p in (m.api_port, m.raft_port, m.api_tls_port) if p]
+        ports = [(m.host, p) for m in self.masters for p in (m.api_port, m.raft_port, m.api_tls_port) if p]
         dup_ports = sorted({p for p in ports if ports.count(p) > 1})
         if dup_ports:
-            raise ValueError(f"masters: port used twice: {', '.join(map(str, dup_ports))}")
+            raise ValueError(f"masters: port used twice: {', '.join(f'{h}:{p}' for h, p in dup_ports)}")
         return self
 
     @model_validator(mode="after")

@@ -132,7 +132,7 @@ def register(main: click.Group) -> None:
         try:
             if cluster_file is not None and not api:
                 cluster = load_config(cluster_file)
-                endpoints = [f"http://127.0.0.1:{m.api_port}" for m in cluster.masters]
+                endpoints = [m.api_url() for m in cluster.masters]
                 members = []
                 for n in names:
                     user = cluster.user_by_name(f"system:node:{n}")

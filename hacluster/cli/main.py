@@ -54,6 +54,24 @@ def master(config_path: str, master_id: str, test_storage: str) -> None:
 
 
 @main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Cluster file naming each master's host and ports (see configs/multi-host/).")
+@click.option("--out", "out_dir", required=True, metavar="DIR",
+              help="Where to write cluster.yaml (secrets filled in), pki/ and kubeconfig, to copy to every host.")
+def pki(config_path: str, out_dir: str) -> None:
+    """Prepare masters that run on several hosts: secrets, TLS certificates for every host, a kubeconfig."""
+    from hacluster.cluster import launcher
+
+    try:
+        handle = launcher.prepare_hosts(load_config(config_path), out_dir)
+    except (launcher.LauncherError, ConfigError) as exc:
+        raise _Fail(str(exc)) from exc
+    click.echo(f"wrote {handle.config_path}, {handle.state_dir / 'pki'}/ and {handle.state_dir / 'kubeconfig'}")
+    click.echo(f"copy {handle.state_dir}/ to every host, then on each: hacluster master --config "
+               f"{handle.config_path} --id <id>  ({', '.join(f'{m.id} on {m.host}' for m in handle.cfg.masters)})")
+
+
+@main.command()
 @click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
               help="Cluster file (see configs/).")
 @click.option("--masters", type=click.IntRange(1, 9), default=None, help="Number of masters (default 3).")
@@ -106,7 +124,7 @@ def up(config_path: str | None, masters: int | None, nodes: int, runtime: str | 
     click.echo(f"cluster {handle.cfg.name}: {len(handle.cfg.masters)} masters ready, leader "
                f"{leader['id'] if leader else '?'}")
     for m in handle.cfg.masters:
-        click.echo(f"  {m.id}  {handle.api(m.id)}  (raft 127.0.0.1:{m.raft_port}, pid {handle.pid(m.id)})")
+        click.echo(f"  {m.id}  {handle.api(m.id)}  (raft {m.raft_address}, pid {handle.pid(m.id)})")
     if handle.cfg.nodes:
         click.echo(f"nodes: {', '.join(n.name for n in handle.cfg.nodes)} (kubelets ready)")
     click.echo(f"kubeconfig: {sd / 'kubeconfig'}   e.g. kubectl --kubeconfig {sd / 'kubeconfig'} get pods")

@@ -74,7 +74,7 @@ from hacluster.cluster.processes import (
 from hacluster.cluster.processes import (
     stop_pid as stop_pid,
 )
-from hacluster.config import ClusterConfig, MasterConfig, dump_config, with_generated_secrets
+from hacluster.config import ClusterConfig, dump_config, with_generated_secrets
 
 READY_TIMEOUT_S = 30.0
 
@@ -88,9 +88,9 @@ def resolve_ports(cfg: ClusterConfig) -> ClusterConfig:
     taken = {p for m in cfg.masters for p in (m.api_port, m.raft_port, m.api_tls_port) if p}
     masters = []
     for m in cfg.masters:
-        masters.append(MasterConfig(id=m.id, api_port=m.api_port or free_port(taken),
-                                    raft_port=m.raft_port or free_port(taken),
-                                    api_tls_port=m.api_tls_port or free_port(taken)))
+        masters.append(m.model_copy(update={"api_port": m.api_port or free_port(taken, m.host),
+                                            "raft_port": m.raft_port or free_port(taken, m.host),
+                                            "api_tls_port": m.api_tls_port or free_port(taken, m.host)}))
     return cfg.model_copy(update={"masters": tuple(masters)})
 
 
@@ -124,7 +124,8 @@ def start_master(handle: ClusterHandle, master_id: str) -> int:
 def write_kubeconfig(handle: ClusterHandle, server_master: str | None = None) -> Path:
     """A kubeconfig for kubectl and the official clients: HTTPS with our CA, the admin token, and one
     context per master (`<name>-m2`) besides the default one, to point a client at a chosen master."""
-    ca = base64.b64encode(ensure_pki(handle.state_dir)["ca_cert"].read_bytes()).decode()
+    hosts = tuple(m.host for m in handle.cfg.masters)
+    ca = base64.b64encode(ensure_pki(handle.state_dir, hosts)["ca_cert"].read_bytes()).decode()
     first = server_master or handle.cfg.masters[0].id
     clusters = [{"name": f"{handle.cfg.name}-{m.id}",
                  "cluster": {"server": handle.api_tls(m.id), "certificate-authority-data": ca}}
@@ -175,6 +176,27 @@ def prepare(cfg: ClusterConfig, state_dir: str | Path) -> ClusterHandle:
     cfg = with_node_users(cfg)  # a system:node:<name> user for every node the config defines
     handle = ClusterHandle(sd, cfg)
     dump_config(cfg, handle.config_path)
+    os.chmod(handle.config_path, 0o600)
+    write_kubeconfig(handle)
+    return handle
+
+
+def prepare_hosts(cfg: ClusterConfig, out_dir: str | Path) -> ClusterHandle:
+    """The files for masters that run on several hosts, each started by hand (`hacluster master --config
+    cluster.yaml --id mN`): `cluster.yaml` with the secrets filled in, `pki/` (a CA and one server certificate
+    for every master's host) and `kubeconfig`, written into `out_dir` to be copied to every host. No launcher
+    picks ports here, so the config must give each one."""
+    missing = [f"masters.{m.id}.{key}" for m in cfg.masters for key in ("api_port", "raft_port", "api_tls_port")
+               if not getattr(m, key)]
+    if missing:
+        raise LauncherError(f"a config for several hosts must give every port (no `hacluster up` picks them): "
+                            f"{', '.join(missing)}")
+    sd = Path(out_dir)
+    if (sd / "cluster.yaml").exists():
+        raise LauncherError(f"{sd} already holds a cluster.yaml (and its secrets): choose another --out")
+    sd.mkdir(parents=True, exist_ok=True)
+    handle = ClusterHandle(sd, with_node_users(with_generated_secrets(cfg)))
+    dump_config(handle.cfg, handle.config_path)
     os.chmod(handle.config_path, 0o600)
     write_kubeconfig(handle)
     return handle

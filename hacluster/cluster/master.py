@@ -87,12 +87,12 @@ class Master:
                                      shutdown_timeout=STOP_GRACE_S, **limits.server_options(self.cfg.api))
         await self._runner.setup()
         me = self.cfg.master(self.id)
-        site = web.TCPSite(self._runner, "127.0.0.1", me.api_port, reuse_address=True, backlog=1024)
+        site = web.TCPSite(self._runner, me.listen_host, me.api_port, reuse_address=True, backlog=1024)
         await site.start()
         if self._tls is not None and me.api_tls_port:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(str(self._tls[0]), str(self._tls[1]))
-            tls_site = web.TCPSite(self._runner, "127.0.0.1", me.api_tls_port, ssl_context=ctx,
+            tls_site = web.TCPSite(self._runner, me.listen_host, me.api_tls_port, ssl_context=ctx,
                                    reuse_address=True, backlog=1024)
             await tls_site.start()
 
@@ -126,7 +126,7 @@ async def _serve(config_path: str, master_id: str, storage_mode: str) -> None:
         raise SystemExit(1) from None
     me = cfg.master(master_id)
     fsync = "on" if cfg.raft.fsync else "off"
-    print(f"master {master_id} serving http://127.0.0.1:{me.api_port} raft 127.0.0.1:{me.raft_port} "
+    print(f"master {master_id} serving {me.api_url()} raft {me.raft_address} "
           f"(journal: {storage_mode} storage, fsync {fsync})", flush=True)
     await stop.wait()
     await master.stop()

@@ -1,8 +1,10 @@
 """A private certificate authority for a local cluster's HTTPS endpoints.
 
 kubectl (client-go) never sends a bearer token over plain HTTP, so each master also serves the API over
-TLS; `hacluster up` calls `ensure_pki` to create a CA and one server certificate for 127.0.0.1/localhost
-in `STATE_DIR/pki/`, and the kubeconfig carries the CA. Keys never leave the state directory.
+TLS; `hacluster up` calls `ensure_pki` to create a CA and one server certificate for localhost, 127.0.0.1
+and every master's `host` in `STATE_DIR/pki/`, and the kubeconfig carries the CA. Keys never leave the state
+directory — except where masters run on several hosts: `hacluster pki --config` makes the files once, and
+each host gets a copy of `pki/` beside its config (README, "Beyond one machine").
 """
 
 from __future__ import annotations
@@ -32,8 +34,16 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
     os.chmod(path, 0o600)
 
 
-def ensure_pki(state_dir: Path) -> dict[str, Path]:
-    """Create the CA and server certificate unless they exist; return their paths."""
+def _subject_alt_name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def ensure_pki(state_dir: Path, hosts: tuple[str, ...] = ()) -> dict[str, Path]:
+    """Create the CA and a server certificate valid for localhost, 127.0.0.1 and `hosts` unless they exist;
+    return their paths."""
     p = pki_paths(state_dir)
     if p["cert"].exists() and p["key"].exists() and p["ca_cert"].exists():
         return p
@@ -57,8 +67,8 @@ def ensure_pki(state_dir: Path) -> dict[str, Path]:
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.SubjectAlternativeName(
+                [_subject_alt_name(h) for h in dict.fromkeys(("localhost", "127.0.0.1", *hosts))]), critical=False)
             .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256()))
     _write_key(p["ca_key"], ca_key)

@@ -33,8 +33,8 @@ class LauncherError(Exception):
 _PORT_RNG = random.SystemRandom()  # not the global `random`, which tests (Hypothesis) may seed
 
 
-def free_port(taken: set[int] | None = None) -> int:
-    """A port on 127.0.0.1 that is free now, from PORT_RANGE, and not in `taken` (to which it is added, so
+def free_port(taken: set[int] | None = None, host: str = "127.0.0.1") -> int:
+    """A port on `host` that is free now, from PORT_RANGE, and not in `taken` (to which it is added, so
     ports picked for processes that have not bound them yet are never handed out twice)."""
     taken = set() if taken is None else taken
     for _ in range(200):
@@ -43,12 +43,12 @@ def free_port(taken: set[int] | None = None) -> int:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
-                s.bind(("127.0.0.1", port))
+                s.bind((host, port))
             except OSError:
                 continue
         taken.add(port)
         return port
-    raise LauncherError("no free port found on 127.0.0.1")
+    raise LauncherError(f"no free port found on {host}")
 
 
 @dataclass
@@ -70,10 +70,10 @@ class ClusterHandle:
         raise LauncherError("the cluster config has no admin user")
 
     def api(self, master_id: str) -> str:
-        return f"http://127.0.0.1:{self.cfg.master(master_id).api_port}"
+        return self.cfg.master(master_id).api_url()
 
     def api_tls(self, master_id: str) -> str:
-        return f"https://127.0.0.1:{self.cfg.master(master_id).api_tls_port}"
+        return self.cfg.master(master_id).api_url(tls=True)
 
     def apis(self) -> dict[str, str]:
         return {m.id: self.api(m.id) for m in self.cfg.masters}

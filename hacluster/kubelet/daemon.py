@@ -58,7 +58,7 @@ def setup_from_cluster(cluster: ClusterConfig, config_path: Path, node: str, *, 
                        overrides: dict[str, Any]) -> NodeSetup:
     definition = next((n for n in cluster.nodes if n.name == node), NodeConfig(name=node))
     cfg = cluster.kubelet.model_copy(update=overrides) if overrides else cluster.kubelet
-    return NodeSetup(node=node, endpoints=[f"http://127.0.0.1:{m.api_port}" for m in cluster.masters],
+    return NodeSetup(node=node, endpoints=[m.api_url() for m in cluster.masters],
                      token=node_token(cluster, node), cfg=cfg, runtime=runtime or cfg.runtime,
                      root_dir=config_path.resolve().parent / "kubelet" / node, profile_name=definition.profile,
                      labels=dict(definition.labels), taints=[t.model_dump() for t in definition.taints])

@@ -301,8 +301,8 @@ class RaftStore:
         self.cfg = cfg
         self.id = master_id
         me = cfg.master(master_id)
-        self.address = f"127.0.0.1:{me.raft_port}"
-        self._id_by_address = {f"127.0.0.1:{m.raft_port}": m.id for m in cfg.masters}
+        self.address = me.raft_address
+        self._id_by_address = {m.raft_address: m.id for m in cfg.masters}
         # Only the watch history's length is this master's own choice; the limits that change what `apply`
         # does (dedup_max, events_max) are the state machine's constants, the same on every master.
         self._limits = StoreLimits(watch_history_max=cfg.store.watch_history_max)
@@ -380,7 +380,7 @@ class RaftStore:
         )
         peers: list[TCPNode] = []
         for m in self.cfg.masters:
-            addr = f"127.0.0.1:{m.raft_port}"
+            addr = m.raft_address
             if addr != self.address:
                 peers.append(DialNode(addr, self._dial.get(addr)))
         self._sync = _RaftStateMachine(self.address, peers, conf, self._apply_payload, journal=journal,
