@@ -71,7 +71,8 @@ class ApiServer:
             front=FrontDoor(cfg, master_id, store, clock=clock, metrics=self.metrics, authn=self.authn,
                             flow=self.flow, watch_caps=self.watch_caps, audit_log=audit_log),
             info=NonResource(master_id, store, metrics=self.metrics, authn=self.authn, flow=self.flow,
-                             traces=self.traces, decoder=decoder),
+                             traces=self.traces, decoder=decoder,
+                             store_info=cfg.store.summary()),
             watches=WatchStreams(cfg, master_id, store, self.hub, self.metrics, reads),
             writes=Writes(master_id, store, clock, self.traces, decoder, reads),
             logs=LogProxy(store, reads))
