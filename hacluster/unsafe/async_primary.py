@@ -83,7 +83,7 @@ class UnsafeAsyncPrimaryStore:
         self._listeners: list[Callable[[RaftView], None]] = []
         self._on_outcome = on_proposal_outcome
         self._ticker: asyncio.Task[None] | None = None
-        self.counters = {"promotions": 0, "step_downs": 0, "resyncs": 0, "writes_discarded": 0}
+        self.counters = {"promotions": 0, "step_downs": 0, "resyncs": 0}
         addresses = {m.id: f"127.0.0.1:{m.raft_port}" for m in cfg.masters}
         self.links = PeerLinks(master_id, addresses, dial_addresses or {},
                                LinkSettings(password=cfg.raft.password,
@@ -202,11 +202,9 @@ class UnsafeAsyncPrimaryStore:
             return  # a copy from a primary this master no longer follows
         restored = StoreState.restore(msg["state"], self._limits)
         with self._lock:
-            lost = max(0, self._state.revision - restored.revision)
             self._state = restored
             self._seq = int(msg["seq"])
         self.counters["resyncs"] += 1
-        self.counters["writes_discarded"] += lost
         self._syncing = False
         self._signal_change()
         self._publish()
