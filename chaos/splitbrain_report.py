@@ -50,14 +50,15 @@ def conclusions(results: dict[str, Any]) -> list[str]:
         ok = (raft["lost_acknowledged_writes"] == 0 and raft["linearizable"] == "valid"
               and raft["max_leaders_at_once"] <= 1)
         minority_acked = _side(raft, "minority")["acknowledged"]
+        by_role = raft["max_leaders_at_once_by_role"]
+        deposed = (f" ({by_role} by role: a deposed leader that has not noticed yet commits nothing)"
+                   if by_role > raft["max_leaders_at_once"] else "")
+        lin = "linearizable" if raft["linearizable"] == "valid" else f"{raft['linearizable']} for the checker"
         sentence = (f"Raft: the side cut off with the leader ({_names(raft['sides']['minority'])}) acknowledged "
                     f"{_acked(raft, 'minority')} writes during the cut, the other side "
                     f"({_names(raft['sides']['majority'])}) {_acked(raft, 'majority')}; at most "
-                    f"{raft['max_leaders_at_once']} leader acknowledged writes at any instant "
-                    f"({raft['max_leaders_at_once_by_role']} by role: a deposed leader that has not noticed yet "
-                    "commits nothing), {lost} acknowledged writes were lost and the history is {lin}.").format(
-            lost=raft["lost_acknowledged_writes"], lin="linearizable" if raft["linearizable"] == "valid"
-            else f"{raft['linearizable']} for the checker")
+                    f"{raft['max_leaders_at_once']} leader acknowledged writes at any instant{deposed}, "
+                    f"{raft['lost_acknowledged_writes']} acknowledged writes were lost and the history is {lin}.")
         if not ok:
             sentence += " This contradicts Raft's guarantees."
         out.append(sentence)
