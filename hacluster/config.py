@@ -215,8 +215,8 @@ class StoreConfig(_Frozen):
     def _unsafe_only_when_acknowledged(self) -> StoreConfig:
         if self.engine == "unsafe-async-primary" and not self.unsafe_async_primary.loses_acknowledged_writes:
             raise ValueError("engine: \"unsafe-async-primary\" loses acknowledged writes in a partition and is "
-                             "only for the split-brain experiment; set "
-                             "store.unsafe_async_primary.loses_acknowledged_writes: true to run it anyway")
+                             "only for the split-brain experiment (set "
+                             "store.unsafe_async_primary.loses_acknowledged_writes: true to run it anyway)")
         return self
 
     @model_validator(mode="after")
