@@ -162,10 +162,11 @@ class UnsafeAsyncPrimaryStore:
         kind = msg.get("t")
         if kind == "hb":
             self._take(failover.on_heartbeat(self._fo, peer, str(msg["role"]), int(msg["epoch"]), time.monotonic()))
-            # Entries travel before the heartbeat on the same connection: a primary ahead of this copy at its
-            # heartbeat means entries were lost with a dropped connection, and no later entry may show the gap.
+            # Entries travel before the heartbeat on the same connection, so the primary's position at its
+            # heartbeat is this copy's: ahead means entries were lost with a dropped connection (and no later
+            # entry may show the gap); behind means the primary restarted empty in the same epoch.
             if (not self._syncing and failover.accepts_entry(self._fo, peer, int(msg["epoch"]))
-                    and int(msg["seq"]) > self._seq):
+                    and int(msg["seq"]) != self._seq):
                 self._syncing = True
                 self._ask_sync()
         elif kind == "entry":
