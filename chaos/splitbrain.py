@@ -117,7 +117,8 @@ def writes_by_side(ops: Sequence[dict[str, Any]], minority: Sequence[str], start
                    end_ns: int) -> dict[str, dict[str, Any]]:
     """Mutations invoked during the cut, by the side of the master the client sent them to: attempted,
     acknowledged (ok), and the share answered (ok or refused by the state itself, as `availability`)."""
-    out = {side: {"attempted": 0, "acknowledged": 0, "answered": 0} for side in ("minority", "majority")}
+    out: dict[str, dict[str, Any]] = {side: {"attempted": 0, "acknowledged": 0, "answered": 0}
+                                      for side in ("minority", "majority")}
     for o in ops:
         if o["f"] not in MUTATIONS or not start_ns <= o["start"] < end_ns:
             continue

@@ -25,7 +25,8 @@ def _pct(v: float | None) -> str:
 
 
 def _side(row: dict[str, Any], side: str) -> dict[str, Any]:
-    return row["writes_during_fault"][side]
+    counts: dict[str, Any] = row["writes_during_fault"][side]
+    return counts
 
 
 def _acked(row: dict[str, Any], side: str) -> str:
@@ -164,7 +165,8 @@ def write_report(out: Path, results: dict[str, Any]) -> dict[str, Path]:
           "rose since the previous sample (100 ms): masters acknowledging writes. The raw count by role is in "
           "brackets. A side's writes are those its clients sent to its masters during the cut; *answered* "
           "counts acknowledged ones and those the state refused (AlreadyExists, NotFound, a failed "
-          "compare-and-set), not 503s or unknown outcomes. *Lost acknowledged writes*: per key and master, the key's final value is not one its last "
+          "compare-and-set), not 503s or unknown outcomes. *Lost acknowledged writes*: per key and master, the "
+          "key's final value is not one its last "
           "acknowledged mutation (or one of unknown outcome) could have left — the rule of every chaos run's "
           "summary.", ""]
     html_sections = []
@@ -190,7 +192,8 @@ def write_report(out: Path, results: dict[str, Any]) -> dict[str, Path]:
                + "".join(f"<li>{html.escape(x)}</li>" for x in lost) + "</ul>" if lost
                else "<p>No acknowledged write was lost.</p>")
             + (f"<p>The checker's explanation of the first violation:</p><pre>{html.escape(r['first_violation'])}"
-               "</pre>" if r.get("first_violation") else f"<p>Linearizability: {html.escape(str(r['linearizable']))}.</p>")
+               "</pre>" if r.get("first_violation")
+               else f"<p>Linearizability: {html.escape(str(r['linearizable']))}.</p>")
             + img)
     (out / "report.md").write_text("\n".join(md) + "\n")
     th = "".join(f"<th>{html.escape(h)}</th>" for h in HEADER)

@@ -38,7 +38,7 @@ from hacluster.model.errors import BadRequest, ErrorInfo, Timeout, Unavailable
 from hacluster.store.api import PeerView, RaftView
 from hacluster.store.state import Result, StoreLimits, StoreState, result_from_plain, result_to_plain
 from hacluster.unsafe import failover
-from hacluster.unsafe.failover import BACKUP, PRIMARY, Decision, FailoverState
+from hacluster.unsafe.failover import BACKUP, PRIMARY, Decision
 from hacluster.unsafe.links import LinkSettings, PeerLinks
 
 log = logging.getLogger(__name__)
