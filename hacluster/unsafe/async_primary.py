@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 ENGINE = "unsafe-async-primary"
+ENGINE_FAILED_EXIT_CODE = 70  # EX_SOFTWARE
 SYNC_RETRY_S = 1.0  # a backup waiting for the primary's copy asks again after this long
 _ROLE_VIEW = {PRIMARY: "leader", BACKUP: "follower"}  # the words every status reader already knows
 
@@ -98,6 +100,16 @@ class UnsafeAsyncPrimaryStore:
         self._change_event = asyncio.Event()
         self._view_changed = asyncio.Event()
         self._ticker = loop.create_task(self._run())
+        self._ticker.add_done_callback(self._engine_ended)
+
+    @staticmethod
+    def _engine_ended(task: asyncio.Task[None]) -> None:
+        """The engine's task ends only when stopped; if it failed (its peer port could not be bound, a bug),
+        stop the master rather than let it serve with no replication at all."""
+        if task.cancelled() or task.exception() is None:
+            return
+        log.critical("unsafe-async-primary engine failed: %r; stopping this master", task.exception())
+        os._exit(ENGINE_FAILED_EXIT_CODE)
 
     def stop(self) -> None:
         if self._ticker is not None:
