@@ -11,6 +11,7 @@ import base64
 import html
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from statistics import mean
 from typing import Any
@@ -32,8 +33,11 @@ def _load_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def plot_cell(cell_dir: Path, title: str, out_png: Path) -> None:
-    """ok/fail/info operations per second with the fault window shaded, each master's role and term below."""
+def plot_cell(cell_dir: Path, title: str, out_png: Path,
+              marks: Sequence[tuple[int, int, str]] = ()) -> None:
+    """ok/fail/info operations per second with the fault window shaded, each master's role and term below.
+    `marks`: (start, end) monotonic ns and a label, hatched across both panels (the split-brain experiment
+    marks the times two leaders acknowledged writes at once)."""
     hist = [e for e in _load_jsonl(cell_dir / "history.jsonl") if not e.get("final")]
     raft = _load_jsonl(cell_dir / "raft.jsonl")
     faults = _load_jsonl(cell_dir / "faults.jsonl")
@@ -69,6 +73,11 @@ def plot_cell(cell_dir: Path, title: str, out_png: Path) -> None:
             ax.axvspan(a, b, color="#ffcccc", alpha=0.5, zorder=0)
         ax1.text(a, ax1.get_ylim()[1] * 0.92 if ax1.get_ylim()[1] else 1, f" {s['kind']} {' '.join(s['targets'])}",
                  fontsize=7, va="top")
+    for a_ns, b_ns, label in marks:
+        a, b = (a_ns - t0) / 1e9, (b_ns - t0) / 1e9
+        for ax in (ax1, ax2):
+            ax.axvspan(a, b, facecolor="none", edgecolor="#d62728", hatch="////", linewidth=0, zorder=1)
+        ax2.text(a, -0.55, label, fontsize=6, color="#d62728", va="bottom")
     ax1.set_ylabel("ops/s")
     ax1.legend(fontsize=6, loc="lower left", ncol=4)
     ax1.set_title(title, fontsize=9)

@@ -54,6 +54,10 @@ class WorkloadSpec(_Frozen):
     """Share of reads sent with resourceVersion=0 (possibly stale local reads; the checker catches them)."""
     request_timeout_s: float = Field(default=3.0, gt=0, le=60)
     """Client-side timeout of one request; a timeout after sending is an `info` (outcome unknown)."""
+    stay_on_master: bool = False
+    """Each client keeps talking to its own master whatever it answers, instead of moving on to the next one
+    after a 503, a refused connection or an unknown outcome: clients stay on their side of a partition (the
+    split-brain experiment measures what each side accepts)."""
 
 
 class FaultSpec(_Frozen):

@@ -16,7 +16,7 @@ from hacluster.consistency.invariants import last_write_violations
 MUTATIONS = ("create", "write", "cas", "delete")
 
 
-def _ops(events: Sequence[Event]) -> list[dict[str, Any]]:
+def paired_ops(events: Sequence[Event]) -> list[dict[str, Any]]:
     """Pair invokes with completions (process-ordered), skipping the final verification reads."""
     open_: dict[int, Event] = {}
     ops: list[dict[str, Any]] = []
@@ -48,7 +48,7 @@ def _refused_by_state(ev: Event) -> bool:
 
 def count_ops(events: Sequence[Event]) -> dict[str, int]:
     c = {"ok": 0, "fail": 0, "info": 0}
-    for o in _ops(events):
+    for o in paired_ops(events):
         c[o["type"]] += 1
     return c
 
@@ -118,7 +118,7 @@ def longest_unavailability(ops: list[dict[str, Any]], start_ns: int, end_ns: int
 
 def summarize(events: Sequence[Event], faults: Sequence[dict[str, Any]], samples: Sequence[dict[str, Any]],
               final_values: dict[str, dict[str, Any]], t0_ns: int, t_end_ns: int) -> dict[str, Any]:
-    ops = _ops(events)
+    ops = paired_ops(events)
     per_fault = []
     starts = {r["fault"]: r for r in faults if r["event"] == "start"}
     ends = {r["fault"]: r for r in faults if r["event"] == "end"}

@@ -194,7 +194,8 @@ class Workload:
                             error=o.error)
             self.stats.completed[o.kind] += 1
             nxt = master
-            if o.kind == "info" or "503" in o.error or "connect" in o.error.lower():
+            if not self.spec.stay_on_master and (o.kind == "info" or "503" in o.error
+                                                 or "connect" in o.error.lower()):
                 nxt = self.masters[(self.masters.index(master) + 1) % len(self.masters)]
             if o.retry_after_s > 0:
                 await asyncio.sleep(o.retry_after_s)  # the master asked this client to slow down

@@ -190,10 +190,45 @@ class ApiConfig(_Frozen):
     """Rotated audit logs kept per master (`<master>.log.1` … ); older ones are deleted."""
 
 
+UNSAFE_ENGINES = frozenset({"unsafe-async-primary"})
+"""Engines that lose acknowledged writes by design (for the split-brain experiment): never a default, and
+`hacluster status` and the dashboard mark a cluster running one UNSAFE."""
+
+
+class UnsafeAsyncPrimaryConfig(_Frozen):
+    loses_acknowledged_writes: bool = False
+    """Must be set to true to run the "unsafe-async-primary" engine: it acknowledges a write before any
+    backup has it and fails over on a timeout, so a partition makes two primaries and the heal discards the
+    loser's acknowledged writes. It exists only to measure that (`hacluster experiment split-brain`)."""
+    heartbeat_ms: int = Field(default=100, gt=0, le=10_000)
+    """How often every master tells its peers its role and epoch."""
+    failover_timeout_ms: int = Field(default=1000, gt=0, le=60_000)
+    """A backup that heard nothing from its primary for this long promotes itself (with a higher epoch)."""
+    failover_stagger_ms: int = Field(default=500, ge=0, le=60_000)
+    """Each later backup in id order waits this much longer, so one side of a cut promotes one master."""
+    link_silence_timeout_ms: int = Field(default=1500, gt=0, le=60_000)
+    """A peer link that delivered nothing for this long is closed and dialled again."""
+    link_retry_ms: int = Field(default=200, gt=0, le=60_000)
+    """Pause between attempts to dial a lost peer."""
+    send_buffer_max_bytes: int = Field(default=64 * 1024 * 1024, ge=65_536)
+    """Bytes queued for a peer that does not read before its link is dropped (it then copies the primary)."""
+
+    @model_validator(mode="after")
+    def _check_timing(self) -> UnsafeAsyncPrimaryConfig:
+        if self.failover_timeout_ms <= 2 * self.heartbeat_ms:
+            raise ValueError(f"failover_timeout_ms: must be > 2 × heartbeat_ms (got {self.failover_timeout_ms}, "
+                             f"heartbeat_ms {self.heartbeat_ms})")
+        return self
+
+
 class StoreConfig(_Frozen):
-    engine: Literal["pysyncobj"] = "pysyncobj"
+    engine: Literal["pysyncobj", "unsafe-async-primary"] = "pysyncobj"
     """The replication engine under the store (`hacluster.cluster.engines`): "pysyncobj" is Raft inside
-    each master process."""
+    each master process. "unsafe-async-primary" is a deliberately unsafe primary-backup engine that loses
+    acknowledged writes in a partition (`hacluster.unsafe`); it is refused unless
+    `unsafe_async_primary.loses_acknowledged_writes` is true — not a storage option for real use."""
+    unsafe_async_primary: UnsafeAsyncPrimaryConfig = UnsafeAsyncPrimaryConfig()
+    """Settings of the "unsafe-async-primary" engine (ignored by the others)."""
     watch_history_max: int = Field(default=10_000, gt=0)
     """Changes kept for watches; an older resourceVersion gets 410 Expired."""
     dedup_max: int = Field(default=STATE_MACHINE_DEDUP_MAX, gt=0)
@@ -203,6 +238,24 @@ class StoreConfig(_Frozen):
     events_max: int = Field(default=STATE_MACHINE_EVENTS_MAX, gt=0)
     """Event objects kept before the oldest are deleted. A constant of the replicated state machine (it
     decides which objects exist); accepted only with that value."""
+
+    @property
+    def unsafe(self) -> bool:
+        """Does this store run an engine that loses acknowledged writes by design?"""
+        return self.engine in UNSAFE_ENGINES
+
+    def summary(self) -> dict[str, Any]:
+        """What status output shows of the store (`status -o json`'s "store", `/debug/raft`'s "store"): the
+        engine, and `"unsafe": true` for one that loses acknowledged writes."""
+        return {"engine": self.engine, **({"unsafe": True} if self.unsafe else {})}
+
+    @model_validator(mode="after")
+    def _unsafe_only_when_acknowledged(self) -> StoreConfig:
+        if self.engine == "unsafe-async-primary" and not self.unsafe_async_primary.loses_acknowledged_writes:
+            raise ValueError("engine: \"unsafe-async-primary\" loses acknowledged writes in a partition and is "
+                             "only for the split-brain experiment (set "
+                             "store.unsafe_async_primary.loses_acknowledged_writes: true to run it anyway)")
+        return self
 
     @model_validator(mode="after")
     def _state_machine_constants(self) -> StoreConfig:

@@ -29,8 +29,10 @@ class NonResource:
     """Handlers of the URLs that name no stored object."""
 
     def __init__(self, master_id: str, store: ReplicatedStore, *, metrics: MasterMetrics, authn: Authenticator,
-                 flow: FlowControl, traces: ObjectTraces, decoder: BodyDecoder) -> None:
+                 flow: FlowControl, traces: ObjectTraces, decoder: BodyDecoder,
+                 store_info: dict[str, Any] | None = None) -> None:
         self.master_id = master_id
+        self.store_info = store_info or {}  # {"engine": …, "unsafe": true} for an engine that loses writes
         self.store = store
         self.metrics = metrics
         self.authn = authn
@@ -81,6 +83,7 @@ class NonResource:
             "peers": [{"id": p.id, "address": p.address, "connected": p.connected, "match_index": p.match_index,
                        "last_response_age_s": p.last_response_age_s} for p in view.peers],
             "elections": view.elections,
+            "store": self.store_info,
         })
 
     def journal_stats(self) -> dict[str, Any] | None:

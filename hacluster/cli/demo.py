@@ -162,6 +162,8 @@ def _tour(console: Console, handle: launcher.ClusterHandle, quick_experiment: bo
     count = len(body["items"]) if code == 200 else "?"
     console.print(f"   {leader['id']} now serves {count} pods, including those written while it was dead.")
     console.print("\nTry it yourself: [bold]hacluster up[/], then kubectl --kubeconfig .hacluster/kubeconfig get pods")
+    console.print("What the quorum buys: [bold]hacluster experiment split-brain --quick[/] "
+                  "(Raft against an unsafe engine)")
     if quick_experiment:
         return _experiment(console)
     return 0

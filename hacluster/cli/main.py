@@ -125,6 +125,11 @@ def up(config_path: str | None, masters: int | None, nodes: int, runtime: str | 
                f"{leader['id'] if leader else '?'}")
     for m in handle.cfg.masters:
         click.echo(f"  {m.id}  {handle.api(m.id)}  (raft {m.raft_address}, pid {handle.pid(m.id)})")
+    from hacluster.cli.status import unsafe_banner
+
+    banner = unsafe_banner(handle)  # a store engine that loses acknowledged writes says so at once
+    if banner is not None:
+        click.echo(banner)
     if handle.cfg.nodes:
         click.echo(f"nodes: {', '.join(n.name for n in handle.cfg.nodes)} (kubelets ready)")
     click.echo(f"kubeconfig: {sd / 'kubeconfig'}   e.g. kubectl --kubeconfig {sd / 'kubeconfig'} get pods")

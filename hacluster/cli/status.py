@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from hacluster.cluster import launcher
 
@@ -30,15 +31,30 @@ def _s(v: Any) -> str:
     return "-" if v is None else str(v)
 
 
+def unsafe_banner(handle: launcher.ClusterHandle) -> str | None:
+    """The line printed above the table of a cluster whose store engine loses acknowledged writes."""
+    if not handle.cfg.store.unsafe:
+        return None
+    return (f"UNSAFE: store engine {handle.cfg.store.engine} acknowledges writes before any backup has them and "
+            "fails over on a timeout: a partition makes two primaries and loses acknowledged writes "
+            "(split-brain experiment only)")
+
+
+def _view(handle: launcher.ClusterHandle) -> RenderableType:
+    table = _table(launcher.cluster_status(handle))
+    banner = unsafe_banner(handle)
+    return table if banner is None else Group(Text(banner, style="bold white on red"), table)
+
+
 def show(handle: launcher.ClusterHandle, *, watch: bool, period_s: float = 1.0) -> None:
     console = Console()
     if not watch:
-        console.print(_table(launcher.cluster_status(handle)))
+        console.print(_view(handle))
         return
     try:
-        with Live(_table(launcher.cluster_status(handle)), console=console, refresh_per_second=4) as live:
+        with Live(_view(handle), console=console, refresh_per_second=4) as live:
             while True:
                 time.sleep(period_s)
-                live.update(_table(launcher.cluster_status(handle)))
+                live.update(_view(handle))
     except KeyboardInterrupt:
         pass

@@ -21,7 +21,15 @@ def _open_pysyncobj(cfg: ClusterConfig, master_id: str, **options: Any) -> Repli
     return RaftStore(cfg, master_id, **options)
 
 
-OPENERS: dict[str, Callable[..., ReplicatedStore]] = {"pysyncobj": _open_pysyncobj}
+def _open_unsafe_async_primary(cfg: ClusterConfig, master_id: str, **options: Any) -> ReplicatedStore:
+    # Refused by the config unless store.unsafe_async_primary.loses_acknowledged_writes is true.
+    from hacluster.unsafe.async_primary import open_unsafe_async_primary
+
+    return open_unsafe_async_primary(cfg, master_id, **options)
+
+
+OPENERS: dict[str, Callable[..., ReplicatedStore]] = {"pysyncobj": _open_pysyncobj,
+                                                      "unsafe-async-primary": _open_unsafe_async_primary}
 """Engine name (`store.engine`) -> opener(cfg, master_id, **options)."""
 
 
@@ -29,7 +37,8 @@ def open_store(cfg: ClusterConfig, master_id: str, *, data_dir: Path | None, **o
     """The store of master `master_id` on the engine the config names.
 
     `options` are the engine's own keywords (for pysyncobj: `dial_addresses`, `on_proposal_outcome`,
-    `storage_mode`, `on_fsync`); an engine ignores none silently, so pass only what it takes."""
+    `storage_mode`, `on_fsync`; the unsafe engine takes the same and refuses test storage); an engine ignores
+    none silently, so pass only what it takes."""
     try:
         opener = OPENERS[cfg.store.engine]
     except KeyError:

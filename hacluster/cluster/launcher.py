@@ -326,7 +326,8 @@ def cluster_status(handle: ClusterHandle, timeout_s: float = 1.0) -> list[dict[s
 def status_json(handle: ClusterHandle) -> dict[str, Any]:
     """The contract of `hacluster status -o json`."""
     keys = ("id", "api", "pid", "role", "term", "leader", "commit_index", "applied_index", "storage")
-    return {"masters": [{k: r.get(k) for k in keys} for r in cluster_status(handle)]}
+    return {"masters": [{k: r.get(k) for k in keys} for r in cluster_status(handle)],
+            "store": handle.cfg.store.summary()}
 
 
 def leader_of(handle: ClusterHandle) -> dict[str, Any] | None:

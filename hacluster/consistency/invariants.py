@@ -130,7 +130,8 @@ def last_write_violations(operations: Sequence[Operation],
                     f"was {op.f} {expected!r} (process {op.process})"
                     + (", nor did any other mutation that may have been last leave that value"
                        if len(may_be_last) > 1 else ""),
-                    {"key": key, "master": master, "expected": expected, "found": values[key], "op": op.f}))
+                    {"key": key, "master": master, "expected": expected, "found": values[key], "op": op.f,
+                     "process": op.process, "invoke_time_ns": op.invoke_time_ns}))
     return out, judged
 
 

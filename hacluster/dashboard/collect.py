@@ -372,7 +372,8 @@ class Collector:
             w = node_word(n["status"])
             node_counts[w] = node_counts.get(w, 0) + 1
         snap = {
-            "cluster": self.handle.cfg.name, "masters": masters, "leader": leader, "max_term": self._max_term,
+            "cluster": self.handle.cfg.name, "store": self.handle.cfg.store.summary(),
+            "masters": masters, "leader": leader, "max_term": self._max_term,
             "chaos": self.network is not None, "links": sorted(self.links.values(), key=lambda x: (x["a"], x["b"])),
             "timeline": list(self.timeline)[-120:],
             "pods": {"total": len(self.pods.items), "counts": self.pods.ordered_counts(), "version": self.pods.version},

@@ -431,7 +431,7 @@ class StoreState:
             "term_seen": self.term_seen,
             "fenced_refusals": self.fenced_refusals,
             "leader_id": self.leader_id,
-            "dedup": [[rid, _result_to_plain(r)] for rid, r in self.dedup.items()],
+            "dedup": [[rid, result_to_plain(r)] for rid, r in self.dedup.items()],
             "event_keys": list(self.event_keys),
         }
 
@@ -446,7 +446,7 @@ class StoreState:
         s.term_seen = int(data["term_seen"])
         s.fenced_refusals = int(data.get("fenced_refusals", 0))
         s.leader_id = str(data["leader_id"])
-        s.dedup = OrderedDict((rid, _result_from_plain(r)) for rid, r in data["dedup"])
+        s.dedup = OrderedDict((rid, result_from_plain(r)) for rid, r in data["dedup"])
         s.event_keys = OrderedDict((k, None) for k in data["event_keys"])
         s.history_floor = s.revision
         return s
@@ -501,16 +501,16 @@ def _islice(d: deque[WatchEvent], start: int) -> Iterator[WatchEvent]:
     return itertools.islice(d, start, None)
 
 
-def _result_to_plain(r: Result) -> list[Any]:
+def result_to_plain(r: Result) -> list[Any]:
     err = None if r.error is None else [r.error.reason, r.error.message, r.error.kind, r.error.name]
-    return [r.ok, r.obj, err, r.revision, [_result_to_plain(x) for x in r.results]]
+    return [r.ok, r.obj, err, r.revision, [result_to_plain(x) for x in r.results]]
 
 
-def _result_from_plain(p: list[Any]) -> Result:
+def result_from_plain(p: list[Any]) -> Result:
     ok, obj, err, revision, results = p
     error = None if err is None else ErrorInfo(reason=err[0], message=err[1], kind=err[2], name=err[3])
     return Result(ok=bool(ok), obj=None if obj is None else freeze(obj), error=error, revision=int(revision),
-                  results=tuple(_result_from_plain(x) for x in results))
+                  results=tuple(result_from_plain(x) for x in results))
 
 
 def deep_copy(obj: Obj) -> Obj:

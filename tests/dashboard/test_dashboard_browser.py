@@ -205,3 +205,28 @@ def test_pause_and_resume_a_follower_from_the_page(cluster: Any, browser: Any) -
     assert pid is not None and Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] == "T"
     _click(browser, f'#master-table button[data-action="resume"][data-target="{follower}"]')
     wait_for(lambda: _rows(browser).get(follower, {}).get("role") == "follower", 15, f"{follower} resumed")
+
+
+@need_chromium
+def test_a_cluster_on_the_unsafe_engine_is_marked_unsafe_in_the_header(cluster: Any, browser: Any,
+                                                                       tmp_path: Path) -> None:
+    from hacluster.config import parse_config
+
+    _, safe_url = cluster
+    browser.get(safe_url)
+    wait_for(lambda: len(_rows(browser)) == 3, 15, "the masters on the page")
+    assert _js(browser, "return document.getElementById('unsafe').hidden;") is True
+
+    base = default_config(2).model_dump(mode="json")
+    cfg = parse_config({**base, "store": {"engine": "unsafe-async-primary",
+                                          "unsafe_async_primary": {"loses_acknowledged_writes": True}}})
+    sd = tmp_path / "unsafe"
+    handle = launcher.up(cfg, sd)
+    try:
+        browser.get(start_detached(handle))
+        wait_for(lambda: _js(browser, "const u = document.getElementById('unsafe'); "
+                                      "return !u.hidden && u.offsetWidth > 0;"), 15, "the UNSAFE mark")
+        assert "unsafe-async-primary" in _js(browser, "return document.getElementById('unsafe').title;")
+        _shot(browser, "unsafe-engine-marked")
+    finally:
+        launcher.down(sd)

@@ -133,3 +133,15 @@ async def test_snapshots_come_over_the_websocket(dash: Any) -> None:
         snap = json.loads(msg.data)
         assert [m["role"] for m in snap["masters"]] == ["down", "down", "down"]
         assert {link["state"] for link in snap["links"]} == {"down"}
+
+
+def test_the_snapshot_names_the_store_engine_and_marks_an_unsafe_one(tmp_path: Path) -> None:
+    from hacluster.config import parse_config
+
+    safe = Collector(launcher.prepare(default_config(3), tmp_path / "safe"), request_timeout_s=0.2)
+    assert safe.snapshot()["store"] == {"engine": "pysyncobj"}
+    base = default_config(3).model_dump(mode="json")
+    unsafe_cfg = parse_config({**base, "store": {"engine": "unsafe-async-primary",
+                                                 "unsafe_async_primary": {"loses_acknowledged_writes": True}}})
+    unsafe = Collector(launcher.prepare(unsafe_cfg, tmp_path / "unsafe"), request_timeout_s=0.2)
+    assert unsafe.snapshot()["store"] == {"engine": "unsafe-async-primary", "unsafe": True}  # the page's UNSAFE mark

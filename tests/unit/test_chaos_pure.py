@@ -57,7 +57,8 @@ def test_lost_acknowledged_write_is_counted():
          ev(2, "invoke", "write", "k", 2, 30), ev(2, "ok", "write", "k", 2, 40)]
     assert lost_acknowledged_writes(h, {"m1": {"k": 2}, "m2": {"k": 2}}) == []
     lost = lost_acknowledged_writes(h, {"m1": {"k": 2}, "m2": {"k": 1}})
-    assert lost == [{"key": "k", "master": "m2", "expected": 2, "found": 1, "op": "write"}]
+    assert lost == [{"key": "k", "master": "m2", "expected": 2, "found": 1, "op": "write", "process": 2,
+                     "invoke_time_ns": 30}]
 
 
 def test_concurrent_or_unknown_writes_are_not_called_lost():
@@ -79,7 +80,8 @@ def test_summary_counts_lost_writes_by_the_checkers_rule():
          ev(10_000_000, "ok", "read", "k", "2", 40, final=True)]
     assert lost_acknowledged_writes(h, {"m1": {"k": "2"}}) == []
     assert lost_acknowledged_writes(h, {"m1": {"k": "3"}}) == [
-        {"key": "k", "master": "m1", "expected": 2, "found": "3", "op": "write"}]
+        {"key": "k", "master": "m1", "expected": 2, "found": "3", "op": "write", "process": 1,
+         "invoke_time_ns": 10}]
 
 
 def test_delete_expects_absence():

@@ -173,7 +173,7 @@ def test_last_acknowledged_write_must_be_final_unless_an_unknown_outcome_could_f
     assert last_write_violations(history, {"m1": {"default/k": 2}}) == ([], 1)
     lost, judged = last_write_violations(history, {"m1": {"default/k": 2}, "m2": {"default/k": 1}})
     assert judged == 1 and lost[0].details == {"key": "default/k", "master": "m2", "expected": 2, "found": 1,
-                                             "op": "write"}
+                                             "op": "write", "process": 2, "invoke_time_ns": 20}
     # An info write may land after the last ok one: its value is a possible end too, but not an older one.
     unknown = ops((1, "write", 1, "ok", 0, 10), (2, "write", 3, "info", 5, None))
     assert last_write_violations(unknown, {"m1": {"default/k": 3}}) == ([], 1)

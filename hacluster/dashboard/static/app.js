@@ -96,6 +96,10 @@ function legend() {
 // ------------------------------------------------------------------------------------------ header
 function header() {
   document.getElementById("cluster-name").textContent = state.cluster || "";
+  // A store engine that loses acknowledged writes by design (the split-brain experiment's) is marked UNSAFE.
+  const unsafe = document.getElementById("unsafe");
+  unsafe.hidden = !(state.store && state.store.unsafe);
+  unsafe.title = unsafe.hidden ? "" : `store engine ${state.store.engine}: loses acknowledged writes in a partition`;
   const box = clear(document.getElementById("summary"));
   const leader = state.leader;
   const add = (label, value, color) => {
