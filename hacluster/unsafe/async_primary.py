@@ -86,7 +86,7 @@ class UnsafeAsyncPrimaryStore:
         self._on_outcome = on_proposal_outcome
         self._ticker: asyncio.Task[None] | None = None
         self.counters = {"promotions": 0, "step_downs": 0, "resyncs": 0}
-        addresses = {m.id: f"127.0.0.1:{m.raft_port}" for m in cfg.masters}
+        addresses = {m.id: m.raft_address for m in cfg.masters}
         self.links = PeerLinks(master_id, addresses, dial_addresses or {},
                                LinkSettings(password=cfg.raft.password,
                                             retry_s=self.settings.link_retry_ms / 1000,

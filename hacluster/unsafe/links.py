@@ -2,7 +2,7 @@
 
 Used by `hacluster.unsafe.async_primary`. Wired like the Raft engine's links so that the chaos network
 (`chaos/network.py`, which plans one Toxiproxy proxy per pair on the side that dials) cuts them the same
-way: of two masters, the one whose `127.0.0.1:port` address string is greater dials the other, through the
+way: of two masters, the one whose `host:port` address string is greater dials the other, through the
 proxy address the dial table (`raft-links.yaml`) names, and both directions share that connection. The
 dialer introduces itself with a hello frame carrying its id and the cluster password, because through a
 proxy the acceptor cannot tell who connected.
@@ -93,7 +93,7 @@ class PeerLinks:
     def __init__(self, me: str, addresses: dict[str, str], dial_addresses: dict[str, str],
                  settings: LinkSettings, on_message: Callable[[str, dict[str, Any]], None]) -> None:
         self.me = me
-        self.addresses = addresses  # master id -> its real "127.0.0.1:port" (its identity)
+        self.addresses = addresses  # master id -> its real "host:port" (its identity)
         self.dial_addresses = dial_addresses  # peer real address -> address to dial (a proxy), if any
         self.settings = settings
         self.on_message = on_message
