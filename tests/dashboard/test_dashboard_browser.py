@@ -176,9 +176,10 @@ def test_pods_from_templates_reach_their_states_and_the_flow_shows_every_step(cl
     _click(browser, 'button[data-template="sleeper"]')
     wait_for(lambda: status_of("sleeper-") == "Running", 30, "the sleeping pod Running")
     wait_for(lambda: status_of("crashloop-") == "CrashLoopBackOff", 60, "the crash-looping pod in CrashLoopBackOff")
-    chip = _js(browser, "return document.querySelector('#pod-counts .chip[data-status=\"CrashLoopBackOff\"]')"
-                        ".textContent;")
-    assert chip == "CrashLoopBackOff1"
+    # The counts arrive with the page's state stream, the table from its own request: either may be first.
+    wait_for(lambda: _js(browser, "const c = document.querySelector('#pod-counts .chip[data-status=\"CrashLoopBackOff\"]');"
+                                  "return c ? c.textContent : '';") == "CrashLoopBackOff1", 10,
+             "the CrashLoopBackOff count chip")
 
     _click(browser, '#pod-table tr[data-pod^="sleeper-"] a.pod')
 
