@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from hacluster.config import ConfigError, default_config, env_state_dir, load_config
+from hacluster.config import ConfigError, default_config, env_state_dir, load_config, with_engine
 
 
 class _Fail(click.ClickException):
@@ -67,9 +67,12 @@ def master(config_path: str, master_id: str, test_storage: str) -> None:
               help="Start a new cluster even if the state directory holds one's data (deletes that data).")
 @click.option("--dashboard", "with_dashboard", is_flag=True,
               help="Also start the live dashboard (`hacluster dashboard`); `down` stops it.")
+@click.option("--store", "engine", type=click.Choice(["pysyncobj", "etcd"]), default=None,
+              help="Replication engine (store.engine): pysyncobj (Raft in each master, the default) or etcd "
+                   "(an etcd member beside each master, or store.etcd.endpoints of the config).")
 @_state_dir_option
 def up(config_path: str | None, masters: int | None, nodes: int, runtime: str | None, chaos: bool, detach: bool,
-       fresh: bool, with_dashboard: bool, state_dir: str | None) -> None:
+       fresh: bool, with_dashboard: bool, engine: str | None, state_dir: str | None) -> None:
     """Start a local cluster of masters on 127.0.0.1 (or resume the one whose data the state dir holds)."""
     from hacluster.cluster import launcher
 
@@ -79,6 +82,8 @@ def up(config_path: str | None, masters: int | None, nodes: int, runtime: str | 
         cfg = load_config(config_path) if config_path else default_config(masters or 3)
     except ConfigError as exc:
         raise _Fail(str(exc)) from exc
+    if engine is not None:
+        cfg = with_engine(cfg, engine)
     sd = _sd(state_dir)
     resume = launcher.has_data(sd) and not fresh
     if resume:
