@@ -85,6 +85,7 @@ class EtcdStore:
         self.cfg = cfg
         self.id = master_id
         urls = endpoints or endpoints_of(cfg, master_id)
+        self._urls = list(urls)  # as etcd's member list names them (before any proxy)
         dial = dial_addresses or {}
         # The chaos network routes this master's etcd client links through proxies (host:port -> proxy).
         urls = [_dialled(u, dial) for u in urls]
@@ -103,6 +104,7 @@ class EtcdStore:
         self._synced = False  # the cache holds a full list and its watch runs
         self._progress_wanted = asyncio.Event()
         self._member_names: dict[int, str] = {}
+        self._member_endpoint: dict[int, int] = {}  # member id -> index of its endpoint (as etcd lists it)
         self._barrier_inflight = False
         self._barrier_next: asyncio.Future[None] | None = None
         self._barrier_task: asyncio.Future[None] | None = None
@@ -478,6 +480,22 @@ class EtcdStore:
             await asyncio.sleep(STATUS_PERIOD_S)  # a poll period: etcd has no status push
 
     async def _status_once(self) -> None:
+        view = await self._status_view()
+        if (view.term, view.leader) != (self._view.term, self._view.leader):
+            # etcd's Status reads the member's leader and term one after the other, not atomically: a sample
+            # taken while an election settles can pair the new leader with the old term (two leaders in one
+            # term, to whoever samples us). Publish a new (term, leader) only once a second sample agrees.
+            again = await self._status_view()
+            if (again.term, again.leader) != (view.term, view.leader):
+                return
+            view = again
+        changed = (view.role, view.term, view.leader, view.quorum) != (
+            self._view.role, self._view.term, self._view.leader, self._view.quorum)
+        self._view = view
+        if changed:
+            self._announce()
+
+    async def _status_view(self) -> RaftView:
         timeout = 0.5
         try:
             st = await self.client.status(0, timeout)
@@ -491,23 +509,32 @@ class EtcdStore:
         if local_ok:
             self.client.prefer_local()
         if st is None:
-            view = RaftView(id=self.id, role="follower", term=self._view.term, leader=None,
+            return RaftView(id=self.id, role="follower", term=self._view.term, leader=None,
                             commit_index=self._view.commit_index, applied_index=self._view.applied_index,
                             quorum=False, elections=self._elections())
-        else:
-            if st.leader and st.leader not in self._member_names:
-                await self._refresh_members()
-            leader = self._member_names.get(int(st.leader)) if st.leader else None
-            mine = local_ok and st.leader and int(st.leader) == int(st.header.member_id)
-            role = "leader" if mine else ("follower" if st.leader else "candidate")
-            view = RaftView(id=self.id, role=role, term=int(st.raftTerm), leader=leader,
-                            commit_index=int(st.raftIndex), applied_index=int(st.raftAppliedIndex or st.raftIndex),
-                            quorum=bool(st.leader) and self._synced, elections=self._elections())
-        changed = (view.role, view.term, view.leader, view.quorum) != (
-            self._view.role, self._view.term, self._view.leader, self._view.quorum)
-        self._view = view
-        if changed:
-            self._announce()
+        leader_id = int(st.leader)
+        if leader_id and leader_id not in self._member_names:
+            await self._refresh_members()
+        leader = self._member_names.get(leader_id) if leader_id else None
+        mine = local_ok and leader_id and leader_id == int(st.header.member_id)
+        # etcd's raftTerm is the term of the member's last *applied* entry, not its Raft term: a follower
+        # that cannot answer its leader (cut off one way) names the new leader but stays at the old term.
+        # The term shown beside a leader is the one that leader reports of itself.
+        term = int(st.raftTerm)
+        if leader_id and not mine:
+            index = self._member_endpoint.get(leader_id)
+            try:
+                lst = await self.client.status(index, timeout) if index is not None else None
+            except ApiError:
+                lst = None
+            if lst is not None and int(lst.leader) == leader_id:
+                term = max(term, int(lst.raftTerm))
+            else:
+                leader = None  # not confirmed by the leader itself (yet): no leader to show
+        role = "leader" if mine else ("follower" if leader else "candidate")
+        return RaftView(id=self.id, role=role, term=term, leader=leader, commit_index=int(st.raftIndex),
+                        applied_index=int(st.raftAppliedIndex or st.raftIndex),
+                        quorum=bool(leader_id) and self._synced, elections=self._elections())
 
     def _elections(self) -> dict[str, Any]:
         lead = self.election.leadership()
@@ -520,6 +547,8 @@ class EtcdStore:
         except ApiError:
             return
         self._member_names = {int(m.ID): m.name or f"{m.ID:x}" for m in resp.members}
+        self._member_endpoint = {int(m.ID): self._urls.index(u) for m in resp.members for u in m.clientURLs
+                                 if u in self._urls}
 
 
 def _fenced(term: int, now: int) -> Result:
