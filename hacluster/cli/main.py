@@ -193,13 +193,16 @@ def bench() -> None:
               help="Run the masters with raft.fsync on (the default) or off, to see what durability costs.")
 @click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Also write the figures as JSON to this file.")
+@click.option("--store", "engine", type=click.Choice(["pysyncobj", "etcd"]), default="pysyncobj",
+              show_default=True, help="Replication engine; on etcd the failover trials SIGKILL the etcd leader.")
 @_state_dir_option
-def bench_api(seconds: float, trials: int, fsync: bool, out: str | None, state_dir: str | None) -> None:
+def bench_api(seconds: float, trials: int, fsync: bool, out: str | None, engine: str, state_dir: str | None) -> None:
     """Pod creates/s and latency at 1, 16, 64 clients, linearizable gets/s, leader failover time."""
     from hacluster.cli import bench_api as bench_mod
 
     sd = Path(state_dir) if state_dir else Path(".hacluster-bench")
-    sys.exit(bench_mod.run(sd, seconds=seconds, trials=trials, fsync=fsync, out=Path(out) if out else None))
+    sys.exit(bench_mod.run(sd, seconds=seconds, trials=trials, fsync=fsync, out=Path(out) if out else None,
+                           engine=engine))
 
 
 # Commands of other components live beside their component and register here when present.
