@@ -359,7 +359,9 @@ class EtcdStore:
                 need_list = True
             except (ApiError, grpc.aio.AioRpcError, OSError) as exc:
                 log.info("etcd watch of master %s interrupted: %s", self.id, exc)
-                if isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.UNAVAILABLE:
+                if isinstance(exc, Unavailable) or (isinstance(exc, grpc.aio.AioRpcError)
+                                                    and exc.code() == grpc.StatusCode.UNAVAILABLE):
+                    # unreachable, or its member lost its leader (etcd cancels require-leader watches)
                     self.client.failed_over(self.client.endpoints.index(self.client.current))
                 await asyncio.sleep(wait_s)  # bounded back-off before reconnecting the watch
                 wait_s = min(wait_s * 2, RESYNC_WAIT_S_MAX)
@@ -502,12 +504,15 @@ class EtcdStore:
             local_ok = True
         except ApiError:
             local_ok = False
+            self.client.failed_over(0)  # the member beside us is gone: serve through another one meanwhile
             try:
                 st = await self.client.status(self.client.endpoints.index(self.client.current), timeout)
             except ApiError:
                 st = None
-        if local_ok:
+        if local_ok and st is not None and int(st.leader):
             self.client.prefer_local()
+        elif local_ok:
+            self.client.failed_over(0)  # it answers but has no leader: its requests would all fail
         if st is None:
             return RaftView(id=self.id, role="follower", term=self._view.term, leader=None,
                             commit_index=self._view.commit_index, applied_index=self._view.applied_index,
