@@ -167,8 +167,9 @@ class EtcdConfig(_Frozen):
     """Client certificate presented to etcd (client TLS authentication); "" for none."""
     key_file: str = ""
     """Private key of `cert_file`."""
-    prefix: str = "/registry/"
-    """Key prefix of the objects: `<prefix><resource>/<namespace>/<name>`, as kube-apiserver lays them out."""
+    prefix: str = Field(default="/registry/", pattern=r"^/([^/]+/)+$")
+    """Key prefix of the objects: `<prefix><resource>/<namespace>/<name>`, as kube-apiserver lays them out
+    (starts and ends with "/"; clusters sharing one etcd need different prefixes)."""
     leader_lease_ttl_s: int = Field(default=3, ge=2, le=60)
     """TTL of the etcd lease behind the leader-only loops' leadership key: a leader that cannot renew it
     (paused, partitioned) loses it after this long, and its writes are fenced from then on."""

@@ -35,7 +35,7 @@ class WatchCache(StoreState):
     def __init__(self, limits: StoreLimits | None = None) -> None:
         super().__init__(limits)
         self.leader_holder = ""
-        """Value of the leadership key (`layout.LEADER_KEY`): the master whose leader loops run."""
+        """Value of the leadership key (`layout.leader_key`): the master whose leader loops run."""
         self.leader_create_revision = 0
         """Create revision of the leadership key (0: nobody holds it): the term of the leader loops."""
 

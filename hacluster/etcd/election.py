@@ -1,7 +1,7 @@
 """Leadership of the leader-only loops (scheduler, controllers) on the etcd engine: an etcd lease.
 
 As kube-scheduler and kube-controller-manager elect themselves through a Lease object, each master
-campaigns for one etcd key (`layout.LEADER_KEY`) attached to an etcd lease of `ttl_s` seconds:
+campaigns for one etcd key (`layout.leader_key`) attached to an etcd lease of `ttl_s` seconds:
 a transaction creates the key only if it does not exist. The holder renews the lease every third of its
 TTL; a holder that cannot (paused, cut off from etcd's majority) lets it expire, etcd deletes the key, and
 another master's campaign creates it anew. The *term* of a leadership is the key's create revision:
@@ -40,8 +40,10 @@ class LeaseElection:
     """One master's candidacy for the leader loops (see the module docstring). Runs on the event loop."""
 
     def __init__(self, client: EtcdClient, master_id: str, *, ttl_s: int, request_timeout_s: float,
-                 holder_in_cache: Callable[[], tuple[str, int]], on_change: Callable[[], None]) -> None:
+                 holder_in_cache: Callable[[], tuple[str, int]], on_change: Callable[[], None],
+                 key: bytes = layout.leader_key("/registry/")) -> None:
         self.client = client
+        self.key = key
         self.id = master_id
         self.ttl_s = ttl_s
         self.request_timeout_s = request_timeout_s
@@ -94,9 +96,9 @@ class LeaseElection:
         self.campaigns += 1
         sent = time.monotonic()
         req = rpc.TxnRequest(
-            compare=[rpc.Compare(key=layout.LEADER_KEY, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL,
+            compare=[rpc.Compare(key=self.key, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL,
                                  create_revision=0)],
-            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=layout.LEADER_KEY, value=self.id.encode(),
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=self.key, value=self.id.encode(),
                                                               lease=self._lease_id))])
         try:
             resp = await self.client.txn(req, self.request_timeout_s, what="leader election")

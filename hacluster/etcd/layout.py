@@ -16,8 +16,14 @@ from hacluster.model import resources
 
 Obj = dict[str, Any]
 
-LEADER_KEY = b"/hacluster/leader-loops"
-"""The leadership key of the leader-only loops (value: the master id), attached to its holder's lease."""
+def leader_key(prefix: str) -> bytes:
+    """The leadership key of the leader-only loops (value: the master id), attached to its holder's lease:
+    `/hacluster/leader-loops` for the default prefix; clusters sharing one etcd under different prefixes
+    elect apart."""
+    tail = prefix.strip("/").replace("/", "-")
+    return b"/hacluster/leader-loops" + (b"" if tail == "registry" else f"-{tail}".encode())
+
+
 BARRIER_KEY = b"/hacluster/barrier"
 """Never written: a linearizable read of it gives etcd's current revision (the read barrier)."""
 

@@ -92,6 +92,7 @@ class EtcdStore:
         e = cfg.store.etcd
         self.client = EtcdClient(urls, TlsFiles(e.ca_file, e.cert_file, e.key_file))
         self.prefix = e.prefix
+        self.leader_key = layout.leader_key(e.prefix)
         self._cache = WatchCache(StoreLimits(watch_history_max=cfg.store.watch_history_max))
         self._on_outcome = on_proposal_outcome
         self.proposal_stats: dict[str, int] = {}
@@ -110,7 +111,8 @@ class EtcdStore:
         self._barrier_task: asyncio.Future[None] | None = None
         self.election = LeaseElection(self.client, master_id, ttl_s=e.leader_lease_ttl_s,
                                       request_timeout_s=cfg.api.proposal_timeout_s,
-                                      holder_in_cache=self._leader_in_cache, on_change=self._announce)
+                                      holder_in_cache=self._leader_in_cache, on_change=self._announce,
+                                      key=self.leader_key)
 
     # ---------------------------------------------------------------------------- lifecycle
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -327,7 +329,7 @@ class EtcdStore:
                                         target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=mod))
         if fence:
             # Fencing: the leadership key is still the one this loop was elected with (same create revision).
-            compares.append(rpc.Compare(key=layout.LEADER_KEY, target=rpc.Compare.CREATE,
+            compares.append(rpc.Compare(key=self.leader_key, target=rpc.Compare.CREATE,
                                         result=rpc.Compare.EQUAL, create_revision=fence))
         ops = []
         for (plural, key), obj in writes.items():
@@ -393,7 +395,7 @@ class EtcdStore:
             if not resp.more or not resp.kvs:
                 break
             key = resp.kvs[-1].key + b"\x00"
-        lead = await self.client.range(rpc.RangeRequest(key=layout.LEADER_KEY, revision=revision), timeout,
+        lead = await self.client.range(rpc.RangeRequest(key=self.leader_key, revision=revision), timeout,
                                        what="list")
         self._cache.load(revision, objects)
         self._set_leader(lead.kvs[0] if lead.kvs else None)
@@ -447,7 +449,7 @@ class EtcdStore:
                 self._cache.observe(revision, changes)
                 changes = []
             revision = rev
-            if kv.key == layout.LEADER_KEY:
+            if kv.key == self.leader_key:
                 self._set_leader(kv if ev.type == rpc.Event.PUT else None)
                 continue
             where = layout.split_key(self.prefix, kv.key)

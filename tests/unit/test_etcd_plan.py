@@ -91,3 +91,8 @@ def test_layout_keys_and_values():
     value = layout.encode(pod("web", 9))
     assert b"resourceVersion" not in value
     assert layout.decode(value, 11)["metadata"]["resourceVersion"] == "11"
+
+
+def test_leader_key_follows_the_prefix():
+    assert layout.leader_key("/registry/") == b"/hacluster/leader-loops"
+    assert layout.leader_key("/team-a/registry/") == b"/hacluster/leader-loops-team-a-registry"
