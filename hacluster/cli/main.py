@@ -111,7 +111,9 @@ def up(config_path: str | None, masters: int | None, nodes: int, runtime: str | 
     click.echo(f"cluster {handle.cfg.name}: {len(handle.cfg.masters)} masters ready, leader "
                f"{leader['id'] if leader else '?'}")
     for m in handle.cfg.masters:
-        click.echo(f"  {m.id}  {handle.api(m.id)}  (raft 127.0.0.1:{m.raft_port}, pid {handle.pid(m.id)})")
+        store = (f"etcd 127.0.0.1:{m.etcd_client_port}" if m.etcd_client_port
+                 else "etcd endpoints" if handle.cfg.store.engine == "etcd" else f"raft 127.0.0.1:{m.raft_port}")
+        click.echo(f"  {m.id}  {handle.api(m.id)}  ({store}, pid {handle.pid(m.id)})")
     if handle.cfg.nodes:
         click.echo(f"nodes: {', '.join(n.name for n in handle.cfg.nodes)} (kubelets ready)")
     click.echo(f"kubeconfig: {sd / 'kubeconfig'}   e.g. kubectl --kubeconfig {sd / 'kubeconfig'} get pods")
