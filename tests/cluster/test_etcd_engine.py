@@ -248,3 +248,29 @@ def test_write_after_etcd_leader_sigkill(ec: Cluster):
         assert any(ec.req("GET", m.id, f"{PODS}/{name}")[0] == 200 for m in ec.h.cfg.masters)
     etcd_members.start_member(ec.h, leader["id"])
     etcd_members.wait_members(ec.h, 30)
+
+
+def test_no_quorum_is_503_or_504_never_an_acknowledgement(ec: Cluster):
+    """Two of three etcd members gone: a write is refused (503, nothing done) or left unknown (504), within the
+    proposal deadline and etcd's own noticing; a 503 write never appears once the members are back."""
+    survivor = "m1"
+    killed = [m for m in etcd_members.member_rows(ec.h) if m["id"] != survivor]
+    for m in killed:
+        os.kill(m["pid"], signal.SIGKILL)
+    try:
+        answers = []
+        for i in range(3):
+            t0 = time.monotonic()
+            code, body, _ = ec.req("POST", survivor, PODS, pod(f"no-quorum-{i}"), timeout=15)
+            answers.append((code, time.monotonic() - t0))
+            assert code in (503, 504), (code, body)
+        assert all(took < 5 for _, took in answers), answers
+    finally:
+        for m in killed:
+            etcd_members.start_member(ec.h, m["id"])
+        etcd_members.wait_members(ec.h, 30)
+    launcher.wait_ready(ec.h, 30)
+    for i, (code, _) in enumerate(answers):
+        if code == 503:
+            assert ec.req("GET", survivor, f"{PODS}/no-quorum-{i}")[0] == 404
+    print(f"writes without quorum answered {answers}")
