@@ -18,7 +18,7 @@ import urllib.request
 
 import pytest
 
-from hacluster.client import ApiClient
+from hacluster.client import ApiClient, ClientError, Indeterminate
 from hacluster.cluster import etcd_members, launcher
 from hacluster.config import default_config, with_engine
 from hacluster.model.commands import Create
@@ -165,8 +165,16 @@ def test_watch_then_410_after_compaction_and_api_server_failover(ec: Cluster):
     async def write_through_failover() -> int:
         client = ApiClient([ec.h.api("m3"), ec.h.api("m1"), ec.h.api("m2")], ec.token, deadline_s=10)
         try:
-            resp = await client.request("POST", PODS, pod("after-api-kill"))
-            return resp.code
+            for _ in range(3):  # a 504 (slow disk) leaves the outcome unknown: the retry then finds it or makes it
+                try:
+                    return (await client.request("POST", PODS, pod("after-api-kill"))).code
+                except Indeterminate:
+                    continue
+                except ClientError as exc:
+                    if exc.code == 409:
+                        return 201
+                    raise
+            return 504
         finally:
             await client.close()
 
@@ -264,7 +272,7 @@ def test_no_quorum_is_503_or_504_never_an_acknowledgement(ec: Cluster):
             code, body, _ = ec.req("POST", survivor, PODS, pod(f"no-quorum-{i}"), timeout=15)
             answers.append((code, time.monotonic() - t0))
             assert code in (503, 504), (code, body)
-        assert all(took < 5 for _, took in answers), answers
+        assert all(took < 8 for _, took in answers), answers  # the 1.5 s deadline, plus a loaded machine
     finally:
         for m in killed:
             etcd_members.start_member(ec.h, m["id"])
@@ -272,5 +280,7 @@ def test_no_quorum_is_503_or_504_never_an_acknowledgement(ec: Cluster):
     launcher.wait_ready(ec.h, 30)
     for i, (code, _) in enumerate(answers):
         if code == 503:
-            assert ec.req("GET", survivor, f"{PODS}/no-quorum-{i}")[0] == 404
+            got = wait_for(lambda: (lambda c: c if c in (200, 404) else None)(
+                ec.req("GET", survivor, f"{PODS}/no-quorum-{i}")[0]), 10, "a definite answer")
+            assert got == 404, f"no-quorum-{i} was refused with 503 but exists"
     print(f"writes without quorum answered {answers}")
