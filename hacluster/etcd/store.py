@@ -126,7 +126,7 @@ class EtcdStore:
         tasks, self._tasks = self._tasks, []
         for t in tasks:
             t.cancel()
-        if self._loop is not None and not self._loop.is_closed():
+        if tasks and self._loop is not None and not self._loop.is_closed():
             # Give the lease back so another master's loops take over at once rather than after its TTL.
             self._loop.create_task(self._close())
 
