@@ -18,7 +18,6 @@ Failures are mapped once, here, onto the store's contract (`hacluster.store.api`
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,10 +196,3 @@ class EtcdClient:
     async def members(self, index: int, timeout_s: float) -> Any:
         return await self._call("ClusterStub", "MemberList", rpc.MemberListRequest(), timeout_s,
                                 what="member list", write=False, index=index)
-
-    def watch(self, request: Any) -> tuple[Endpoint, AsyncIterator[Any], Any]:
-        """Open a watch stream on the current endpoint: (endpoint, responses, call to cancel)."""
-        i = self._current
-        call = rpc.WatchStub(self.channel(i)).Watch(iter([rpc.WatchRequest(create_request=request)]),
-                                                    metadata=REQUIRE_LEADER)
-        return self.endpoints[i], call.__aiter__(), call
