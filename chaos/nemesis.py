@@ -11,6 +11,8 @@ Fault kinds:
   kill-follower repeat every `every_s` if set); while a master is dead its API proxies refuse connections,
   as its closed port would; restart: SIGTERM then start again.
 - pause / pause-leader: SIGSTOP, SIGCONT at the end — the classic stale-leader case.
+  On the etcd engine a master's machine is the master and its etcd member: kill and pause act on both (the
+  leader is then the master beside the etcd leader).
 - isolate / isolate-leader: cut every Raft link of one master (optionally its clients' API links too).
 - split: a minority (with the current leader, or a random one) cut from the majority;
   even-split: two equal halves (N = 2, 4); bridge: two halves that cannot see each other and one master
@@ -47,7 +49,7 @@ from typing import Any
 from chaos.network import ChaosNetwork, Undo
 from chaos.scenario import POWER_KINDS, FaultSpec
 from hacluster.asyncwait import wait_event
-from hacluster.cluster import launcher
+from hacluster.cluster import etcd_members, launcher
 from hacluster.cluster.processes import ClusterHandle
 
 
@@ -150,14 +152,22 @@ class Nemesis:
         rows = launcher.cluster_status(self.handle, timeout_s=0.3)
         return sorted(r["id"] for r in rows if r["role"] in ("follower", "candidate"))
 
+    def _machine_pids(self, mid: str) -> list[int]:
+        """The processes of master `mid`'s machine: the master, and on the etcd engine its etcd member too
+        (a killed or paused master takes its member with it, as a machine failure would)."""
+        pids = [self.handle.pid(mid)]
+        if etcd_members.runs_members(self.handle.cfg):
+            pids.append(launcher.read_pid(self.handle.state_dir, etcd_members.member_name(mid)))
+        return [p for p in pids if p is not None]
+
     def _kill(self, mid: str) -> None:
-        pid = self.handle.pid(mid)
-        if pid is not None and launcher.pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
+        for pid in self._machine_pids(mid):
+            if launcher.pid_alive(pid):
+                os.kill(pid, signal.SIGKILL)
+                try:
+                    os.waitpid(pid, 0)
+                except ChildProcessError:
+                    pass
 
     def _kill_master(self, fault: ActiveFault, mid: str) -> None:
         """SIGKILL a master, and make its clients' proxies refuse connections. A dead master's port is closed:
@@ -176,6 +186,10 @@ class Nemesis:
             self.net.undo(fault.refusing.pop(mid, []))
 
     def _restart(self, mid: str) -> None:
+        if etcd_members.runs_members(self.handle.cfg):
+            member = launcher.read_pid(self.handle.state_dir, etcd_members.member_name(mid))
+            if member is None or not launcher.pid_alive(member):
+                etcd_members.start_member(self.handle, mid)
         pid = self.handle.pid(mid)
         if pid is None or not launcher.pid_alive(pid):
             launcher.start_master(self.handle, mid)
@@ -291,8 +305,7 @@ class Nemesis:
         elif kind in ("pause", "pause-leader"):
             victim = spec.target if kind == "pause" else self.leader()
             if victim:
-                pid = self.handle.pid(victim)
-                if pid:
+                for pid in self._machine_pids(victim):
                     os.kill(pid, signal.SIGSTOP)
                     fault.paused.append(pid)
                 fault.targets = [victim]
@@ -428,14 +441,13 @@ class Nemesis:
             except Exception:
                 pass
         for mid in self.ids:
-            pid = self.handle.pid(mid)
-            if pid is not None and launcher.pid_alive(pid):
-                try:
-                    os.kill(pid, signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
-            else:
-                self._restart(mid)
+            for pid in self._machine_pids(mid):
+                if launcher.pid_alive(pid):
+                    try:
+                        os.kill(pid, signal.SIGCONT)
+                    except ProcessLookupError:
+                        pass
+            self._restart(mid)  # whichever of its processes is not running
 
 
 async def run_schedule(nemesis: Nemesis, faults: tuple[FaultSpec, ...], t0: float,

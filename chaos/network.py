@@ -7,6 +7,17 @@ string dials) — writes `raft-links.yaml` so each master dials its peers throug
 identities stay their real addresses, and starts a Toxiproxy server on 127.0.0.1 with those proxies.
 API links (client→master, kubelet→master) get their own proxies on demand with `api_endpoints(client)`.
 
+On the etcd engine (`store.engine: etcd`, members run by `hacluster up`) the Raft links are etcd's peer
+links. etcd dials every peer at the one peer URL that peer advertises, so proxies are per member, not per
+pair: member X advertises the proxy `etcd-peer-X` (`etcd-peers.yaml`), through which every other member
+reaches it, and each master's API server reaches each member through its own proxy `etcd-api-M-X` (the
+masters' dial table). Cutting X from the others holds everything that travels on connections to X (a
+blackhole of `etcd-peer-X`, both directions): all X sends over the streams its peers opened to it is held,
+so X can neither lead nor commit, while it still hears the others (its own dials go through their proxies).
+A `reject` partition is held the same way on etcd: refused connections would only make etcd send X's
+messages over connections X opens itself, around the proxy. Cuts that do not isolate whole members
+(one pair of a 3-member cluster, say) cannot be expressed per member and are refused.
+
 `ChaosNetwork` then cuts, heals, slows and shapes links:
 - `blackhole`: a `timeout` toxic with timeout 0 — data is silently held, the way a real partition looks;
 - `reject`: the proxy is disabled — connections are refused or reset, noticed at once;
@@ -24,6 +35,7 @@ from typing import Any
 import yaml
 
 from chaos.toxiproxy import Link, Toxiproxy, ToxiproxyError, ToxiproxyServer, find_server_binary
+from hacluster.cluster import etcd_members
 from hacluster.cluster.processes import ClusterHandle, free_port, spawn
 
 NETWORK_FILE = "network.json"
@@ -65,23 +77,52 @@ def plan_raft_links(handle: ClusterHandle, taken: set[int]) -> list[RaftLink]:
     return links
 
 
+def plan_etcd_links(handle: ClusterHandle, taken: set[int]) -> tuple[dict[str, Link], list[tuple[str, Link]]]:
+    """The etcd engine's proxies: one in front of each member's peer port (by member id), and one per
+    (master, member) client link (with the master that dials it)."""
+    cfg = handle.cfg
+    peers = {}
+    for m in cfg.masters:
+        peers[m.id] = Link(f"etcd-peer-{m.id}", f"127.0.0.1:{free_port(taken)}", f"{m.host}:{m.etcd_peer_port}")
+    clients = [(a.id, Link(f"etcd-api-{a.id}-{b.id}", f"127.0.0.1:{free_port(taken)}",
+                           f"{b.host}:{b.etcd_client_port}"))
+               for a in cfg.masters for b in cfg.masters]
+    return peers, clients
+
+
 def start_network(handle: ClusterHandle) -> ChaosNetwork:
     """Plan the Raft proxies, write the masters' dial table, start Toxiproxy (before the masters start)."""
     find_server_binary()  # fail early, with the fix, if Toxiproxy is not installed
     sd = handle.state_dir
     (sd / "chaos").mkdir(parents=True, exist_ok=True)
-    taken = {p for m in handle.cfg.masters for p in (m.api_port, m.raft_port, m.api_tls_port)}
+    taken = {p for m in handle.cfg.masters
+             for p in (m.api_port, m.raft_port, m.api_tls_port, m.etcd_client_port, m.etcd_peer_port) if p}
     tp_port = free_port(taken)
-    links = plan_raft_links(handle, taken)
     dial: dict[str, dict[str, str]] = {}
-    for link in links:
-        dial.setdefault(link.dialer, {})[link.upstream] = link.listen
+    etcd = etcd_members.runs_members(handle.cfg)
+    links: list[RaftLink] = []
+    proxies: list[Link] = []
+    etcd_peers: dict[str, str] = {}
+    if etcd:
+        peers, clients = plan_etcd_links(handle, taken)
+        (sd / etcd_members.PEERS_FILE).write_text(yaml.safe_dump({mid: f"http://{p.listen}"
+                                                                  for mid, p in peers.items()}))
+        for master, c in clients:
+            dial.setdefault(master, {})[c.upstream] = c.listen
+        proxies = [*peers.values(), *(c for _, c in clients)]
+        etcd_peers = {mid: p.name for mid, p in peers.items()}
+    else:
+        links = plan_raft_links(handle, taken)
+        for link in links:
+            dial.setdefault(link.dialer, {})[link.upstream] = link.listen
+        proxies = [Link(rl.proxy, rl.listen, rl.upstream) for rl in links]
     (sd / "raft-links.yaml").write_text(yaml.safe_dump(dial))
     server = ToxiproxyServer(tp_port, sd / "chaos" / "toxiproxy.json", sd / "logs" / "toxiproxy.log")
-    server.write_config([Link(rl.proxy, rl.listen, rl.upstream) for rl in links])
+    server.write_config(proxies)
     spawn(sd, "toxiproxy", server.argv())
-    client = server.wait_ready(len(links))
-    state = {"toxiproxy_port": tp_port, "raft": [rl.__dict__ for rl in links], "api": {}}
+    client = server.wait_ready(len(proxies))
+    state = {"toxiproxy_port": tp_port, "raft": [rl.__dict__ for rl in links], "api": {},
+             "etcd_peers": etcd_peers}
     (sd / "chaos" / NETWORK_FILE).write_text(json.dumps(state, indent=1))
     return ChaosNetwork(handle, client, state)
 
@@ -102,6 +143,8 @@ class ChaosNetwork:
         self.client = client
         self.state = state
         self.raft = [RaftLink(**rl) for rl in state["raft"]]
+        self.etcd_peers: dict[str, str] = dict(state.get("etcd_peers") or {})
+        """etcd engine: member id -> the proxy in front of its peer port (empty on pysyncobj)."""
 
     def _save(self) -> None:
         (self.handle.state_dir / "chaos" / NETWORK_FILE).write_text(json.dumps(self.state, indent=1))
@@ -115,6 +158,7 @@ class ChaosNetwork:
         if known:
             return dict(known)
         taken = {int(rl.listen.rsplit(":", 1)[1]) for rl in self.raft}
+        taken |= {p for m in self.handle.cfg.masters for p in (m.etcd_client_port, m.etcd_peer_port) if p}
         urls = {}
         for m in self.handle.cfg.masters:
             port = free_port(taken)
@@ -161,9 +205,40 @@ class ChaosNetwork:
 
     def cut_pairs(self, pairs: Iterable[tuple[str, str]], *, kind: str = "blackhole", direction: str = "both",
                   tag: str = "cut") -> list[Undo]:
+        if self.etcd_peers:
+            return self._cut_etcd_members(list(pairs), tag=tag)
         undo: list[Undo] = []
         for a, b in pairs:
             undo += self.cut(a, b, kind=kind, direction=direction, tag=tag)
+        return undo
+
+    def _cut_etcd_members(self, pairs: list[tuple[str, str]], *, tag: str) -> list[Undo]:
+        """etcd: hold everything on the peer connections to the members that these cuts isolate (see the
+        module docstring). The members are a cover of the pairs, most-cut first (for a minority cut off from
+        a majority: the minority); a member is cut only if every pair it is in is to be cut."""
+        wanted = {frozenset(p) for p in pairs}
+        left = set(wanted)
+        chosen: list[str] = []
+        while left:
+            degree: dict[str, int] = {}
+            for p in left:
+                for m in p:
+                    degree[m] = degree.get(m, 0) + 1
+            best = max(sorted(degree), key=lambda m: degree[m])
+            chosen.append(best)
+            left = {p for p in left if best not in p}
+        ids = [m.id for m in self.handle.cfg.masters]
+        for m in chosen:
+            if any(frozenset((m, o)) not in wanted for o in ids if o != m):
+                raise ToxiproxyError(f"etcd peer links are proxied per member: cutting {sorted(map(sorted, wanted))} "
+                                     f"would also cut links of {m} that are to stay (only whole members can be cut)")
+        undo: list[Undo] = []
+        for m in chosen:
+            proxy = self.etcd_peers[m]
+            for stream in ("upstream", "downstream"):
+                name = f"{tag}-{stream}"
+                self.client.add_toxic(proxy, name, "timeout", stream, {"timeout": 0})
+                undo.append(Undo(proxy, name))
         return undo
 
     def cut_api(self, master: str, *, tag: str = "cut") -> list[Undo]:

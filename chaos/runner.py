@@ -46,8 +46,10 @@ class RunResult:
     summary: dict[str, Any]
 
 
-def cluster_config(scenario: Scenario, masters: int) -> ClusterConfig:
+def cluster_config(scenario: Scenario, masters: int, engine: str | None = None) -> ClusterConfig:
     base = default_config(masters).model_dump(mode="json")
+    if engine is not None:  # `--store`: the scenario's own cluster settings may still tune the engine
+        base["store"] = {**base.get("store", {}), "engine": engine}
     for section, values in scenario.cluster.items():
         if isinstance(values, dict):
             base.setdefault(section, {}).update(values)
@@ -97,7 +99,8 @@ class RaftSampler:
 
 
 def run_scenario(scenario: Scenario, out_dir: Path, *, masters: int | None = None, seed: int | None = None,
-                 progress: Callable[[str], None] | None = None, check: bool = True) -> RunResult:
+                 progress: Callable[[str], None] | None = None, check: bool = True,
+                 engine: str | None = None) -> RunResult:
     """Run one scenario from a fresh cluster; everything is stopped when this returns (or raises)."""
     if seed is not None:
         scenario = scenario.model_copy(update={"seed": seed})
@@ -109,7 +112,7 @@ def run_scenario(scenario: Scenario, out_dir: Path, *, masters: int | None = Non
     (out_dir / "scenario.json").write_text(json.dumps({**scenario.model_dump(mode="json"), "masters": n}, indent=1))
     say = progress or (lambda s: None)
     state_dir = out_dir / "cluster"
-    cfg = cluster_config(scenario, n)
+    cfg = cluster_config(scenario, n, engine)
     # Power cuts need masters whose SIGKILL loses the unsynced writes; every other run uses real files.
     storage = POWER_CUT_STORAGE if scenario.has_power_faults else None
     say(f"starting {n} masters behind Toxiproxy" + (f" on {storage} test storage (power cuts) …" if storage else " …"))
@@ -188,7 +191,7 @@ async def _run(scenario: Scenario, handle: launcher.ClusterHandle, out_dir: Path
     recorder.close()
     summary = summarize(recorder.events, faults.records, sampler.samples, finals, t0_ns, t_end_ns)
     summary.update({"storage": launcher.recorded_test_storage(handle.state_dir) or "disk",
-                    "raft_fsync": handle.cfg.raft.fsync})
+                    "raft_fsync": handle.cfg.raft.fsync, "store_engine": handle.cfg.store.engine})
     summary.update({"scenario": scenario.name, "masters": len(handle.cfg.masters), "seed": scenario.seed,
                     "converged_after_heal": converged, "workload_lists": dict(workload.stats.lists),
                     "watch": watch_summary})

@@ -44,6 +44,11 @@ class MasterConfig(_Frozen):
     """Port of the Raft peer link on `host`; 0 means `hacluster up` picks a free one."""
     api_tls_port: int = Field(default=0, ge=0, le=65535)
     """Port of the same API over HTTPS (kubectl sends tokens only over TLS); 0 means `up` picks one."""
+    etcd_client_port: int = Field(default=0, ge=0, le=65535)
+    """With `store.engine: etcd` and no `store.etcd.endpoints`: client port on `host` of the etcd member
+    `hacluster up` runs beside this master (`hacluster.cluster.etcd_members`); 0 means `up` picks one."""
+    etcd_peer_port: int = Field(default=0, ge=0, le=65535)
+    """…and the peer (etcd Raft) port of that member; 0 means `up` picks one."""
 
     def api_url(self, *, tls: bool = False) -> str:
         """The API's URL as the others reach it (on `host`)."""
@@ -221,12 +226,40 @@ class UnsafeAsyncPrimaryConfig(_Frozen):
         return self
 
 
+class EtcdConfig(_Frozen):
+    endpoints: tuple[str, ...] = ()
+    """Client URLs of an existing etcd cluster (e.g. "http://127.0.0.1:2379"); empty: `hacluster up` runs
+    one etcd member beside each master (`hacluster.cluster.etcd_members`) and uses those."""
+    ca_file: str = ""
+    """CA bundle that signed the etcd servers' certificates (https endpoints); "" for plain http."""
+    cert_file: str = ""
+    """Client certificate presented to etcd (client TLS authentication); "" for none."""
+    key_file: str = ""
+    """Private key of `cert_file`."""
+    prefix: str = Field(default="/registry/", pattern=r"^/([^/]+/)+$")
+    """Key prefix of the objects: `<prefix><resource>/<namespace>/<name>`, as kube-apiserver lays them out
+    (starts and ends with "/"; clusters sharing one etcd need different prefixes)."""
+    leader_lease_ttl_s: int = Field(default=3, ge=2, le=60)
+    """TTL of the etcd lease behind the leader-only loops' leadership key: a leader that cannot renew it
+    (paused, partitioned) loses it after this long, and its writes are fenced from then on."""
+    heartbeat_ms: int = Field(default=100, gt=0)
+    """etcd's `--heartbeat-interval` for members `hacluster up` runs."""
+    election_timeout_ms: int = Field(default=1000, gt=0)
+    """etcd's `--election-timeout` for members `hacluster up` runs (etcd wants ≥ 5 × heartbeat)."""
+    compaction_retention_revisions: int = Field(default=20_000, gt=0)
+    """Members `hacluster up` runs compact history older than this many revisions (etcd's revision
+    auto-compaction); a watch from before the compacted revision gets 410 Expired."""
+
+
 class StoreConfig(_Frozen):
-    engine: Literal["pysyncobj", "unsafe-async-primary"] = "pysyncobj"
+    engine: Literal["pysyncobj", "etcd", "unsafe-async-primary"] = "pysyncobj"
     """The replication engine under the store (`hacluster.cluster.engines`): "pysyncobj" is Raft inside
-    each master process. "unsafe-async-primary" is a deliberately unsafe primary-backup engine that loses
+    each master process; "etcd" keeps the objects in etcd (`hacluster.etcd`), kube-apiserver's layout.
+    "unsafe-async-primary" is a deliberately unsafe primary-backup engine that loses
     acknowledged writes in a partition (`hacluster.unsafe`); it is refused unless
     `unsafe_async_primary.loses_acknowledged_writes` is true — not a storage option for real use."""
+    etcd: EtcdConfig = EtcdConfig()
+    """Settings of the etcd engine (used only with `engine: etcd`)."""
     unsafe_async_primary: UnsafeAsyncPrimaryConfig = UnsafeAsyncPrimaryConfig()
     """Settings of the "unsafe-async-primary" engine (ignored by the others)."""
     watch_history_max: int = Field(default=10_000, gt=0)
@@ -465,7 +498,8 @@ class ClusterConfig(_Frozen):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         if dup:
             raise ValueError(f"masters: duplicate id {', '.join(dup)}")
-        ports = [(m.host, p) for m in self.masters for p in (m.api_port, m.raft_port, m.api_tls_port) if p]
+        ports = [(m.host, p) for m in self.masters
+                 for p in (m.api_port, m.raft_port, m.api_tls_port, m.etcd_client_port, m.etcd_peer_port) if p]
         dup_ports = sorted({p for p in ports if ports.count(p) > 1})
         if dup_ports:
             raise ValueError(f"masters: port used twice: {', '.join(f'{h}:{p}' for h, p in dup_ports)}")
@@ -553,6 +587,12 @@ def default_config(masters: int) -> ClusterConfig:
     """A cluster of `masters` masters with every port left for `up` to pick."""
     return ClusterConfig(name=f"local-{masters}",
                          masters=tuple(MasterConfig(id=f"m{i + 1}") for i in range(masters)))
+
+
+def with_engine(cfg: ClusterConfig, engine: str) -> ClusterConfig:
+    """`cfg` with `store.engine` set to `engine` (`hacluster up --store`, chaos runs' `--store`)."""
+    return parse_config({**cfg.model_dump(mode="json"), "store": {**cfg.store.model_dump(mode="json"),
+                                                                  "engine": engine}}, "--store")
 
 
 def with_generated_secrets(cfg: ClusterConfig) -> ClusterConfig:

@@ -28,8 +28,8 @@ import msgspec
 from rich.console import Console
 from rich.table import Table
 
-from hacluster.cluster import launcher
-from hacluster.config import ClusterConfig, default_config
+from hacluster.cluster import etcd_members, launcher
+from hacluster.config import ClusterConfig, default_config, with_engine
 
 PAD = "x" * 700  # makes a pod ~1 KB of JSON
 
@@ -117,7 +117,12 @@ def _cpu_s(pid: int | None) -> float | None:
 
 
 def _cpu_by_master(handle: launcher.ClusterHandle) -> dict[str, float | None]:
-    return {m.id: _cpu_s(handle.pid(m.id)) for m in handle.cfg.masters}
+    cpu = {m.id: _cpu_s(handle.pid(m.id)) for m in handle.cfg.masters}
+    if etcd_members.runs_members(handle.cfg):  # on etcd the members' CPU is the store's share
+        cpu |= {etcd_members.member_name(m.id): _cpu_s(launcher.read_pid(handle.state_dir,
+                                                                         etcd_members.member_name(m.id)))
+                for m in handle.cfg.masters}
+    return cpu
 
 
 def _raft_gaps(handle: launcher.ClusterHandle) -> dict[str, dict[str, Any]]:
@@ -144,34 +149,59 @@ def _gap_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _kill_leader(handle: launcher.ClusterHandle, trial: int) -> tuple[str, list[str]]:
+    """SIGKILL the leader (pysyncobj: the Raft leader master; etcd: the etcd leader member); what was killed
+    and the API servers to write through meanwhile."""
+    if handle.cfg.store.engine == "etcd":
+        rows = [r for r in etcd_members.member_rows(handle) if r["role"] == "leader"]
+        if not rows:
+            etcd_members.wait_members(handle, 30)
+            rows = [r for r in etcd_members.member_rows(handle) if r["role"] == "leader"]
+        os.kill(int(rows[0]["pid"]), signal.SIGKILL)
+        return f"etcd member {rows[0]['id']}", list(handle.apis().values())
+    leader = launcher.leader_of(handle)
+    if leader is None:
+        launcher.wait_ready(handle, 30)
+        leader = launcher.leader_of(handle)
+    assert leader is not None
+    os.kill(int(leader["pid"]), signal.SIGKILL)
+    return f"master {leader['id']}", [a for mid, a in handle.apis().items() if mid != leader["id"]]
+
+
+def _restart(handle: launcher.ClusterHandle, killed: str) -> None:
+    kind, mid = killed.rsplit(" ", 1)
+    if kind == "etcd member":
+        etcd_members.start_member(handle, mid)
+        etcd_members.wait_members(handle, 30)
+    else:
+        launcher.start_master(handle, mid)
+    launcher.wait_ready(handle, 30)
+
+
 def run(state_dir: Path, *, seconds: float = 8.0, trials: int = 5, fsync: bool = True,
-        out: Path | None = None) -> int:
+        out: Path | None = None, engine: str = "pysyncobj") -> int:
     console = Console()
-    console.print(f"[bold]hacluster bench api[/]: fresh 3-master cluster in {state_dir}, {os.cpu_count()} CPUs, "
-                  f"journal fsync {'on' if fsync else 'off (raft.fsync: false)'}")
-    cfg = default_config(3)
+    durability = ("etcd fsyncs its WAL" if engine == "etcd"
+                  else f"journal fsync {'on' if fsync else 'off (raft.fsync: false)'}")
+    console.print(f"[bold]hacluster bench api[/]: fresh 3-master cluster on {engine} in {state_dir}, "
+                  f"{os.cpu_count()} CPUs, {durability}")
+    cfg = with_engine(default_config(3), engine)
     cfg = cfg.model_copy(update={"raft": cfg.raft.model_copy(update={"fsync": fsync})})
     handle = launcher.up(cfg, state_dir)
-    results: dict[str, Any] = _settings(cfg) | {"cpus": os.cpu_count(), "seconds_per_level": seconds}
+    results: dict[str, Any] = _settings(cfg) | {"cpus": os.cpu_count(), "seconds_per_level": seconds,
+                                                "store_engine": engine}
     try:
         token = handle.admin_token
         apis = list(handle.apis().values())
         # Failover first, on a fresh cluster (as etcd's figure was measured), then the load levels.
         times = []
         for trial in range(trials):
-            leader = launcher.leader_of(handle)
-            if leader is None:
-                launcher.wait_ready(handle, 30)
-                leader = launcher.leader_of(handle)
-            assert leader is not None
-            survivors = [a for mid, a in handle.apis().items() if mid != leader["id"]]
-            os.kill(int(leader["pid"]), signal.SIGKILL)
+            killed, survivors = _kill_leader(handle, trial)
             dt = asyncio.run(_first_ack_after(survivors, token, f"fo{trial}"))
             times.append(dt)
-            console.print(f"  failover trial {trial + 1}: leader {leader['id']} SIGKILLed -> first acknowledged "
+            console.print(f"  failover trial {trial + 1}: leader ({killed}) SIGKILLed -> first acknowledged "
                           f"write through a survivor after {dt:.3f} s")
-            launcher.start_master(handle, leader["id"])
-            launcher.wait_ready(handle, 30)
+            _restart(handle, killed)
         ok = [t for t in times if t == t]
         results["failover"] = {"trials": [t if t == t else None for t in times],
                                "median_s": statistics.median(ok) if ok else None,
@@ -209,7 +239,8 @@ def run(state_dir: Path, *, seconds: float = 8.0, trials: int = 5, fsync: bool =
         terms_after = max((r["term"] or 0) for r in launcher.cluster_status(handle))
         console.print(f"elections during the load levels: {terms_after - terms_before} "
                       f"(term {terms_before} -> {terms_after})")
-        console.print(_fsync_summary(handle, fsync))
+        if engine != "etcd":
+            console.print(_fsync_summary(handle, fsync))
         cpu = {mid: _used(cpu_before[mid], cpu_after[mid]) for mid in cpu_after}
         console.print(f"CPU during the load levels ({wall:.0f} s): " + ", ".join(
             f"{mid} {c:.1f} s ({100 * c / wall:.0f} %)" if c is not None else f"{mid} restarted"

@@ -39,7 +39,10 @@ def chaos() -> None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Where to write history.jsonl, faults.jsonl, raft.jsonl, summary.json (default out/chaos-NAME).")
 @click.option("--no-check", is_flag=True, help="Skip the linearizability check of the history.")
-def run_cmd(scenario: str, masters: int | None, seed: int | None, out_dir: str | None, no_check: bool) -> None:
+@click.option("--store", "engine", type=click.Choice(["pysyncobj", "etcd"]), default=None,
+              help="Replication engine of the cluster (default: the scenario's, pysyncobj).")
+def run_cmd(scenario: str, masters: int | None, seed: int | None, out_dir: str | None, no_check: bool,
+            engine: str | None) -> None:
     """Run SCENARIO (a name from configs/chaos/ or a YAML file) on a fresh cluster and report."""
     from chaos.runner import run_scenario
     from chaos.scenario import load_scenario
@@ -54,7 +57,7 @@ def run_cmd(scenario: str, masters: int | None, seed: int | None, out_dir: str |
         raise _Fail(str(exc)) from exc
     out = Path(out_dir or f"out/chaos-{sc.name}")
     try:
-        result = run_scenario(sc, out, masters=masters, seed=seed, check=not no_check,
+        result = run_scenario(sc, out, masters=masters, seed=seed, check=not no_check, engine=engine,
                               progress=lambda s: console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {s}"))
     except (LauncherError, ToxiproxyError, ConfigError) as exc:
         raise _Fail(str(exc)) from exc

@@ -1,5 +1,6 @@
-"""`hacluster experiment quorum` (the measured answer to "why three masters, never two or four") and
-`hacluster experiment split-brain` (Raft against an unsafe primary-backup engine under the same cut)."""
+"""`hacluster experiment quorum` (the measured answer to "why three masters, never two or four"),
+`hacluster experiment split-brain` (Raft against an unsafe primary-backup engine under the same cut) and
+`hacluster experiment compare` (the store engines, pysyncobj and etcd, side by side under the same faults)."""
 
 from __future__ import annotations
 
@@ -94,6 +95,39 @@ def split_brain_cmd(quick: bool, masters: str, seed: int, out_dir: str) -> None:
     # Lost writes are the unsafe engine's expected outcome; the same from Raft would be a bug.
     bad = [r for r in results["engines"] if r["engine"] == RAFT
            and (r["lost_acknowledged_writes"] or r["linearizable"] == "invalid")]
+    sys.exit(1 if bad else 0)
+
+
+@experiment.command("compare")
+@click.option("--quick", is_flag=True, help="Only leader-isolation (≈ 2 min); else also kill-leader-loop and "
+                                            "pause-leader.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/compare", show_default=True)
+def compare_cmd(quick: bool, out_dir: str) -> None:
+    """The same chaos scenarios on pysyncobj and on etcd, side by side: compare.md, compare.json."""
+    from rich.table import Table
+
+    from chaos.compare import run_compare, table_rows
+    from chaos.toxiproxy import ToxiproxyError
+    from hacluster.cluster.launcher import LauncherError
+
+    console = Console()
+    out = Path(out_dir)
+    try:
+        results = run_compare(out, quick=quick,
+                              say=lambda s: console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {s}"))
+    except (LauncherError, ToxiproxyError) as exc:
+        raise _Fail(str(exc)) from exc
+    for sc in results["scenarios"]:
+        table = Table(title=sc, title_justify="left")
+        table.add_column("")
+        for engine in results["engines"]:
+            table.add_column(engine)
+        for row in table_rows(results, sc):
+            table.add_row(*row)
+        console.print(table)
+    console.print(f"report: {out / 'compare.md'} (and compare.json) — {results['elapsed_s']} s")
+    bad = [c for c in results["cells"] if c["lost_acknowledged_writes"] or c["terms_with_two_leaders"]
+           or c["linearizable"] == "invalid"]
     sys.exit(1 if bad else 0)
 
 

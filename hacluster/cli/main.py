@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from hacluster.config import ConfigError, default_config, env_state_dir, load_config
+from hacluster.config import ConfigError, default_config, env_state_dir, load_config, with_engine
 
 
 class _Fail(click.ClickException):
@@ -85,9 +85,12 @@ def pki(config_path: str, out_dir: str) -> None:
               help="Start a new cluster even if the state directory holds one's data (deletes that data).")
 @click.option("--dashboard", "with_dashboard", is_flag=True,
               help="Also start the live dashboard (`hacluster dashboard`); `down` stops it.")
+@click.option("--store", "engine", type=click.Choice(["pysyncobj", "etcd"]), default=None,
+              help="Replication engine (store.engine): pysyncobj (Raft in each master, the default) or etcd "
+                   "(an etcd member beside each master, or store.etcd.endpoints of the config).")
 @_state_dir_option
 def up(config_path: str | None, masters: int | None, nodes: int, runtime: str | None, chaos: bool, detach: bool,
-       fresh: bool, with_dashboard: bool, state_dir: str | None) -> None:
+       fresh: bool, with_dashboard: bool, engine: str | None, state_dir: str | None) -> None:
     """Start a local cluster of masters on 127.0.0.1 (or resume the one whose data the state dir holds)."""
     from hacluster.cluster import launcher
 
@@ -97,6 +100,8 @@ def up(config_path: str | None, masters: int | None, nodes: int, runtime: str | 
         cfg = load_config(config_path) if config_path else default_config(masters or 3)
     except ConfigError as exc:
         raise _Fail(str(exc)) from exc
+    if engine is not None:
+        cfg = with_engine(cfg, engine)
     sd = _sd(state_dir)
     resume = launcher.has_data(sd) and not fresh
     if resume:
@@ -124,7 +129,9 @@ def up(config_path: str | None, masters: int | None, nodes: int, runtime: str | 
     click.echo(f"cluster {handle.cfg.name}: {len(handle.cfg.masters)} masters ready, leader "
                f"{leader['id'] if leader else '?'}")
     for m in handle.cfg.masters:
-        click.echo(f"  {m.id}  {handle.api(m.id)}  (raft {m.raft_address}, pid {handle.pid(m.id)})")
+        store = (f"etcd {m.host}:{m.etcd_client_port}" if m.etcd_client_port
+                 else "etcd endpoints" if handle.cfg.store.engine == "etcd" else f"raft {m.raft_address}")
+        click.echo(f"  {m.id}  {handle.api(m.id)}  ({store}, pid {handle.pid(m.id)})")
     from hacluster.cli.status import unsafe_banner
 
     banner = unsafe_banner(handle)  # a store engine that loses acknowledged writes says so at once
@@ -211,13 +218,16 @@ def bench() -> None:
               help="Run the masters with raft.fsync on (the default) or off, to see what durability costs.")
 @click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Also write the figures as JSON to this file.")
+@click.option("--store", "engine", type=click.Choice(["pysyncobj", "etcd"]), default="pysyncobj",
+              show_default=True, help="Replication engine; on etcd the failover trials SIGKILL the etcd leader.")
 @_state_dir_option
-def bench_api(seconds: float, trials: int, fsync: bool, out: str | None, state_dir: str | None) -> None:
+def bench_api(seconds: float, trials: int, fsync: bool, out: str | None, engine: str, state_dir: str | None) -> None:
     """Pod creates/s and latency at 1, 16, 64 clients, linearizable gets/s, leader failover time."""
     from hacluster.cli import bench_api as bench_mod
 
     sd = Path(state_dir) if state_dir else Path(".hacluster-bench")
-    sys.exit(bench_mod.run(sd, seconds=seconds, trials=trials, fsync=fsync, out=Path(out) if out else None))
+    sys.exit(bench_mod.run(sd, seconds=seconds, trials=trials, fsync=fsync, out=Path(out) if out else None,
+                           engine=engine))
 
 
 # Commands of other components live beside their component and register here when present.

@@ -10,7 +10,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from hacluster.cluster import launcher
+from hacluster.cluster import etcd_members, launcher
 
 
 def _table(rows: list[dict[str, Any]]) -> Table:
@@ -24,6 +24,19 @@ def _table(rows: list[dict[str, Any]]) -> Table:
         t.add_row(r["id"], r["api"], str(r["pid"] or "-"), f"[{style}]{role}[/]" if style else role,
                   _s(r["term"]), _s(r["leader"]), _s(r["commit_index"]), _s(r["applied_index"]),
                   _s(r.get("revision")), links or "-")
+    return t
+
+
+def _members_table(handle: launcher.ClusterHandle) -> Table | None:
+    """The etcd members `up --store etcd` runs, from etcd's status API (None on other engines)."""
+    if not etcd_members.runs_members(handle.cfg):
+        return None
+    t = Table(title="etcd members", title_justify="left")
+    for col in ("MEMBER", "ENDPOINT", "PID", "ROLE", "TERM", "LEADER", "RAFT INDEX"):
+        t.add_column(col)
+    for r in etcd_members.member_rows(handle):
+        t.add_row(r["id"], r["endpoint"], _s(r["pid"]), r["role"], _s(r["term"]), _s(r["leader"]),
+                  _s(r["raft_index"]))
     return t
 
 
@@ -50,6 +63,9 @@ def show(handle: launcher.ClusterHandle, *, watch: bool, period_s: float = 1.0) 
     console = Console()
     if not watch:
         console.print(_view(handle))
+        members = _members_table(handle)
+        if members is not None:
+            console.print(members)
         return
     try:
         with Live(_view(handle), console=console, refresh_per_second=4) as live:

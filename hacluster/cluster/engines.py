@@ -28,7 +28,18 @@ def _open_unsafe_async_primary(cfg: ClusterConfig, master_id: str, **options: An
     return open_unsafe_async_primary(cfg, master_id, **options)
 
 
-OPENERS: dict[str, Callable[..., ReplicatedStore]] = {"pysyncobj": _open_pysyncobj,
+
+def _open_etcd(cfg: ClusterConfig, master_id: str, *, data_dir: Path | None = None,
+               dial_addresses: dict[str, str] | None = None,
+               on_proposal_outcome: Callable[[str], None] | None = None, **_raft_only: Any) -> ReplicatedStore:
+    """The etcd engine keeps no data of its own (etcd does): `data_dir` and pysyncobj's journal options
+    (`storage_mode`, `on_fsync`) do not apply to it."""
+    from hacluster.etcd.store import EtcdStore  # aetcd and gRPC load only when chosen
+
+    return EtcdStore(cfg, master_id, dial_addresses=dial_addresses, on_proposal_outcome=on_proposal_outcome)
+
+
+OPENERS: dict[str, Callable[..., ReplicatedStore]] = {"pysyncobj": _open_pysyncobj, "etcd": _open_etcd,
                                                       "unsafe-async-primary": _open_unsafe_async_primary}
 """Engine name (`store.engine`) -> opener(cfg, master_id, **options)."""
 

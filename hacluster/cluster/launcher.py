@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from hacluster.cluster import etcd_members
 from hacluster.cluster.kubelets import start_kubelets, with_node_users, with_nodes
 from hacluster.cluster.pki import ensure_pki
 
@@ -85,12 +86,16 @@ not used here. `chaos.network.start_network` is one, wired in by the CLI."""
 
 
 def resolve_ports(cfg: ClusterConfig) -> ClusterConfig:
-    taken = {p for m in cfg.masters for p in (m.api_port, m.raft_port, m.api_tls_port) if p}
+    taken = {p for m in cfg.masters
+             for p in (m.api_port, m.raft_port, m.api_tls_port, m.etcd_client_port, m.etcd_peer_port) if p}
+    etcd = etcd_members.runs_members(cfg)  # an etcd member beside each master needs its two ports
     masters = []
     for m in cfg.masters:
-        masters.append(m.model_copy(update={"api_port": m.api_port or free_port(taken, m.host),
-                                            "raft_port": m.raft_port or free_port(taken, m.host),
-                                            "api_tls_port": m.api_tls_port or free_port(taken, m.host)}))
+        masters.append(m.model_copy(update={
+            "api_port": m.api_port or free_port(taken, m.host), "raft_port": m.raft_port or free_port(taken, m.host),
+            "api_tls_port": m.api_tls_port or free_port(taken, m.host),
+            "etcd_client_port": (m.etcd_client_port or free_port(taken, m.host)) if etcd else 0,
+            "etcd_peer_port": (m.etcd_peer_port or free_port(taken, m.host)) if etcd else 0}))
     return cfg.model_copy(update={"masters": tuple(masters)})
 
 
@@ -223,6 +228,8 @@ def up(cfg: ClusterConfig, state_dir: str | Path, *, ready_timeout_s: float = RE
     handle = resume(state_dir) if resume_data else prepare(cfg, state_dir)
     if network is None:  # a dial table left by an earlier chaos run would send Raft to proxies that are gone
         (handle.state_dir / "raft-links.yaml").unlink(missing_ok=True)
+        if not resume_data:  # (a resumed etcd member keeps the peer URLs it was created with)
+            (handle.state_dir / etcd_members.PEERS_FILE).unlink(missing_ok=True)
     mode_file = handle.state_dir / TEST_STORAGE_FILE
     if test_storage is not None and test_storage != "disk":
         mode_file.write_text(test_storage + "\n")
@@ -231,6 +238,9 @@ def up(cfg: ClusterConfig, state_dir: str | Path, *, ready_timeout_s: float = RE
     try:
         if network is not None:
             network(handle)
+        if etcd_members.runs_members(handle.cfg):
+            etcd_members.start_members(handle)
+            etcd_members.wait_members(handle, ready_timeout_s)
         for m in handle.cfg.masters:
             start_master(handle, m.id)
         wait_ready(handle, ready_timeout_s)
@@ -327,7 +337,7 @@ def status_json(handle: ClusterHandle) -> dict[str, Any]:
     """The contract of `hacluster status -o json`."""
     keys = ("id", "api", "pid", "role", "term", "leader", "commit_index", "applied_index", "storage")
     return {"masters": [{k: r.get(k) for k in keys} for r in cluster_status(handle)],
-            "store": handle.cfg.store.summary()}
+            "store": {**etcd_members.store_status(handle), **handle.cfg.store.summary()}}
 
 
 def leader_of(handle: ClusterHandle) -> dict[str, Any] | None:

@@ -101,6 +101,9 @@ class Master:
         await self.leader_loops.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+        aclose = getattr(self.store, "aclose", None)  # an engine with connections to close (etcd)
+        if aclose is not None:
+            await aclose()
         self.store.stop()
         if self.audit_log is not None:
             self.audit_log.close()

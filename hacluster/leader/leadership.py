@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from hacluster.model.commands import LeaderElected
 from hacluster.model.errors import ApiError
 from hacluster.model.timestamps import rfc3339
-from hacluster.store.api import RaftView, ReplicatedStore
+from hacluster.store.api import RaftView, ReplicatedStore, leadership_of
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +43,14 @@ class LeaderLoops:
         self._loops.append((name, loop))
 
     def on_view(self, view: RaftView) -> None:
-        """View listener (event loop thread)."""
-        if view.role == "leader":
-            if self._term != view.term:
+        """View listener (event loop thread). Leadership is the store's (`leadership_of`): the Raft leader
+        on pysyncobj, the holder of the leadership lease on etcd."""
+        lead = leadership_of(self.store, view)
+        if lead.leading:
+            if self._term != lead.term:
                 self._cancel()
-                self._term = view.term
-                self._task = asyncio.ensure_future(self._lead(view.term))
+                self._term = lead.term
+                self._task = asyncio.ensure_future(self._lead(lead.term))
         elif self._term is not None:
             self._cancel()
 
@@ -78,8 +80,8 @@ class LeaderLoops:
 
     async def _lead_term(self, term: int) -> None:
         while True:
-            view = self.store.view()
-            if view.role != "leader" or view.term != term:
+            lead = leadership_of(self.store)
+            if not lead.leading or lead.term != term:
                 return
             try:
                 result = await self.store.propose(LeaderElected(leader_id=self.master_id, term=term,

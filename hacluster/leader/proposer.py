@@ -31,7 +31,7 @@ import msgspec
 from hacluster.ids import new_request_id
 from hacluster.model.commands import AnyCommand, Batch, encode
 from hacluster.model.errors import ApiError, Unavailable
-from hacluster.store.api import ReplicatedStore
+from hacluster.store.api import ReplicatedStore, leadership_of
 from hacluster.store.state import Result
 
 log = logging.getLogger(__name__)
@@ -140,9 +140,10 @@ class FencedProposer:
 
     def check_leading(self) -> None:
         """Raise NotLeading unless this master still leads `term` (as far as it knows)."""
-        view = self.store.view()
-        if view.role != "leader" or view.term != self.term:
-            raise NotLeading(self.term, f"this master is {view.role} in term {view.term}")
+        lead = leadership_of(self.store)
+        if not lead.leading or lead.term != self.term:
+            raise NotLeading(self.term, f"this master does not lead term {self.term} (leader loops of "
+                             f"{lead.holder or 'nobody'} in term {lead.term})")
 
     async def propose(self, command: AnyCommand) -> Result:
         """Commit `command` fenced by this term and return its result (which may be a refusal such as

@@ -52,6 +52,28 @@ class RaftView:
     """PreVote / stickiness / CheckQuorum counters and heartbeat-gap counts (`hacluster.raft.election`)."""
 
 
+@dataclass(frozen=True)
+class Leadership:
+    """Who runs the leader-only loops (scheduler, controllers) and in which term.
+
+    On pysyncobj it is the Raft leader in its Raft term. An engine may elect them otherwise (etcd: a lease,
+    term = the leadership key's create revision) by giving its store a `leadership()` method; whatever the
+    engine, every write of those loops carries the term, and the engine refuses it once the term is over."""
+
+    leading: bool
+    term: int
+    holder: str | None
+
+
+def leadership_of(store: Any, view: RaftView | None = None) -> Leadership:
+    """The leadership as `store` decides it (its `leadership()`), else from its Raft view (or `view`)."""
+    own = getattr(store, "leadership", None)
+    if own is not None:
+        return own()  # type: ignore[no-any-return]
+    v = view if view is not None else store.view()
+    return Leadership(v.role == "leader", v.term, v.leader)
+
+
 class ReplicatedStore(Protocol):
     """A state machine replicated across masters."""
 

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from hacluster.cluster import launcher
-from hacluster.config import default_config
+from hacluster.config import default_config, with_engine
 
 REPO = Path(__file__).resolve().parents[2]
 AGE = r"(\d+[smhdy])+|<unknown>|<invalid>"
@@ -140,13 +140,17 @@ SLEEP = ["sh", "-c", "echo started; sleep 600"]
 
 @pytest.fixture(scope="module")
 def kcluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    """The module's cluster; a module may set `STORE_SETTINGS = {...}` (e.g. a short watch history)."""
+    """The module's cluster; a module may set `STORE_SETTINGS = {...}` (e.g. a short watch history) and
+    `STORE_ENGINE = "etcd"` (the same tests on the etcd engine)."""
     sd = tmp_path_factory.mktemp("kcluster")
     home = tmp_path_factory.mktemp("home")
     cfg = default_config(3)
     store = getattr(request.module, "STORE_SETTINGS", None)
     if store:
         cfg = cfg.model_copy(update={"store": cfg.store.model_copy(update=store)})
+    engine = getattr(request.module, "STORE_ENGINE", None)
+    if engine:
+        cfg = with_engine(cfg, engine)
     handle = launcher.up(cfg, sd, nodes=2, runtime="process")
     try:
         yield KCluster(handle, home)

@@ -133,3 +133,55 @@ def test_pki_refuses_a_config_without_ports(tmp_path: Path) -> None:
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.startswith("error: a config for several hosts must give every port") \
         and "masters.m1.raft_port" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("engine", ["pysyncobj", "etcd"])
+def test_up_on_three_addresses(tmp_path: Path, engine: str) -> None:
+    """`hacluster up` with each master on its own loopback address, on each store engine: the masters (and
+    the etcd members beside them) listen on their own address, elect, and serve writes through each one."""
+    from hacluster.cluster import launcher
+    from hacluster.config import default_config
+
+    cfg = default_config(3)
+    masters = tuple(m.model_copy(update={"host": f"127.0.0.{i + 2}"}) for i, m in enumerate(cfg.masters))
+    cfg = cfg.model_copy(update={"masters": masters, "store": cfg.store.model_copy(update={"engine": engine})})
+    handle = launcher.up(cfg, tmp_path / "sd", ready_timeout_s=60)
+    try:
+        status = launcher.status_json(handle)
+        assert [row["api"] for row in status["masters"]] == [f"http://127.0.0.{i + 2}:{m.api_port}"
+                                                             for i, m in enumerate(handle.cfg.masters)]
+        if engine == "etcd":
+            members = status["store"]["members"]
+            assert sorted(r["endpoint"] for r in members) == sorted(
+                f"http://{m.host}:{m.etcd_client_port}" for m in handle.cfg.masters), members
+            assert sum(r["role"] == "leader" for r in members) == 1, members
+        for m in handle.cfg.masters:
+            ports = (m.api_port, m.etcd_client_port) if engine == "etcd" else (m.api_port, m.raft_port)
+            for port in ports:
+                with socket.socket() as s:
+                    assert s.connect_ex(("127.0.0.1", port)) != 0, f"{m.id} listens on 127.0.0.1:{port}"
+        import urllib.request
+
+        for i, m in enumerate(handle.cfg.masters):
+            body = json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"on-{m.id}"},
+                               "spec": {"containers": [{"name": "c", "image": "nginx"}]}}).encode()
+
+            def post(url: str = handle.api(m.id), body: bytes = body) -> bool:
+                req = urllib.request.Request(f"{url}/api/v1/namespaces/default/pods", data=body, method="POST",
+                                             headers={"Authorization": f"Bearer {handle.admin_token}",
+                                                      "Content-Type": "application/json"})
+                try:
+                    with urllib.request.urlopen(req, timeout=5) as resp:
+                        return resp.status == 201
+                except urllib.error.HTTPError as exc:
+                    return exc.code == 409  # an earlier attempt that timed out did commit
+                except (urllib.error.URLError, OSError):
+                    return False
+
+            wait_for(post, 30, f"a pod created through {m.id} on 127.0.0.{i + 2}")
+        other = handle.cfg.masters[-1]
+        names = {p["metadata"]["name"] for p in http_json(f"{handle.api(other.id)}/api/v1/pods",
+                                                         handle.admin_token, 5)["items"]}
+        assert {f"on-{m.id}" for m in handle.cfg.masters} <= names
+    finally:
+        launcher.down(handle.state_dir)
