@@ -139,11 +139,43 @@ def _available_at_end(history: Path, fault_end_ns: int, window_ns: int) -> float
     return answered / total if total else None
 
 
+def answers_during(history: Path, start_ns: int, end_ns: int) -> dict[str, Any]:
+    """What clients saw of the writes they invoked in [start, end): how many were acknowledged, decided
+    otherwise (a 4xx: a conflict, not found — the store answered), refused with 503 (nothing done), found no
+    master to connect to (clients of a killed master), ended with an unknown outcome (504, a timeout) or got
+    another answer; and how long a refusal and an unknown outcome took (median ms) — 503 at once against a
+    stall."""
+    opened: dict[int, dict[str, Any]] = {}
+    counts = {"ok": 0, "answered_4xx": 0, "refused_503": 0, "no_connection": 0, "unknown": 0, "other": 0}
+    waited: dict[str, list[float]] = {"refused_503": [], "unknown": []}
+    for line in history.read_text().splitlines():
+        e = json.loads(line)
+        if e.get("final"):
+            continue
+        if e["type"] == "invoke":
+            opened[e["process"]] = e
+            continue
+        inv = opened.pop(e["process"], None)
+        if inv is None or inv["f"] not in ("create", "write", "cas", "delete") \
+                or not start_ns <= inv["time"] < end_ns:
+            continue
+        err = str(e.get("error", ""))
+        kind = ("ok" if e["type"] == "ok" else "unknown" if e["type"] == "info"
+                else "refused_503" if err.startswith("503") else "answered_4xx" if err[:1] == "4"
+                else "no_connection" if err.startswith("connect") else "other")
+        counts[kind] += 1
+        if kind in waited:
+            waited[kind].append((e["time"] - inv["time"]) / 1e6)
+    return {**counts, "refused_503_p50_ms": _pct(waited["refused_503"], 0.5),
+            "unknown_p50_ms": _pct(waited["unknown"], 0.5)}
+
+
 def run_cell(n: int, fault: str, repeat: int, seed: int, timing: Timing, out: Path,
-             say: Callable[[str], None]) -> dict[str, Any]:
+             say: Callable[[str], None], engine: str | None = None) -> dict[str, Any]:
+    """One cell from a fresh cluster; `engine` (`--store`) picks the store engine, else the default."""
     sc = cell_scenario(n, fault, seed, timing)
-    cell_dir = out / "cells" / f"n{n}-{fault}-r{repeat}"
-    result = run_scenario(sc, cell_dir, check=True)
+    cell_dir = out / "cells" / f"{engine + '-' if engine else ''}n{n}-{fault}-r{repeat}"
+    result = run_scenario(sc, cell_dir, check=True, engine=engine)
     s = result.summary
     history = cell_dir / "history.jsonl"
     first = json.loads(history.read_text().splitlines()[0])["time"] if history.stat().st_size else 0
@@ -164,6 +196,7 @@ def run_cell(n: int, fault: str, repeat: int, seed: int, timing: Timing, out: Pa
         measured = bool(share is not None and share >= AVAILABLE_SHARE)
     expected = expected_available(n, fault)
     cell = {
+        "engine": result.summary.get("store_engine") or engine or "pysyncobj",
         "masters": n, "fault": fault, "repeat": repeat, "seed": seed, "dir": str(cell_dir.relative_to(out)),
         "quorum": quorum(n), "tolerated": tolerated(n),
         "expected_available": expected, "measured_available": measured,
@@ -180,6 +213,8 @@ def run_cell(n: int, fault: str, repeat: int, seed: int, timing: Timing, out: Pa
         "two_leaders_in_one_term": bool(s["terms_with_two_leaders"]),
         "linearizable": (s.get("checker") or {}).get("linearizable"),
         "ops": s["ops"],
+        "writes_during_fault": answers_during(history, start_ev["time"], end_ev["time"])
+        if start_ev and end_ev else None,
     }
     say(f"N={n} {fault:15} r{repeat}: measured {'available' if measured else 'unavailable':11} "
         f"(theory: {'n/a' if expected is None else 'available' if expected else 'unavailable'}), "
@@ -189,7 +224,8 @@ def run_cell(n: int, fault: str, repeat: int, seed: int, timing: Timing, out: Pa
 
 def run_experiment(out: Path, *, quick: bool = False, repeats: int | None = None, seed: int = 1,
                    masters: tuple[int, ...] = ALL_MASTERS, faults: tuple[str, ...] | None = None,
-                   fault_s: float | None = None, say: Callable[[str], None] = print) -> dict[str, Any]:
+                   fault_s: float | None = None, say: Callable[[str], None] = print,
+                   engine: str | None = None) -> dict[str, Any]:
     timing = QUICK_TIMING if quick else FULL_TIMING
     if fault_s is not None:
         # Longer windows than the ten-minute budget allows show steadier figures; the lead-in and the
@@ -205,8 +241,9 @@ def run_experiment(out: Path, *, quick: bool = False, repeats: int | None = None
             for fault in faults:
                 if masters_lost(n, fault) is None:
                     continue
-                cells.append(run_cell(n, fault, r, seed + 1000 * r + n, timing, out, say))
-    results = {"quick": quick, "repeats": reps, "seed": seed, "masters": list(masters), "faults": list(faults),
+                cells.append(run_cell(n, fault, r, seed + 1000 * r + n, timing, out, say, engine))
+    results = {"engine": engine or "pysyncobj",
+               "quick": quick, "repeats": reps, "seed": seed, "masters": list(masters), "faults": list(faults),
                "timing": timing.__dict__, "workload": WORKLOAD, "elapsed_s": round(time.monotonic() - started, 1),
                "cells": cells}
     (out / "results.json").write_text(json.dumps(results, indent=1))

@@ -31,9 +31,11 @@ def experiment() -> None:
 @click.option("--faults", "faults_", default=None, help="Comma-separated faults (default: the whole matrix).")
 @click.option("--fault-seconds", "fault_s", type=click.FloatRange(1.0, 120.0), default=None,
               help="Length of each fault window (default 3; quick 2.5).")
+@click.option("--store", "engine", type=click.Choice(["pysyncobj", "etcd"]), default=None,
+              help="Store engine of every cell's cluster (default: pysyncobj).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/quorum", show_default=True)
 def quorum_cmd(quick: bool, repeats: int | None, seed: int, masters_: str, faults_: str | None, fault_s: float | None,
-               out_dir: str) -> None:
+               engine: str | None, out_dir: str) -> None:
     """Masters 1–5 × faults, each from a fresh cluster: report.md, report.html, results.json, plots."""
     from chaos.quorum import ALL_FAULTS, run_experiment
     from chaos.report import console_table, write_report
@@ -53,7 +55,7 @@ def quorum_cmd(quick: bool, repeats: int | None, seed: int, masters_: str, fault
     out = Path(out_dir)
     try:
         results = run_experiment(out, quick=quick, repeats=repeats, seed=seed, masters=masters, faults=faults,
-                                 fault_s=fault_s,
+                                 fault_s=fault_s, engine=engine,
                                  say=lambda s: console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {s}"))
     except (LauncherError, ToxiproxyError) as exc:
         raise _Fail(str(exc)) from exc
@@ -99,34 +101,36 @@ def split_brain_cmd(quick: bool, masters: str, seed: int, out_dir: str) -> None:
 
 
 @experiment.command("compare")
-@click.option("--quick", is_flag=True, help="Only leader-isolation (≈ 2 min); else also kill-leader-loop and "
-                                            "pause-leader.")
+@click.option("--quick", is_flag=True, help="3 masters × kill the leader, isolate it, kill two (≈ 2 min); "
+                                            "else 3 and 5 masters × five faults.")
+@click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="out/compare", show_default=True)
-def compare_cmd(quick: bool, out_dir: str) -> None:
-    """The same chaos scenarios on pysyncobj and on etcd, side by side: compare.md, compare.json."""
+def compare_cmd(quick: bool, seed: int, out_dir: str) -> None:
+    """The quorum experiment's cells on pysyncobj and on etcd, side by side: report.md, report.html,
+    results.json."""
     from rich.table import Table
 
-    from chaos.compare import run_compare, table_rows
+    from chaos.compare import console_rows, run_compare
     from chaos.toxiproxy import ToxiproxyError
     from hacluster.cluster.launcher import LauncherError
 
     console = Console()
     out = Path(out_dir)
     try:
-        results = run_compare(out, quick=quick,
+        results = run_compare(out, quick=quick, seed=seed,
                               say=lambda s: console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {s}"))
     except (LauncherError, ToxiproxyError) as exc:
         raise _Fail(str(exc)) from exc
-    for sc in results["scenarios"]:
-        table = Table(title=sc, title_justify="left")
+    for title, rows in console_rows(results):
+        table = Table(title=title, title_justify="left")
         table.add_column("")
         for engine in results["engines"]:
             table.add_column(engine)
-        for row in table_rows(results, sc):
+        for row in rows:
             table.add_row(*row)
         console.print(table)
-    console.print(f"report: {out / 'compare.md'} (and compare.json) — {results['elapsed_s']} s")
-    bad = [c for c in results["cells"] if c["lost_acknowledged_writes"] or c["terms_with_two_leaders"]
+    console.print(f"report: {out / 'report.md'} (and report.html, results.json) — {results['elapsed_s']} s")
+    bad = [c for c in results["cells"] if c["lost_acknowledged_writes"] or c["two_leaders_in_one_term"]
            or c["linearizable"] == "invalid"]
     sys.exit(1 if bad else 0)
 
