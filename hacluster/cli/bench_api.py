@@ -30,6 +30,7 @@ from rich.table import Table
 
 from hacluster.cluster import launcher
 from hacluster.config import ClusterConfig, default_config
+from hacluster.raft.replicated_store import RAFT_THREAD_NAME
 
 PAD = "x" * 700  # makes a pod ~1 KB of JSON
 
@@ -118,6 +119,62 @@ def _cpu_s(pid: int | None) -> float | None:
 
 def _cpu_by_master(handle: launcher.ClusterHandle) -> dict[str, float | None]:
     return {m.id: _cpu_s(handle.pid(m.id)) for m in handle.cfg.masters}
+
+
+THREAD_ROLES = ("raft", "loop", "other")
+"""A master's threads: `raft` (pysyncobj's tick thread, named RAFT_THREAD_NAME), `loop` (the main thread,
+which runs the event loop: HTTP, decoding, validation, encoding) and `other` (the rest, threads that
+ended included: the process's total minus the two)."""
+
+
+def thread_cpu_s(pid: int | None) -> dict[str, float] | None:
+    """CPU seconds (user + system) a master has used per thread role, from /proc (None if it is gone)."""
+    total = _cpu_s(pid)
+    if pid is None or total is None:
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"raft": 0.0, "loop": 0.0}
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return None
+    for task in tasks:
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue  # the thread ended meanwhile: its time is in `other`
+        name = stat[stat.index("(") + 1: stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        used = (int(fields[11]) + int(fields[12])) / tick
+        if task.name == str(pid):
+            out["loop"] += used
+        elif name == RAFT_THREAD_NAME:
+            out["raft"] += used
+    out["other"] = max(0.0, total - out["raft"] - out["loop"])
+    return out
+
+
+def threads_by_master(handle: launcher.ClusterHandle) -> dict[str, dict[str, float] | None]:
+    return {m.id: thread_cpu_s(handle.pid(m.id)) for m in handle.cfg.masters}
+
+
+def cpu_ms_per_op(before: dict[str, dict[str, float] | None], after: dict[str, dict[str, float] | None],
+                  ops: int, roles: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Per master: its Raft role during the level and the CPU milliseconds each thread role (and the whole
+    process) spent per successful operation; a master gone or restarted during the level is left out."""
+    out: dict[str, dict[str, Any]] = {}
+    if ops <= 0:
+        return out
+    for mid, a in after.items():
+        b = before.get(mid)
+        if a is None or b is None or a["raft"] < b["raft"] or a["loop"] < b["loop"]:
+            continue  # gone, or restarted (its counters started again)
+        row: dict[str, Any] = {"role": roles.get(mid, "?")}
+        for k in THREAD_ROLES:  # `other` is a difference of clock-tick counts: it can dip by a tick
+            row[k] = round(max(0.0, a[k] - b[k]) * 1000 / ops, 3)
+        row["total"] = round(sum(row[k] for k in THREAD_ROLES), 3)
+        out[mid] = row
+    return out
 
 
 def _raft_gaps(handle: launcher.ClusterHandle) -> dict[str, dict[str, Any]]:
