@@ -47,6 +47,7 @@ from hacluster.model import commands as cmds
 from hacluster.model.errors import BadRequest, ErrorInfo, Timeout, Unavailable
 from hacluster.raft.election import ElectionMixin, ElectionSettings
 from hacluster.raft.journal import FAIL_STOP_EXIT_CODE, DurableJournal, JournalCorrupt, fail_stop
+from hacluster.raft.peer_wire import PeerAuthenticator, install_peer_wire_hook
 from hacluster.raft.storage import Storage, write_file_atomically
 from hacluster.store.api import PeerView, RaftView
 from hacluster.store.state import Result, StoreLimits, StoreState
@@ -106,6 +107,7 @@ def install_journal_hook() -> None:
 
 
 install_journal_hook()
+install_peer_wire_hook()
 
 
 class DialNode(TCPNode):  # type: ignore[misc]
@@ -140,8 +142,10 @@ class _RaftStateMachine(ElectionMixin, SyncObj):  # type: ignore[misc]
 
     def __init__(self, self_addr: str, peers: list[TCPNode], conf: SyncObjConf,
                  apply_payload: Callable[[bytes], Result], *, journal: DurableJournal | None = None,
-                 election: ElectionSettings | None = None) -> None:
+                 election: ElectionSettings | None = None, peer_secret: str | None = None) -> None:
         self._init_election(election or ElectionSettings())
+        # Set before pysyncobj's __init__, which builds the transport: see `encryptor` below.
+        self._peer_auth = PeerAuthenticator(peer_secret) if peer_secret else None
         self._apply_payload = apply_payload
         self._journal = journal
         self._wake_pipe: PipeNotifier | None = None
@@ -218,6 +222,16 @@ class _RaftStateMachine(ElectionMixin, SyncObj):  # type: ignore[misc]
         finally:
             if journal is not None:
                 journal.aligning_to_snapshot = False
+
+    @property
+    def encryptor(self) -> PeerAuthenticator | None:
+        """What pysyncobj's transport puts on every peer connection: our MAC framing
+        (`hacluster.raft.peer_wire`) instead of the Fernet pysyncobj builds from `conf.password` (which
+        `RaftStore.start` leaves unset)."""
+        return self._peer_auth
+
+    def _getEncryptor(self) -> PeerAuthenticator | None:  # noqa: N802 (pysyncobj's name)
+        return self._peer_auth
 
     @replicated  # type: ignore[untyped-decorator]
     def apply_command(self, payload: bytes) -> Result:
@@ -364,7 +378,7 @@ class RaftStore:
             self.journal = journal
             dump = str(self._data_dir / SNAPSHOT_FILE)
         conf = SyncObjConf(
-            password=r.password or None,
+            password=None,  # peers authenticate with `peer_secret` (hacluster.raft.peer_wire), not Fernet
             bindAddress=self.address,
             raftMinTimeout=r.election_timeout_ms_min / 1000,
             raftMaxTimeout=r.election_timeout_ms_max / 1000,
@@ -397,7 +411,7 @@ class RaftStore:
             if addr != self.address:
                 peers.append(DialNode(addr, self._dial.get(addr)))
         self._sync = _RaftStateMachine(self.address, peers, conf, self._apply_payload, journal=journal,
-                                       election=ElectionSettings.from_config(r))
+                                       election=ElectionSettings.from_config(r), peer_secret=r.password or None)
         self._sync.addOnTickCallback(self._sync.flush_appends)
         self._sync.addOnTickCallback(self._on_tick)
 

@@ -63,7 +63,8 @@ def fast_raft(**over: Any) -> RaftConfig:
     """Raft timing for in-process tests: fast elections, fast step-down, fast redial."""
     values: dict[str, Any] = dict(election_timeout_ms_min=100, election_timeout_ms_max=200, heartbeat_ms=20,
                                   tick_ms=5, leader_fallback_ms=300, quorum_contact_ms=150,
-                                  connection_timeout_ms=200, connection_retry_ms=20)
+                                  connection_timeout_ms=200, connection_retry_ms=20,
+                                  password="property-test-secret")  # peers authenticate as in production
     values.update(over)
     return RaftConfig(**values)
 

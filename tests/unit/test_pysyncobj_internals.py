@@ -48,6 +48,7 @@ PRIVATE_FIELDS = {
     "_SyncObj__transport": "election: sends pre-votes, higher-term answers, step-down notices",
     "_SyncObj__conf": "replicated_store: the snapshot file a leader sends (__loadDumpFile override)",
     "_poller": "replicated_store: flush_appends (wake pipe registered on the tick thread)",
+    "encryptor": "replicated_store: overridden (the property the transport reads: peer_wire's authenticator)",
 }
 
 PRIVATE_METHODS = {
@@ -83,6 +84,26 @@ SOURCE_DIGESTS = {
     "_SyncObj__applyLogEntries": "073db677773b5a2d",
     "_applyCommand": "827f207d515b2d64",
     "_SyncObj__onLeaderChanged": "53b7685e1d897887",
+}
+
+# pysyncobj's peer connection and transport, as `hacluster.raft.peer_wire` relies on them: PeerConnection
+# subclasses TcpConnection (overrides `send`, `__processParseMessage`, `disconnect`; reads and writes its
+# buffers; re-subscribes its fd for "writable"), the hook replaces the `TcpConnection` name the transport and
+# the server build connections with, and the transport's random-key exchange runs when `encryptor` is truthy.
+CONNECTION_PRIVATE_FIELDS = ("_TcpConnection__writeBuffer", "_TcpConnection__readBuffer",
+                             "_TcpConnection__poller", "_TcpConnection__fileno")
+CONNECTION_DIGESTS = {
+    # (class, method): sha256[:16] of its source
+    ("TcpConnection", "send"): "cb29077c32990abb",
+    ("TcpConnection", "_TcpConnection__processParseMessage"): "4ecbfdad3baa2eac",
+    ("TcpConnection", "_TcpConnection__processConnection"): "b2854d89c1b97247",
+    ("TcpConnection", "_TcpConnection__trySendBuffer"): "6fc748d9120c1dfc",
+    ("TcpConnection", "disconnect"): "318150905383a6a5",
+    ("TCPTransport", "_onNewIncomingConnection"): "27812f1826cd78ad",
+    ("TCPTransport", "_onIncomingMessageReceived"): "8b7217b0cc17c96d",
+    ("TCPTransport", "_onOutgoingConnected"): "b5d72590358c9987",
+    ("TCPTransport", "_onOutgoingMessageReceived"): "6060942126931ca2",
+    ("TCPTransport", "addNode"): "8245fa6ac3ac9f36",
 }
 
 FAIL_REASONS_USED = ("SUCCESS", "QUEUE_FULL", "MISSING_LEADER", "DISCARDED", "NOT_LEADER", "LEADER_CHANGED",
@@ -139,3 +160,28 @@ def test_without_a_leader_a_command_is_refused_before_anything_is_appended() -> 
         assert len(node._SyncObj__raftLog) == before
     finally:
         node.destroy()
+
+
+@pytest.mark.parametrize("owner,name", sorted(CONNECTION_DIGESTS))
+def test_peer_connection_internals_are_unchanged(owner: str, name: str) -> None:
+    from pysyncobj.tcp_connection import TcpConnection
+    from pysyncobj.transport import TCPTransport
+
+    cls = {"TcpConnection": TcpConnection, "TCPTransport": TCPTransport}[owner]
+    digest = hashlib.sha256(inspect.getsource(getattr(cls, name)).encode()).hexdigest()[:16]
+    assert digest == CONNECTION_DIGESTS[(owner, name)], (
+        f"pysyncobj's {owner}.{name} changed: re-read it against hacluster/raft/peer_wire.py, then update "
+        "CONNECTION_DIGESTS")
+
+
+def test_peer_connection_fields_and_hook_points_exist() -> None:
+    import pysyncobj.tcp_server
+    import pysyncobj.transport
+    from pysyncobj.poller import createPoller
+    from pysyncobj.tcp_connection import TcpConnection
+
+    conn = TcpConnection(createPoller("auto"))
+    assert [f for f in CONNECTION_PRIVATE_FIELDS if not hasattr(conn, f)] == []
+    for module in (pysyncobj.transport, pysyncobj.tcp_server):  # the names install_peer_wire_hook replaces
+        assert hasattr(module, "TcpConnection"), module.__name__
+    assert isinstance(SyncObj.__dict__["encryptor"], property)
