@@ -69,6 +69,7 @@ _RAFT_POSITIONS_MAX = 50_000  # revisions whose Raft entry the audit log can sti
 _RETRY_WAIT_S = 0.05  # how long to wait for a new leader between attempts (bounded by the deadline)
 APPEND_BATCH_BYTES = 256 * 1024  # most bytes of entries one AppendEntries carries (one entry may be larger)
 APPEND_BATCH_ENTRIES = 4096  # and at most this many entries
+STATS_COPY_PERIOD_S = 0.1  # the published view's election counters are at most this old
 CHECK_QUORUM_BACKSTOP = 3  # pysyncobj's own leader step-down after this many leader_fallback_ms (see start)
 
 
@@ -183,6 +184,21 @@ class _RaftStateMachine(ElectionMixin, SyncObj):  # type: ignore[misc]
         if self._journal is not None:
             # The local fsync overlaps the followers' round trip; the next tick's commit count needs it.
             self._journal.sync()
+
+    def _SyncObj__applyLogEntries(self) -> bool:
+        """A leader whose commit index moved tells the followers before applying the entries itself: they
+        apply (and answer the writes forwarded to them) while the leader applies, instead of after it —
+        pysyncobj would send the new commit index only at the end of the tick (`flush_appends`) or with the
+        next heartbeat. Only the commit index and entries the followers already have or are sent anyway go
+        out earlier; nothing about what the leader counts as committed changes."""
+        if self._SyncObj__raftState == 2:
+            commit = self._SyncObj__raftCommitIndex
+            if commit > self.raftLastApplied and commit != self._sent_commit_index:
+                self._sent_last_index = self._SyncObj__getCurrentLogIndex()
+                self._sent_commit_index = commit
+                self._SyncObj__sendAppendEntries()
+        applied: bool = SyncObj._SyncObj__applyLogEntries(self)
+        return applied
 
     def _onTick(self, timeToWait: float = 0.0) -> None:
         """pysyncobj's leader counts itself (count = 1) toward the commit index for every entry in its log.
@@ -343,6 +359,8 @@ class RaftStore:
         self._view_listeners: list[Callable[[RaftView], None]] = []
         self._view_changed: asyncio.Event | None = None
         self._last_role_key: tuple[str, int, str | None] = ("", -1, None)
+        self._elections_copy: dict[str, Any] | None = None
+        self._elections_copied_at = float("-inf")
         self._applied_count = 0
         self._barrier_inflight = False
         self._barrier_next: asyncio.Future[None] | None = None
@@ -523,9 +541,15 @@ class RaftStore:
             quorum = leader_node in connected
         else:
             quorum = False
+        elections = self._elections_copy
+        if elections is None or now - self._elections_copied_at >= STATS_COPY_PERIOD_S \
+                or (role, leader) != self._last_role_key[::2]:
+            # A copy of the counters for readers on other threads; ticks come once per wake under load, so
+            # the copy is made at most every STATS_COPY_PERIOD_S (and at once when the role changes).
+            elections = self._elections_copy = s.election_stats.as_dict()
+            self._elections_copied_at = now
         view = RaftView(self.id, role, s.raftCurrentTerm, leader, s.raftCommitIndex, s.raftLastApplied, quorum,
-                        tuple(sorted(peers, key=lambda p: p.id)), s._SyncObj__raftLog.__len__(),
-                        s.election_stats.as_dict())
+                        tuple(sorted(peers, key=lambda p: p.id)), s._SyncObj__raftLog.__len__(), elections)
         self._view = view
         key = (role, view.term, leader)
         if key != self._last_role_key or quorum != getattr(self, "_last_quorum", None):

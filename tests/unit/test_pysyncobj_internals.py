@@ -57,7 +57,8 @@ PRIVATE_METHODS = {
     "_SyncObj__getEntries": ("(self, fromIDx, count=None, maxSizeBytes=None)", "replicated_store: overridden"),
     "_SyncObj__sendNextNodeIdx": ("(self, node, reset=False, nextNodeIdx=None, success=False)",
                                   "replicated_store: overridden"),
-    "_SyncObj__sendAppendEntries": ("(self)", "replicated_store: flush_appends"),
+    "_SyncObj__sendAppendEntries": ("(self)", "replicated_store: flush_appends, __applyLogEntries override"),
+    "_SyncObj__applyLogEntries": ("(self)", "replicated_store: overridden (the commit index goes out first)"),
     "_SyncObj__getCurrentLogIndex": ("(self)", "replicated_store; tests/property/test_raft_cluster.py"),
     "_SyncObj__getCurrentLogTerm": ("(self)", "replicated_store: _skip_matching_entries"),
     "_onTick": ("(self, timeToWait=0.0)", "replicated_store: overridden (sync before the commit count); "
