@@ -360,6 +360,9 @@ class RaftStore:
         self._view_changed: asyncio.Event | None = None
         self._last_role_key: tuple[str, int, str | None] = ("", -1, None)
         self._elections_copy: dict[str, Any] | None = None
+        # payload -> the command decoded from it, for proposals of this master in flight (see `propose`);
+        # written by the event loop, taken by the tick thread (single dict operations: atomic under the GIL)
+        self._decoded_here: dict[bytes, cmds.AnyCommand] = {}
         self._elections_copied_at = float("-inf")
         self._applied_count = 0
         self._barrier_inflight = False
@@ -470,10 +473,14 @@ class RaftStore:
     # ------------------------------------------------------------------------- tick thread side
     def _apply_payload(self, payload: bytes) -> Result:
         """Runs on the tick thread for every committed entry, in log order. Never raises."""
-        try:
-            command = cmds.decode(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return Result(ok=False, error=ErrorInfo(reason="BadRequest", message=f"undecodable command: {exc}"))
+        # A command proposed on this master was decoded once already (`propose`); taken once, so that a
+        # duplicate of it in the log (a retried proposal) is decoded afresh.
+        command = self._decoded_here.pop(payload, None)
+        if command is None:
+            try:
+                command = cmds.decode(payload)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                return Result(ok=False, error=ErrorInfo(reason="BadRequest", message=f"undecodable command: {exc}"))
         with self._lock:
             result = self._state.apply(command)
             self._applied_count += 1
@@ -693,9 +700,19 @@ class RaftStore:
         if not command.request_id and not isinstance(command, cmds.Barrier):
             command = msgspec.structs.replace(command, request_id=new_request_id())
         try:
-            payload = cmds.encode_checked(command)
+            payload, replica_command = cmds.encode_for_replication(command)
         except cmds.CommandEncodingError as exc:
             raise BadRequest(str(exc)) from exc
+        # Applied here, the entry need not be decoded again: the check above already decoded it as a replica
+        # does. Kept only while this proposal waits (bounded by the proposals in flight).
+        self._decoded_here[payload] = replica_command
+        try:
+            return await self._propose_payload(payload, timeout_s)
+        finally:
+            self._decoded_here.pop(payload, None)
+
+    async def _propose_payload(self, payload: bytes, timeout_s: float | None) -> Result:
+        assert self._loop is not None and self._sync is not None
         timeout = self.cfg.api.proposal_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout
         attempted = False  # has any attempt been handed to Raft? (until then, no quorum is refused at once)
