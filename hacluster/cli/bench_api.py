@@ -386,17 +386,19 @@ def _per_create_summary(levels: list[dict[str, Any]], clients: int) -> dict[str,
 
 
 def _cpu_table(levels: list[dict[str, Any]]) -> Table:
-    table = Table(title="CPU ms per operation, per master and thread (raft / loop / other)")
-    for col in ("operation", "clients", "target", "leader", "followers"):
+    """CPU ms per operation of the leader's and the followers' (mean) Raft and event-loop threads."""
+    table = Table(title="CPU ms per operation (followers: their mean)")
+    for col in ("operation", "clients", "target", "leader raft", "leader loop", "follower raft", "follower loop"):
         table.add_column(col)
 
-    def cell(rows: list[dict[str, Any]]) -> str:
-        return "  ".join(f"{r['raft']:.2f} / {r['loop']:.2f} / {r['other']:.2f}" for r in rows) or "–"
+    def mean(rows: list[dict[str, Any]], key: str) -> str:
+        return f"{sum(r[key] for r in rows) / len(rows):.2f}" if rows else "–"
     for lv in levels:
         rows = list(lv.get("cpu_ms_per_op", {}).values())
-        table.add_row(lv["operation"], str(lv["clients"]), lv["target"],
-                      cell([r for r in rows if r.get("role") == "leader"]),
-                      cell([r for r in rows if r.get("role") != "leader"]))
+        lead = [r for r in rows if r.get("role") == "leader"]
+        rest = [r for r in rows if r.get("role") != "leader"]
+        table.add_row(lv["operation"], str(lv["clients"]), lv["target"], mean(lead, "raft"), mean(lead, "loop"),
+                      mean(rest, "raft"), mean(rest, "loop"))
     return table
 
 
