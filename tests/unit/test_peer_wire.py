@@ -143,3 +143,36 @@ def test_the_hook_is_installed_when_the_store_is_imported() -> None:
 
     assert pysyncobj.transport.TcpConnection is peer_wire.PeerConnection
     assert pysyncobj.tcp_server.TcpConnection is peer_wire.PeerConnection
+
+
+def test_a_message_larger_than_the_socket_buffer_goes_out_without_another_send() -> None:
+    """A partial send subscribes the socket for "writable": the rest leaves as the receiver drains, with no
+    later message or heartbeat to push it (pysyncobj waits for the next send)."""
+    import os
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    client = socket.create_connection(server.getsockname())
+    accepted, _ = server.accept()
+    for s in (client, accepted):
+        s.setblocking(False)
+    poller = createPoller("auto")
+    received: list[Any] = []
+    sender = PeerConnection(poller, socket=client, sendBufferSize=2**16)
+    receiver = PeerConnection(poller, socket=accepted, onMessageReceived=received.append)
+    sender.encryptor = receiver.encryptor = AUTH
+    try:
+        for _ in range(3):  # settle: an idle connection is subscribed for reading only
+            poller.poll(0.01)
+        big = {"serialized": os.urandom(4 * 2**20)}  # incompressible, far above the socket buffers
+        sender.send(big)
+        assert sender.getSendBufferSize() > 0, "the test needs a partial send"
+        end = time.monotonic() + 10
+        while not received and time.monotonic() < end:
+            poller.poll(0.05)
+        assert received == [big]
+    finally:
+        sender.disconnect()
+        receiver.disconnect()
+        server.close()
