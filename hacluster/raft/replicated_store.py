@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pickle
 import signal
 import threading
 import time
@@ -147,6 +148,7 @@ class _RaftStateMachine(ElectionMixin, SyncObj):  # type: ignore[misc]
         self._init_election(election or ElectionSettings())
         # Set before pysyncobj's __init__, which builds the transport: see `encryptor` below.
         self._peer_auth = PeerAuthenticator(peer_secret) if peer_secret else None
+        self._apply_command_id: int | None = None  # pysyncobj's id of apply_command (see propose_payload)
         self._apply_payload = apply_payload
         self._journal = journal
         self._wake_pipe: PipeNotifier | None = None
@@ -252,6 +254,18 @@ class _RaftStateMachine(ElectionMixin, SyncObj):  # type: ignore[misc]
     @replicated  # type: ignore[untyped-decorator]
     def apply_command(self, payload: bytes) -> Result:
         return self._apply_payload(payload)
+
+    def propose_payload(self, payload: bytes, callback: Callable[[Any, int], None]) -> None:
+        """`apply_command(payload, callback=callback)` as pysyncobj's `@replicated` wrapper does it — the
+        call `(method id, (payload,))` pickled into pysyncobj's command queue — but pickled with the highest
+        protocol: the wrapper's protocol 2 turns the command's bytes into a latin-1 string (a copy, and two
+        bytes for every byte >= 0x80 in the log) and every master's apply back. pysyncobj's apply unpickles
+        either. Callable from any thread, as the wrapper is."""
+        method_id = self._apply_command_id
+        if method_id is None:
+            method_id = self._apply_command_id = self._methodToID[self._getFuncName("apply_command")]
+        call = pickle.dumps((method_id, (payload,)), protocol=pickle.HIGHEST_PROTOCOL)
+        self._applyCommand(call, callback, pysyncobj_core._COMMAND_TYPE.REGULAR)
 
     def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:
         """Keep the leader's nextIndex from moving backwards. pysyncobj advances nextIndex when it sends
@@ -747,7 +761,7 @@ class RaftStore:
                 except Exception:  # the loop is closed (shutdown): nobody waits for the answer any more
                     pass
 
-            self._sync.apply_command(payload, callback=on_result)
+            self._sync.propose_payload(payload, on_result)
             self._sync.wake()
             attempted = True
             # asyncio.wait neither cancels `fut` on the deadline nor swallows a cancellation of this task.

@@ -18,6 +18,7 @@ import importlib.metadata
 import inspect
 import re
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,7 @@ PRIVATE_FIELDS = {
     "_SyncObj__transport": "election: sends pre-votes, higher-term answers, step-down notices",
     "_SyncObj__conf": "replicated_store: the snapshot file a leader sends (__loadDumpFile override)",
     "_poller": "replicated_store: flush_appends (wake pipe registered on the tick thread)",
+    "_methodToID": "replicated_store: propose_payload (apply_command's id, as @replicated finds it)",
     "encryptor": "replicated_store: overridden (the property the transport reads: peer_wire's authenticator)",
 }
 
@@ -61,6 +63,8 @@ PRIVATE_METHODS = {
     "_SyncObj__applyLogEntries": ("(self)", "replicated_store: overridden (the commit index goes out first)"),
     "_SyncObj__getCurrentLogIndex": ("(self)", "replicated_store; tests/property/test_raft_cluster.py"),
     "_SyncObj__getCurrentLogTerm": ("(self)", "replicated_store: _skip_matching_entries"),
+    "_getFuncName": ("(self, funcName)", "replicated_store: propose_payload (as @replicated)"),
+    "_applyCommand": ("(self, command, callback, commandType=None)", "replicated_store: propose_payload"),
     "_onTick": ("(self, timeToWait=0.0)", "replicated_store: overridden (sync before the commit count); "
                 "election: overridden (pre-vote, CheckQuorum)"),
     "_SyncObj__onBecomeLeader": ("(self)", "replicated_store: overridden (the new leader's no-op synced)"),
@@ -186,3 +190,50 @@ def test_peer_connection_fields_and_hook_points_exist() -> None:
     for module in (pysyncobj.transport, pysyncobj.tcp_server):  # the names install_peer_wire_hook replaces
         assert hasattr(module, "TcpConnection"), module.__name__
     assert isinstance(SyncObj.__dict__["encryptor"], property)
+
+
+REPLICATED_DIGEST = "132a6458c196b3f7"
+"""sha256[:16] of pysyncobj's `replicated` decorator: `_RaftStateMachine.propose_payload` enqueues what its
+wrapper enqueues for `apply_command(payload, callback=...)` — `(method id, (payload,))` pickled, through
+`_applyCommand` with `_COMMAND_TYPE.REGULAR` — only with another pickle protocol."""
+
+
+def test_replicated_wrapper_is_unchanged() -> None:
+    from pysyncobj import syncobj as core
+
+    digest = hashlib.sha256(inspect.getsource(core.replicated).encode()).hexdigest()[:16]
+    assert digest == REPLICATED_DIGEST, ("pysyncobj's @replicated changed: re-read it against "
+                                         "_RaftStateMachine.propose_payload, then update REPLICATED_DIGEST")
+
+
+def test_propose_payload_enqueues_what_the_replicated_wrapper_does() -> None:
+    import pickle
+
+    from pysyncobj import syncobj as core
+
+    from hacluster.raft.replicated_store import _RaftStateMachine
+
+    applied: list[bytes] = []
+    node = _RaftStateMachine(f"127.0.0.1:{_free_port()}", [], SyncObjConf(autoTick=False),
+                             lambda payload: applied.append(payload) or payload)  # type: ignore[func-returns-value]
+    try:
+        queued: list[tuple[bytes, object, object]] = []
+        original = node._applyCommand
+        node._applyCommand = lambda command, callback, kind=None: queued.append((command, callback, kind))
+        node.apply_command(b"\x81\xa1k\xff" * 50, callback=print)  # pysyncobj's own wrapper
+        node.propose_payload(b"\x81\xa1k\xff" * 50, print)
+        (wrapped, cb1, kind1), (ours, cb2, kind2) = queued
+        assert pickle.loads(wrapped) == pickle.loads(ours) and kind1 == kind2 == core._COMMAND_TYPE.REGULAR
+        assert len(ours) < len(wrapped)  # no latin-1 detour
+        # and pysyncobj applies it: a single node elects itself, appends and applies the entry
+        node._applyCommand = original
+        answers: list[tuple[object, int]] = []
+        deadline = time.monotonic() + 5  # a single node elects itself after one election timeout
+        while not node._isLeader() and time.monotonic() < deadline:
+            node.doTick(0.01)
+        node.propose_payload(b"payload-1", lambda res, err: answers.append((res, err)))
+        while not answers and time.monotonic() < deadline:
+            node.doTick(0.01)
+        assert answers == [(b"payload-1", FAIL_REASON.SUCCESS)] and applied[-1] == b"payload-1"
+    finally:
+        node.destroy()
