@@ -2,9 +2,11 @@
 
 pysyncobj 0.3.17 protects its peer connections with its `password`: every message is pickled, compressed with
 zlib and encrypted with Fernet (AES-CBC, HMAC-SHA256 and base64) — on the leader, once per message and
-follower. Raft traffic between masters on one host carries nothing secret that the API would not serve to
-a reader, but a peer must be authenticated: pysyncobj unpickles whatever arrives, so an unauthenticated
-byte string on the Raft port would run code. This module keeps the authentication and drops the rest:
+follower. The masters' Raft ports listen on 127.0.0.1 only (`RaftStore`), where reading another process's
+traffic takes root on the host — who can read the masters' data directories as well — so confidentiality
+buys little there. Authentication is what matters: pysyncobj unpickles whatever arrives, so an
+unauthenticated byte string on the Raft port, from any local user, would run code. This module keeps the
+authentication and drops the rest (a deployment whose Raft links leave the host would want TLS instead):
 
 - a frame is `flag (1 byte) | MAC (16 bytes) | body`; the MAC is keyed BLAKE2b over the connection's frame
   number, the flag and the body, with a key derived from the cluster's shared secret (`raft.password`)

@@ -1,5 +1,7 @@
 """The store replicated with pysyncobj's Raft — with `hacluster.raft.election` (PreVote, leader stickiness,
-CheckQuorum, mixed into the pysyncobj subclass here), the only module of hacluster that imports pysyncobj.
+CheckQuorum, mixed into the pysyncobj subclass here) and `hacluster.raft.peer_wire` (how peer messages are
+framed and authenticated), the only modules of hacluster that reach into pysyncobj (the journal implements
+its `Journal` interface).
 
 Created once per master process by `hacluster.apiserver.master`. pysyncobj runs its own tick thread;
 this module bridges it to asyncio:
@@ -134,7 +136,7 @@ class _RaftStateMachine(ElectionMixin, SyncObj):  # type: ignore[misc]
     """pysyncobj's SyncObj holding our pure state machine.
 
     Appends are sent eagerly but batched: pysyncobj either sends one AppendEntries per command (batching
-    off: one pickle + compress + encrypt per command and follower, the leader's main cost under load) or
+    off: one pickle and MAC per command and follower, see `hacluster.raft.peer_wire`) or
     waits for the next heartbeat (batching on: a heartbeat period added to every write). We run with
     batching on and, at the end of every tick, send whatever the tick appended — all commands that arrived
     since the last tick go out in one message per follower — and push a new commit index to followers at
