@@ -90,12 +90,11 @@ def read_collapsed(path: Path) -> dict[str, Counter[str]]:
         if not stack_text or not count.isdigit():
             continue
         frames = stack_text.split(";")
-        thread = frames[0]
-        if "_autoTickThread" in stack_text or RAFT_THREAD_NAME in thread:
+        thread = frames[0]  # "thread (TID): NAME" with --threads
+        if "_autoTickThread" in thread or RAFT_THREAD_NAME in thread:
             name = "raft"
-        elif "MainThread" in thread or "process 1" in thread or frames[0].startswith("process"):
-            name = "loop" if "MainThread" in stack_text or "run_forever" in stack_text or "uvloop" in stack_text \
-                else "other"
+        elif "MainThread" in thread:
+            name = "loop"
         else:
             name = "other"
         per_thread[name][step_of(frames[1:])] += int(count)
