@@ -103,7 +103,8 @@ class RaftConfig(_Frozen):
     assumes. `false` acknowledges entries that a power cut would erase — for experiments that show what
     fsync buys; benchmarks print which mode ran."""
     password: str = Field(default="", max_length=256)
-    """Shared secret that authenticates and encrypts Raft traffic; `hacluster up` generates one if empty."""
+    """Shared secret that authenticates Raft traffic (a MAC on every peer frame, `hacluster.raft.peer_wire`;
+    the frames are not encrypted); `hacluster up` generates one if empty."""
     pre_vote: bool = True
     """PreVote (Raft thesis §9.6, etcd's `PreVote`): when its election timeout fires, a master first asks for
     pre-votes at term+1 without raising its own term, and starts a real election only with a majority. A

@@ -32,6 +32,10 @@ from hacluster.store.api import RaftView
 log = logging.getLogger(__name__)
 
 GC_GEN0_THRESHOLD = 50_000
+GIL_SWITCH_INTERVAL_S = 0.0005
+"""How long a thread may hold the GIL while another waits for it (CPython's default is 5 ms). A master's Raft
+thread wakes for a follower's acknowledgement or a leader's append while the event loop's thread runs Python
+code; with the default it can wait up to 5 ms for the GIL at each such step — on the path of every write."""
 STOP_GRACE_S = 2.0  # open requests (watches, log follows) get this long when a master stops
 
 def leader_loop_registry() -> LeaderLoopRegistry:
@@ -155,6 +159,7 @@ def run(config_path: str, master_id: str, storage_mode: str = "disk") -> None:
     # form cycles. CPython's default thresholds make the cyclic collector walk all of them again and again
     # under write load (measured: ~10% of a follower's CPU); collect young garbage less often instead.
     gc.set_threshold(GC_GEN0_THRESHOLD, 50, 1000)
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     logging.basicConfig(level=env_log_level(), stream=sys.stderr,
                         format=f"%(asctime)s {master_id} %(levelname)s %(name)s: %(message)s")
     try:

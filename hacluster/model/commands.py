@@ -114,6 +114,12 @@ def encode_checked(command: AnyCommand) -> bytes:
     return _round_trip(command)[0]
 
 
+def encode_for_replication(command: AnyCommand) -> tuple[bytes, AnyCommand]:
+    """`encode_checked` and `as_replicated` at once (one encode, one decode): the bytes for the log, and the
+    command exactly as every replica will decode it from them."""
+    return _round_trip(command)
+
+
 def as_replicated(command: AnyCommand) -> AnyCommand:
     """`command` as a replica decodes it from the log (for an unreplicated store that must behave the same);
     CommandEncodingError as `encode_checked`."""

@@ -1,5 +1,7 @@
 """The store replicated with pysyncobj's Raft — with `hacluster.raft.election` (PreVote, leader stickiness,
-CheckQuorum, mixed into the pysyncobj subclass here), the only module of hacluster that imports pysyncobj.
+CheckQuorum, mixed into the pysyncobj subclass here) and `hacluster.raft.peer_wire` (how peer messages are
+framed and authenticated), the only modules of hacluster that reach into pysyncobj (the journal implements
+its `Journal` interface).
 
 Created once per master process by `hacluster.cluster.master` (through `hacluster.cluster.engines`).
 pysyncobj runs its own tick thread; this module bridges it to asyncio:
@@ -29,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import pickle
 import signal
 import threading
 import time
@@ -50,6 +53,7 @@ from hacluster.model import commands as cmds
 from hacluster.model.errors import BadRequest, ErrorInfo, Timeout, Unavailable
 from hacluster.raft.election import ElectionMixin, ElectionSettings
 from hacluster.raft.journal import FAIL_STOP_EXIT_CODE, DurableJournal, JournalCorrupt, fail_stop
+from hacluster.raft.peer_wire import PeerAuthenticator, install_peer_wire_hook
 from hacluster.raft.storage import Storage, write_file_atomically
 from hacluster.store.api import PeerView, RaftView
 from hacluster.store.state import Result, StoreLimits, StoreState
@@ -69,7 +73,23 @@ _NOT_IN_LOG = {FAIL_REASON.QUEUE_FULL, FAIL_REASON.MISSING_LEADER, FAIL_REASON.N
 _RETRYABLE = _MAYBE_IN_LOG | _NOT_IN_LOG
 _RAFT_POSITIONS_MAX = 50_000  # revisions whose Raft entry the audit log can still name
 APPEND_BATCH_ENTRIES = 4096  # and at most this many entries
+STATS_COPY_PERIOD_S = 0.1  # the published view's election counters are at most this old
 CHECK_QUORUM_BACKSTOP = 3  # pysyncobj's own leader step-down after this many leader_fallback_ms (see start)
+
+
+RAFT_THREAD_NAME = "hacluster-raft"
+"""The OS name of pysyncobj's tick thread (in `top -H`, py-spy, /proc/PID/task/TID/comm; 15 bytes at most):
+`hacluster bench api` reads each master's CPU per thread by it."""
+
+
+def name_os_thread(name: str) -> None:
+    """Give the calling thread an OS-visible name (Linux prctl PR_SET_NAME; elsewhere nothing)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(15, name.encode()[:15], 0, 0, 0)  # 15: PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
 
 
 _PYSYNCOBJ_CREATE_JOURNAL = pysyncobj_core.createJournal
@@ -92,6 +112,7 @@ def install_journal_hook() -> None:
 
 
 install_journal_hook()
+install_peer_wire_hook()
 
 
 class DialNode(TCPNode):  # type: ignore[misc]
@@ -116,7 +137,7 @@ class _RaftStateMachine(ElectionMixin, SyncObj):  # type: ignore[misc]
     """pysyncobj's SyncObj holding our pure state machine.
 
     Appends are sent eagerly but batched: pysyncobj either sends one AppendEntries per command (batching
-    off: one pickle + compress + encrypt per command and follower, the leader's main cost under load) or
+    off: one pickle and MAC per command and follower, see `hacluster.raft.peer_wire`) or
     waits for the next heartbeat (batching on: a heartbeat period added to every write). We run with
     batching on and, at the end of every tick, send whatever the tick appended — all commands that arrived
     since the last tick go out in one message per follower — and push a new commit index to followers at
@@ -126,9 +147,13 @@ class _RaftStateMachine(ElectionMixin, SyncObj):  # type: ignore[misc]
 
     def __init__(self, self_addr: str, peers: list[TCPNode], conf: SyncObjConf,
                  apply_payload: Callable[[bytes], Result], *, journal: DurableJournal | None = None,
-                 election: ElectionSettings | None = None, append_batch_bytes: int = 256 * 1024) -> None:
+                 election: ElectionSettings | None = None, peer_secret: str | None = None,
+                 append_batch_bytes: int = 256 * 1024) -> None:
         self._init_election(election or ElectionSettings())
         self._append_batch_bytes = append_batch_bytes
+        # Set before pysyncobj's __init__, which builds the transport: see `encryptor` below.
+        self._peer_auth = PeerAuthenticator(peer_secret) if peer_secret else None
+        self._apply_command_id: int | None = None  # pysyncobj's id of apply_command (see propose_payload)
         self._apply_payload = apply_payload
         self._journal = journal
         self._wake_pipe: PipeNotifier | None = None
@@ -155,6 +180,7 @@ class _RaftStateMachine(ElectionMixin, SyncObj):  # type: ignore[misc]
         if self._wake_pipe is None:
             # Subscribed from the tick thread: pysyncobj's poller is not thread-safe.
             self._wake_pipe = PipeNotifier(self._poller, callback=self._on_wake)
+            name_os_thread(RAFT_THREAD_NAME)
         if self._SyncObj__raftState != 2:
             return
         last = self._SyncObj__getCurrentLogIndex()
@@ -165,6 +191,21 @@ class _RaftStateMachine(ElectionMixin, SyncObj):  # type: ignore[misc]
         if self._journal is not None:
             # The local fsync overlaps the followers' round trip; the next tick's commit count needs it.
             self._journal.sync()
+
+    def _SyncObj__applyLogEntries(self) -> bool:
+        """A leader whose commit index moved tells the followers before applying the entries itself: they
+        apply (and answer the writes forwarded to them) while the leader applies, instead of after it —
+        pysyncobj would send the new commit index only at the end of the tick (`flush_appends`) or with the
+        next heartbeat. Only the commit index and entries the followers already have or are sent anyway go
+        out earlier; nothing about what the leader counts as committed changes."""
+        if self._SyncObj__raftState == 2:
+            commit = self._SyncObj__raftCommitIndex
+            if commit > self.raftLastApplied and commit != self._sent_commit_index:
+                self._sent_last_index = self._SyncObj__getCurrentLogIndex()
+                self._sent_commit_index = commit
+                self._SyncObj__sendAppendEntries()
+        applied: bool = SyncObj._SyncObj__applyLogEntries(self)
+        return applied
 
     def _onTick(self, timeToWait: float = 0.0) -> None:
         """pysyncobj's leader counts itself (count = 1) toward the commit index for every entry in its log.
@@ -205,9 +246,31 @@ class _RaftStateMachine(ElectionMixin, SyncObj):  # type: ignore[misc]
             if journal is not None:
                 journal.aligning_to_snapshot = False
 
+    @property
+    def encryptor(self) -> PeerAuthenticator | None:
+        """What pysyncobj's transport puts on every peer connection: our MAC framing
+        (`hacluster.raft.peer_wire`) instead of the Fernet pysyncobj builds from `conf.password` (which
+        `RaftStore.start` leaves unset)."""
+        return self._peer_auth
+
+    def _getEncryptor(self) -> PeerAuthenticator | None:  # noqa: N802 (pysyncobj's name)
+        return self._peer_auth
+
     @replicated  # type: ignore[untyped-decorator]
     def apply_command(self, payload: bytes) -> Result:
         return self._apply_payload(payload)
+
+    def propose_payload(self, payload: bytes, callback: Callable[[Any, int], None]) -> None:
+        """`apply_command(payload, callback=callback)` as pysyncobj's `@replicated` wrapper does it — the
+        call `(method id, (payload,))` pickled into pysyncobj's command queue — but pickled with the highest
+        protocol: the wrapper's protocol 2 turns the command's bytes into a latin-1 string (a copy, and two
+        bytes for every byte >= 0x80 in the log) and every master's apply back. pysyncobj's apply unpickles
+        either. Callable from any thread, as the wrapper is."""
+        method_id = self._apply_command_id
+        if method_id is None:
+            method_id = self._apply_command_id = self._methodToID[self._getFuncName("apply_command")]
+        call = pickle.dumps((method_id, (payload,)), protocol=pickle.HIGHEST_PROTOCOL)
+        self._applyCommand(call, callback, pysyncobj_core._COMMAND_TYPE.REGULAR)
 
     def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:
         """Keep the leader's nextIndex from moving backwards. pysyncobj advances nextIndex when it sends
@@ -315,6 +378,11 @@ class RaftStore:
         self._view_listeners: list[Callable[[RaftView], None]] = []
         self._view_changed: asyncio.Event | None = None
         self._last_role_key: tuple[str, int, str | None] = ("", -1, None)
+        self._elections_copy: dict[str, Any] | None = None
+        # payload -> the command decoded from it, for proposals of this master in flight (see `propose`);
+        # written by the event loop, taken by the tick thread (single dict operations: atomic under the GIL)
+        self._decoded_here: dict[bytes, cmds.AnyCommand] = {}
+        self._elections_copied_at = float("-inf")
         self._applied_count = 0
         self._barrier_inflight = False
         self._barrier_next: asyncio.Future[None] | None = None
@@ -351,7 +419,7 @@ class RaftStore:
             self.journal = journal
             dump = str(self._data_dir / SNAPSHOT_FILE)
         conf = SyncObjConf(
-            password=r.password or None,
+            password=None,  # peers authenticate with `peer_secret` (hacluster.raft.peer_wire), not Fernet
             bindAddress=self.address,
             raftMinTimeout=r.election_timeout_ms_min / 1000,
             raftMaxTimeout=r.election_timeout_ms_max / 1000,
@@ -384,7 +452,7 @@ class RaftStore:
             if addr != self.address:
                 peers.append(DialNode(addr, self._dial.get(addr)))
         self._sync = _RaftStateMachine(self.address, peers, conf, self._apply_payload, journal=journal,
-                                       election=ElectionSettings.from_config(r),
+                                       election=ElectionSettings.from_config(r), peer_secret=r.password or None,
                                        append_batch_bytes=r.append_batch_bytes)
         self._sync.addOnTickCallback(self._sync.flush_appends)
         self._sync.addOnTickCallback(self._on_tick)
@@ -426,10 +494,14 @@ class RaftStore:
     # ------------------------------------------------------------------------- tick thread side
     def _apply_payload(self, payload: bytes) -> Result:
         """Runs on the tick thread for every committed entry, in log order. Never raises."""
-        try:
-            command = cmds.decode(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return Result(ok=False, error=ErrorInfo(reason="BadRequest", message=f"undecodable command: {exc}"))
+        # A command proposed on this master was decoded once already (`propose`); taken once, so that a
+        # duplicate of it in the log (a retried proposal) is decoded afresh.
+        command = self._decoded_here.pop(payload, None)
+        if command is None:
+            try:
+                command = cmds.decode(payload)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                return Result(ok=False, error=ErrorInfo(reason="BadRequest", message=f"undecodable command: {exc}"))
         with self._lock:
             result = self._state.apply(command)
             self._applied_count += 1
@@ -497,9 +569,15 @@ class RaftStore:
             quorum = leader_node in connected
         else:
             quorum = False
+        elections = self._elections_copy
+        if elections is None or now - self._elections_copied_at >= STATS_COPY_PERIOD_S \
+                or (role, leader) != self._last_role_key[::2]:
+            # A copy of the counters for readers on other threads; ticks come once per wake under load, so
+            # the copy is made at most every STATS_COPY_PERIOD_S (and at once when the role changes).
+            elections = self._elections_copy = s.election_stats.as_dict()
+            self._elections_copied_at = now
         view = RaftView(self.id, role, s.raftCurrentTerm, leader, s.raftCommitIndex, s.raftLastApplied, quorum,
-                        tuple(sorted(peers, key=lambda p: p.id)), s._SyncObj__raftLog.__len__(),
-                        s.election_stats.as_dict())
+                        tuple(sorted(peers, key=lambda p: p.id)), s._SyncObj__raftLog.__len__(), elections)
         self._view = view
         key = (role, view.term, leader)
         if key != self._last_role_key or quorum != getattr(self, "_last_quorum", None):
@@ -643,9 +721,19 @@ class RaftStore:
         if not command.request_id and not isinstance(command, cmds.Barrier):
             command = msgspec.structs.replace(command, request_id=new_request_id())
         try:
-            payload = cmds.encode_checked(command)
+            payload, replica_command = cmds.encode_for_replication(command)
         except cmds.CommandEncodingError as exc:
             raise BadRequest(str(exc)) from exc
+        # Applied here, the entry need not be decoded again: the check above already decoded it as a replica
+        # does. Kept only while this proposal waits (bounded by the proposals in flight).
+        self._decoded_here[payload] = replica_command
+        try:
+            return await self._propose_payload(payload, timeout_s)
+        finally:
+            self._decoded_here.pop(payload, None)
+
+    async def _propose_payload(self, payload: bytes, timeout_s: float | None) -> Result:
+        assert self._loop is not None and self._sync is not None
         timeout = self.cfg.api.proposal_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout
         attempted = False  # has any attempt been handed to Raft? (until then, no quorum is refused at once)
@@ -680,7 +768,7 @@ class RaftStore:
                 except Exception:  # the loop is closed (shutdown): nobody waits for the answer any more
                     pass
 
-            self._sync.apply_command(payload, callback=on_result)
+            self._sync.propose_payload(payload, on_result)
             self._sync.wake()
             attempted = True
             # asyncio.wait neither cancels `fut` on the deadline nor swallows a cancellation of this task.

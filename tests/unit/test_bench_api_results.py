@@ -37,3 +37,38 @@ def test_a_level_without_any_answer_writes_null_latencies() -> None:
                          {"rate": 0.0, "p50": float("nan"), "p99": float("nan"), "codes": {"503": 4}})
     assert levels == [{"operation": "create pod, stored", "clients": 1, "target": "spread", "ops_per_s": 0.0,
                        "p50_ms": None, "p99_ms": None, "answers": {"503": 4}}]
+
+
+def test_cpu_per_operation_is_split_by_thread_and_role() -> None:
+    before = {"m1": {"raft": 1.0, "loop": 2.0, "other": 0.5}, "m2": {"raft": 1.0, "loop": 1.0, "other": 0.0},
+              "m3": None}
+    after = {"m1": {"raft": 1.5, "loop": 2.2, "other": 0.49}, "m2": {"raft": 0.1, "loop": 0.1, "other": 0.0},
+             "m3": {"raft": 1.0, "loop": 1.0, "other": 0.0}}
+    out = bench_api.cpu_ms_per_op(before, after, 1000, {"m1": "leader", "m2": "follower"})
+    # m2 restarted (its counters went down) and m3 was not there before: both left out; `other` never < 0
+    assert out == {"m1": {"role": "leader", "raft": 0.5, "loop": 0.2, "other": 0.0, "total": 0.7}}
+    assert bench_api.cpu_ms_per_op(before, after, 0, {}) == {}
+
+
+def test_thread_cpu_of_this_process_adds_up() -> None:
+    threads = bench_api.thread_cpu_s(os.getpid())
+    total = bench_api._cpu_s(os.getpid())
+    assert threads is not None and total is not None
+    assert set(threads) == set(bench_api.THREAD_ROLES) and threads["raft"] == 0.0
+    assert abs(sum(threads.values()) - total) < 0.05
+
+
+def test_fsync_percentiles_are_bucket_bounds() -> None:
+    buckets = {0.001: 50.0, 0.004: 90.0, 0.016: 99.0, 0.064: 100.0, float("inf"): 100.0}
+    assert bench_api.fsync_percentiles(buckets) == {"count": 100, "p50_le_ms": 1.0, "p90_le_ms": 4.0,
+                                                    "p99_le_ms": 16.0}
+    assert bench_api.fsync_percentiles({0.008: 1.0, float("inf"): 2.0})["p99_le_ms"] is None
+    assert bench_api.fsync_percentiles({}) is None
+
+
+def test_scheduled_over_stored_pairs_spread_levels_by_clients() -> None:
+    levels = [{"operation": "create pod, stored", "clients": 16, "target": "spread", "ops_per_s": 400.0},
+              {"operation": "create pod, stored", "clients": 16, "target": "leader", "ops_per_s": 900.0},
+              {"operation": "create pod, scheduled", "clients": 16, "target": "spread", "ops_per_s": 300.0},
+              {"operation": "create pod, stored", "clients": 64, "target": "spread", "ops_per_s": 500.0}]
+    assert bench_api.scheduled_vs_stored(levels) == {16: 0.75}

@@ -18,6 +18,7 @@ import importlib.metadata
 import inspect
 import re
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,8 @@ PRIVATE_FIELDS = {
     "_SyncObj__transport": "election: sends pre-votes, higher-term answers, step-down notices",
     "_SyncObj__conf": "replicated_store: the snapshot file a leader sends (__loadDumpFile override)",
     "_poller": "replicated_store: flush_appends (wake pipe registered on the tick thread)",
+    "_methodToID": "replicated_store: propose_payload (apply_command's id, as @replicated finds it)",
+    "encryptor": "replicated_store: overridden (the property the transport reads: peer_wire's authenticator)",
 }
 
 PRIVATE_METHODS = {
@@ -56,9 +59,12 @@ PRIVATE_METHODS = {
     "_SyncObj__getEntries": ("(self, fromIDx, count=None, maxSizeBytes=None)", "replicated_store: overridden"),
     "_SyncObj__sendNextNodeIdx": ("(self, node, reset=False, nextNodeIdx=None, success=False)",
                                   "replicated_store: overridden"),
-    "_SyncObj__sendAppendEntries": ("(self)", "replicated_store: flush_appends"),
+    "_SyncObj__sendAppendEntries": ("(self)", "replicated_store: flush_appends, __applyLogEntries override"),
+    "_SyncObj__applyLogEntries": ("(self)", "replicated_store: overridden (the commit index goes out first)"),
     "_SyncObj__getCurrentLogIndex": ("(self)", "replicated_store; tests/property/test_raft_cluster.py"),
     "_SyncObj__getCurrentLogTerm": ("(self)", "replicated_store: _skip_matching_entries"),
+    "_getFuncName": ("(self, funcName)", "replicated_store: propose_payload (as @replicated)"),
+    "_applyCommand": ("(self, command, callback, commandType=None)", "replicated_store: propose_payload"),
     "_onTick": ("(self, timeToWait=0.0)", "replicated_store: overridden (sync before the commit count); "
                 "election: overridden (pre-vote, CheckQuorum)"),
     "_SyncObj__onBecomeLeader": ("(self)", "replicated_store: overridden (the new leader's no-op synced)"),
@@ -83,6 +89,26 @@ SOURCE_DIGESTS = {
     "_SyncObj__applyLogEntries": "073db677773b5a2d",
     "_applyCommand": "827f207d515b2d64",
     "_SyncObj__onLeaderChanged": "53b7685e1d897887",
+}
+
+# pysyncobj's peer connection and transport, as `hacluster.raft.peer_wire` relies on them: PeerConnection
+# subclasses TcpConnection (overrides `send`, `__processParseMessage`, `disconnect`; reads and writes its
+# buffers; re-subscribes its fd for "writable"), the hook replaces the `TcpConnection` name the transport and
+# the server build connections with, and the transport's random-key exchange runs when `encryptor` is truthy.
+CONNECTION_PRIVATE_FIELDS = ("_TcpConnection__writeBuffer", "_TcpConnection__readBuffer",
+                             "_TcpConnection__poller", "_TcpConnection__fileno")
+CONNECTION_DIGESTS = {
+    # (class, method): sha256[:16] of its source
+    ("TcpConnection", "send"): "cb29077c32990abb",
+    ("TcpConnection", "_TcpConnection__processParseMessage"): "4ecbfdad3baa2eac",
+    ("TcpConnection", "_TcpConnection__processConnection"): "b2854d89c1b97247",
+    ("TcpConnection", "_TcpConnection__trySendBuffer"): "6fc748d9120c1dfc",
+    ("TcpConnection", "disconnect"): "318150905383a6a5",
+    ("TCPTransport", "_onNewIncomingConnection"): "27812f1826cd78ad",
+    ("TCPTransport", "_onIncomingMessageReceived"): "8b7217b0cc17c96d",
+    ("TCPTransport", "_onOutgoingConnected"): "b5d72590358c9987",
+    ("TCPTransport", "_onOutgoingMessageReceived"): "6060942126931ca2",
+    ("TCPTransport", "addNode"): "8245fa6ac3ac9f36",
 }
 
 FAIL_REASONS_USED = ("SUCCESS", "QUEUE_FULL", "MISSING_LEADER", "DISCARDED", "NOT_LEADER", "LEADER_CHANGED",
@@ -137,5 +163,77 @@ def test_without_a_leader_a_command_is_refused_before_anything_is_appended() -> 
         node._checkCommandsToApply()
         assert answers == [(None, FAIL_REASON.MISSING_LEADER)]
         assert len(node._SyncObj__raftLog) == before
+    finally:
+        node.destroy()
+
+
+@pytest.mark.parametrize("owner,name", sorted(CONNECTION_DIGESTS))
+def test_peer_connection_internals_are_unchanged(owner: str, name: str) -> None:
+    from pysyncobj.tcp_connection import TcpConnection
+    from pysyncobj.transport import TCPTransport
+
+    cls = {"TcpConnection": TcpConnection, "TCPTransport": TCPTransport}[owner]
+    digest = hashlib.sha256(inspect.getsource(getattr(cls, name)).encode()).hexdigest()[:16]
+    assert digest == CONNECTION_DIGESTS[(owner, name)], (
+        f"pysyncobj's {owner}.{name} changed: re-read it against hacluster/raft/peer_wire.py, then update "
+        "CONNECTION_DIGESTS")
+
+
+def test_peer_connection_fields_and_hook_points_exist() -> None:
+    import pysyncobj.tcp_server
+    import pysyncobj.transport
+    from pysyncobj.poller import createPoller
+    from pysyncobj.tcp_connection import TcpConnection
+
+    conn = TcpConnection(createPoller("auto"))
+    assert [f for f in CONNECTION_PRIVATE_FIELDS if not hasattr(conn, f)] == []
+    for module in (pysyncobj.transport, pysyncobj.tcp_server):  # the names install_peer_wire_hook replaces
+        assert hasattr(module, "TcpConnection"), module.__name__
+    assert isinstance(SyncObj.__dict__["encryptor"], property)
+
+
+REPLICATED_DIGEST = "132a6458c196b3f7"
+"""sha256[:16] of pysyncobj's `replicated` decorator: `_RaftStateMachine.propose_payload` enqueues what its
+wrapper enqueues for `apply_command(payload, callback=...)` — `(method id, (payload,))` pickled, through
+`_applyCommand` with `_COMMAND_TYPE.REGULAR` — only with another pickle protocol."""
+
+
+def test_replicated_wrapper_is_unchanged() -> None:
+    from pysyncobj import syncobj as core
+
+    digest = hashlib.sha256(inspect.getsource(core.replicated).encode()).hexdigest()[:16]
+    assert digest == REPLICATED_DIGEST, ("pysyncobj's @replicated changed: re-read it against "
+                                         "_RaftStateMachine.propose_payload, then update REPLICATED_DIGEST")
+
+
+def test_propose_payload_enqueues_what_the_replicated_wrapper_does() -> None:
+    import pickle
+
+    from pysyncobj import syncobj as core
+
+    from hacluster.raft.replicated_store import _RaftStateMachine
+
+    applied: list[bytes] = []
+    node = _RaftStateMachine(f"127.0.0.1:{_free_port()}", [], SyncObjConf(autoTick=False),
+                             lambda payload: applied.append(payload) or payload)  # type: ignore[func-returns-value]
+    try:
+        queued: list[tuple[bytes, object, object]] = []
+        original = node._applyCommand
+        node._applyCommand = lambda command, callback, kind=None: queued.append((command, callback, kind))
+        node.apply_command(b"\x81\xa1k\xff" * 50, callback=print)  # pysyncobj's own wrapper
+        node.propose_payload(b"\x81\xa1k\xff" * 50, print)
+        (wrapped, cb1, kind1), (ours, cb2, kind2) = queued
+        assert pickle.loads(wrapped) == pickle.loads(ours) and kind1 == kind2 == core._COMMAND_TYPE.REGULAR
+        assert len(ours) < len(wrapped)  # no latin-1 detour
+        # and pysyncobj applies it: a single node elects itself, appends and applies the entry
+        node._applyCommand = original
+        answers: list[tuple[object, int]] = []
+        deadline = time.monotonic() + 5  # a single node elects itself after one election timeout
+        while not node._isLeader() and time.monotonic() < deadline:
+            node.doTick(0.01)
+        node.propose_payload(b"payload-1", lambda res, err: answers.append((res, err)))
+        while not answers and time.monotonic() < deadline:
+            node.doTick(0.01)
+        assert answers == [(b"payload-1", FAIL_REASON.SUCCESS)] and applied[-1] == b"payload-1"
     finally:
         node.destroy()

@@ -21,7 +21,7 @@ NAMESPACE = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team
 
 
 class ScriptedNode:
-    """Stands in for the pysyncobj node: each `apply_command` takes the next scripted outcome. An outcome is
+    """Stands in for the pysyncobj node: each `propose_payload` takes the next scripted outcome. An outcome is
     a FAIL_REASON (the callback is called with it from another thread, as pysyncobj's tick thread does),
     "apply" (the command is applied and answered SUCCESS), or None (no answer at all)."""
 
@@ -33,7 +33,7 @@ class ScriptedNode:
         self.outcomes = list(outcomes)
         self.calls = 0
 
-    def apply_command(self, payload: bytes, callback: Any) -> None:
+    def propose_payload(self, payload: bytes, callback: Any) -> None:
         self.calls += 1
         outcome = self.outcomes.pop(0) if self.outcomes else None
         if outcome is None:
@@ -95,9 +95,9 @@ async def test_after_a_discarded_attempt_a_moment_without_a_leader_is_waited_out
     for a write that was never tried (with the scheduler's writes on a resumed old leader, that turned the
     state machine's fencing refusal into a 503 before the retry ever reached the new leader)."""
     store, node = scripted_store([FAIL_REASON.DISCARDED, "apply"])
-    scripted = node.apply_command
+    scripted = node.propose_payload
 
-    def apply_command(payload: bytes, callback: Any) -> None:
+    def propose_payload(payload: bytes, callback: Any) -> None:
         if node.calls == 0:
             store._view = RaftView("m1", "follower", 2, None, 0, 0, False)
             store._loop.call_later(0.15, store._announce_view, RaftView("m1", "follower", 2, "m2", 0, 0, True))
@@ -108,7 +108,7 @@ async def test_after_a_discarded_attempt_a_moment_without_a_leader_is_waited_out
         announce(view)
 
     store._announce_view = announce  # type: ignore[method-assign]
-    node.apply_command = apply_command  # type: ignore[method-assign]
+    node.propose_payload = propose_payload  # type: ignore[method-assign]
     result = await store.propose(C.Create(resource="namespaces", namespace="", obj=NAMESPACE))
     assert result.ok and node.calls == 2
 
@@ -142,7 +142,7 @@ def test_a_late_answer_after_the_loop_closed_does_not_raise_into_pysyncobj() -> 
 
     async def propose_unanswered() -> None:
         store, node = scripted_store([None])
-        node.apply_command = lambda payload, callback: callbacks.append(callback)  # type: ignore[method-assign]
+        node.propose_payload = lambda payload, callback: callbacks.append(callback)  # type: ignore[method-assign]
         with pytest.raises(Timeout):
             await store.propose(C.Barrier(), timeout_s=0.05)
 
