@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -43,8 +45,19 @@ def member_name(master_id: str) -> str:
 
 
 def find_etcd_binary() -> str:
-    """bin/etcd of this checkout (scripts/install-etcd), else `etcd` on PATH; LauncherError names the fix."""
-    here = Path(__file__).resolve().parents[2] / "bin" / "etcd"
+    """bin/etcd of this checkout (scripts/install-etcd), else `etcd` on PATH. In a checkout that has
+    neither, scripts/install-etcd runs once first (as `scripts/test` would: the demo's setup skips the etcd
+    build, so the first `up --store etcd` of a fresh clone does it); LauncherError names the fix otherwise."""
+    root = Path(__file__).resolve().parents[2]
+    here = root / "bin" / "etcd"
+    if not here.exists() and shutil.which("etcd") is None and (root / "scripts" / "install-etcd").exists():
+        print("no etcd yet: running scripts/install-etcd (a few minutes the first time) …", file=sys.stderr,
+              flush=True)
+        done = subprocess.run([str(root / "scripts" / "install-etcd")], cwd=root, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, timeout=1800, check=False)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["failed"])[-1]
+            raise LauncherError(f"no etcd binary, and scripts/install-etcd failed: {last}")
     if here.exists():
         return str(here)
     found = shutil.which("etcd")
