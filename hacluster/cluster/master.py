@@ -36,7 +36,7 @@ GIL_SWITCH_INTERVAL_S = 0.005
 """How long a thread may hold the GIL while another waits for it: CPython's default, set explicitly because it
 was measured. A master's Raft thread waits for the GIL at each step of a write while the event loop's thread
 runs Python code, so a shorter interval (0.5 ms) looked like it would cut latency; side by side with etcd
-(`shared/bench/side_by_side.sh`, two alternating pairs of runs on 2 cores) it did not: 5 ms was as fast or
+(3 etcd members against 3 masters, two alternating pairs of runs on 2 cores) it did not: 5 ms was as fast or
 faster at 1, 16 and 64 clients (64 clients: 962 and 743 creates/s against 729 and 706) and its 1-client p50
 no slower (6.6 and 7.5 ms against 7.1 and 7.6 ms)."""
 STOP_GRACE_S = 2.0  # open requests (watches, log follows) get this long when a master stops
