@@ -35,7 +35,7 @@ import grpc
 import msgspec
 from aetcd import rpc
 
-from hacluster.asyncwait import wait_event
+from hacluster.asyncwait import CoalescedBarrier, wait_event
 from hacluster.config import ClusterConfig
 from hacluster.etcd import layout
 from hacluster.etcd.cache import Change, WatchCache
@@ -106,9 +106,7 @@ class EtcdStore:
         self._progress_wanted = asyncio.Event()
         self._member_names: dict[int, str] = {}
         self._member_endpoint: dict[int, int] = {}  # member id -> index of its endpoint (as etcd lists it)
-        self._barrier_inflight = False
-        self._barrier_next: asyncio.Future[None] | None = None
-        self._barrier_task: asyncio.Future[None] | None = None
+        self._barrier = CoalescedBarrier(self._barrier_once, self._barrier_cancelled)
         self.election = LeaseElection(self.client, master_id, ttl_s=e.leader_lease_ttl_s,
                                       request_timeout_s=cfg.api.proposal_timeout_s,
                                       holder_in_cache=self._leader_in_cache, on_change=self._announce,
@@ -208,38 +206,10 @@ class EtcdStore:
 
     async def linearizable_barrier(self) -> None:
         """Coalesced: every caller waits for a barrier whose etcd read started after it arrived."""
-        assert self._loop is not None
-        if not self._barrier_inflight:
-            self._barrier_inflight = True
-            first: asyncio.Future[None] = self._loop.create_future()
-            self._barrier_task = asyncio.ensure_future(self._run_barriers(first))
-            await asyncio.shield(first)
-            return
-        if self._barrier_next is None:
-            self._barrier_next = self._loop.create_future()
-        await asyncio.shield(self._barrier_next)
+        await self._barrier.wait()
 
-    async def _run_barriers(self, fut: asyncio.Future[None]) -> None:
-        try:
-            while True:
-                try:
-                    await self._barrier_once()
-                    if not fut.done():
-                        fut.set_result(None)
-                except Exception as exc:
-                    if not fut.done():
-                        fut.set_exception(exc)
-                        fut.exception()  # retrieved here: a waiter that was cancelled no longer reads it
-                if self._barrier_next is None:
-                    return
-                fut, self._barrier_next = self._barrier_next, None
-        finally:
-            self._barrier_inflight = False
-            self._barrier_task = None
-            nxt, self._barrier_next = self._barrier_next, None
-            if nxt is not None and not nxt.done():
-                nxt.set_exception(Unavailable(f"hacluster master {self.id}: the read barrier was cancelled",
-                                              retry_after_s=1))
+    def _barrier_cancelled(self) -> Unavailable:
+        return Unavailable(f"hacluster master {self.id}: the read barrier was cancelled", retry_after_s=1)
 
     async def _barrier_once(self) -> None:
         timeout = self.cfg.api.proposal_timeout_s

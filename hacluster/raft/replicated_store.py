@@ -46,7 +46,7 @@ from pysyncobj import syncobj as pysyncobj_core
 from pysyncobj.node import TCPNode
 from pysyncobj.pipe_notifier import PipeNotifier
 
-from hacluster.asyncwait import wait_event
+from hacluster.asyncwait import CoalescedBarrier, wait_event
 from hacluster.config import ClusterConfig
 from hacluster.ids import new_request_id
 from hacluster.model import commands as cmds
@@ -384,9 +384,7 @@ class RaftStore:
         self._decoded_here: dict[bytes, cmds.AnyCommand] = {}
         self._elections_copied_at = float("-inf")
         self._applied_count = 0
-        self._barrier_inflight = False
-        self._barrier_next: asyncio.Future[None] | None = None
-        self._barrier_task: asyncio.Future[None] | None = None
+        self._barrier = CoalescedBarrier(self._propose_barrier, self._barrier_cancelled)
         self.proposal_stats: dict[str, int] = {}
         self._on_outcome = on_proposal_outcome
         self._data_dir = Path(data_dir) if data_dir else None
@@ -805,46 +803,14 @@ class RaftStore:
 
     async def linearizable_barrier(self) -> None:
         """Coalesced read barrier: every caller waits for a Barrier proposed after it arrived."""
-        assert self._loop is not None
-        if not self._barrier_inflight:
-            self._barrier_inflight = True
-            first: asyncio.Future[None] = self._loop.create_future()
-            # Kept referenced (the loop holds tasks only weakly); `_run_barriers` clears it when it ends.
-            self._barrier_task = asyncio.ensure_future(self._run_barriers(first))
-            await asyncio.shield(first)
-            return
-        if self._barrier_next is None:
-            self._barrier_next = self._loop.create_future()
-        await asyncio.shield(self._barrier_next)
+        await self._barrier.wait()
 
-    async def _run_barriers(self, fut: asyncio.Future[None]) -> None:
-        """Propose barriers while readers wait for one. However it ends — even cancelled (shutdown) — no
-        waiter is left hanging and the next reader starts a new round."""
-        try:
-            while True:
-                try:
-                    await self.propose(cmds.Barrier())
-                    fut.set_result(None)
-                except Exception as exc:
-                    _fail_future(fut, exc)
-                if self._barrier_next is None:
-                    return
-                fut, self._barrier_next = self._barrier_next, None
-        finally:
-            self._barrier_inflight = False
-            self._barrier_task = None
-            gone = Unavailable(f"hacluster master {self.id}: the read barrier was cancelled (shutting down); "
-                               "the read was not served", retry_after_s=1)
-            _fail_future(fut, gone)
-            if self._barrier_next is not None:
-                _fail_future(self._barrier_next, gone)
-                self._barrier_next = None
+    async def _propose_barrier(self) -> None:
+        await self.propose(cmds.Barrier())
 
-
-def _fail_future(fut: asyncio.Future[None], exc: BaseException) -> None:
-    if not fut.done():
-        fut.set_exception(exc)
-        fut.exception()  # mark retrieved: a waiter may have gone away
+    def _barrier_cancelled(self) -> Unavailable:
+        return Unavailable(f"hacluster master {self.id}: the read barrier was cancelled (shutting down); "
+                           "the read was not served", retry_after_s=1)
 
 
 SNAPSHOT_FILE = "raft.snapshot"
