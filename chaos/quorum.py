@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -92,10 +92,12 @@ def cell_scenario(n: int, fault: str, seed: int, timing: Timing) -> Scenario:
     })
 
 
-def _latencies_ms(history: Path, start_ns: int, end_ns: int) -> list[float]:
-    """Latencies of acknowledged writes invoked in [start, end) (no fault active)."""
+MUTATIONS = ("create", "write", "cas", "delete")
+
+
+def _writes(history: Path, start_ns: int, end_ns: int) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(invoke, completion) of every write invoked in [start, end), in the order they completed."""
     opened: dict[int, dict[str, Any]] = {}
-    out = []
     for line in history.read_text().splitlines():
         e = json.loads(line)
         if e.get("final"):
@@ -104,10 +106,13 @@ def _latencies_ms(history: Path, start_ns: int, end_ns: int) -> list[float]:
             opened[e["process"]] = e
             continue
         inv = opened.pop(e["process"], None)
-        if inv and e["type"] == "ok" and inv["f"] in ("create", "write", "cas", "delete") \
-                and start_ns <= inv["time"] < end_ns:
-            out.append((e["time"] - inv["time"]) / 1e6)
-    return out
+        if inv is not None and inv["f"] in MUTATIONS and start_ns <= inv["time"] < end_ns:
+            yield inv, e
+
+
+def _latencies_ms(history: Path, start_ns: int, end_ns: int) -> list[float]:
+    """Latencies of acknowledged writes invoked in [start, end) (no fault active)."""
+    return [(e["time"] - inv["time"]) / 1e6 for inv, e in _writes(history, start_ns, end_ns) if e["type"] == "ok"]
 
 
 def _pct(xs: list[float], p: float) -> float | None:
@@ -119,23 +124,12 @@ def _pct(xs: list[float], p: float) -> float | None:
 
 def _available_at_end(history: Path, fault_end_ns: int, window_ns: int) -> float | None:
     """Share of mutations invoked in the last `window` of the fault that were answered."""
-    opened: dict[int, dict[str, Any]] = {}
     total = answered = 0
-    for line in history.read_text().splitlines():
-        e = json.loads(line)
-        if e.get("final"):
-            continue
-        if e["type"] == "invoke":
-            opened[e["process"]] = e
-            continue
-        inv = opened.pop(e["process"], None)
-        if inv is None or inv["f"] not in ("create", "write", "cas", "delete"):
-            continue
-        if fault_end_ns - window_ns <= inv["time"] < fault_end_ns:
-            total += 1
-            err = str(e.get("error", ""))
-            if e["type"] == "ok" or (e["type"] == "fail" and err[:3] in ("400", "404", "409", "422")):
-                answered += 1
+    for _, e in _writes(history, fault_end_ns - window_ns, fault_end_ns):
+        total += 1
+        err = str(e.get("error", ""))
+        if e["type"] == "ok" or (e["type"] == "fail" and err[:3] in ("400", "404", "409", "422")):
+            answered += 1
     return answered / total if total else None
 
 
@@ -145,20 +139,9 @@ def answers_during(history: Path, start_ns: int, end_ns: int) -> dict[str, Any]:
     master to connect to (clients of a killed master), ended with an unknown outcome (504, a timeout) or got
     another answer; and how long a refusal and an unknown outcome took (median ms) — 503 at once against a
     stall."""
-    opened: dict[int, dict[str, Any]] = {}
     counts = {"ok": 0, "answered_4xx": 0, "refused_503": 0, "no_connection": 0, "unknown": 0, "other": 0}
     waited: dict[str, list[float]] = {"refused_503": [], "unknown": []}
-    for line in history.read_text().splitlines():
-        e = json.loads(line)
-        if e.get("final"):
-            continue
-        if e["type"] == "invoke":
-            opened[e["process"]] = e
-            continue
-        inv = opened.pop(e["process"], None)
-        if inv is None or inv["f"] not in ("create", "write", "cas", "delete") \
-                or not start_ns <= inv["time"] < end_ns:
-            continue
+    for inv, e in _writes(history, start_ns, end_ns):
         err = str(e.get("error", ""))
         kind = ("ok" if e["type"] == "ok" else "unknown" if e["type"] == "info"
                 else "refused_503" if err.startswith("503") else "answered_4xx" if err[:1] == "4"
