@@ -229,6 +229,7 @@ class Nemesis:
                                      data=json.dumps(body).encode(),
                                      headers={"Authorization": f"Bearer {self.handle.admin_token}",
                                               "Content-Type": "application/json"})
+        pid = self.handle.pid(mid)
         try:
             with urllib.request.urlopen(req, timeout=2.0) as resp:
                 resp.read()
@@ -239,6 +240,12 @@ class Nemesis:
             except (ValueError, AttributeError):
                 reason = raw
             raise RuntimeError(f"disk fault on {mid}: /debug/storage/fault answered {exc.code}: {reason}") from exc
+        except (ConnectionError, urllib.error.URLError):
+            # The fault may bite before its answer is written: the master's next journal write (a leader
+            # loop's proposal, pysyncobj's metadata) fails and the master fail-stops mid-request. That is the
+            # fault taking effect; a master that is still running did not answer, which is an error.
+            if body.get("clear") or pid is None or not _exits_within(pid, 5.0):
+                raise
 
     def _end_disk_fault(self, mid: str) -> bool:
         """Clear the fault on a master still running; start it again if it stopped. True if it had stopped."""
@@ -448,6 +455,16 @@ class Nemesis:
                     except ProcessLookupError:
                         pass
             self._restart(mid)  # whichever of its processes is not running
+
+
+def _exits_within(pid: int, timeout_s: float) -> bool:
+    """Whether process `pid` is gone, or goes within `timeout_s` (polled: a bounded wait on its state)."""
+    deadline = time.monotonic() + timeout_s
+    while launcher.pid_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 async def run_schedule(nemesis: Nemesis, faults: tuple[FaultSpec, ...], t0: float,
