@@ -116,6 +116,11 @@ class RaftConfig(_Frozen):
     term; a leader that had no answer from a majority within leader_fallback_ms steps down (only checked
     when its Raft thread has just read its sockets, so a starved leader does not step down over answers it
     has not read). Off: no lease, and pysyncobj's own step-down after leader_fallback_ms."""
+    linearizable_reads: Literal["read-index", "log"] = "read-index"
+    """How a default (linearizable) read is made safe. `read-index` (etcd's default, Raft thesis §6.4): the
+    leader confirms its commit index with a round of probes to a majority and the reading master waits until
+    it has applied that index — no log entry, no fsync (`hacluster.raft.read_index`). `log`: a Barrier
+    command through the log, a whole write round per read round (the way before ReadIndex; for comparing)."""
 
     @model_validator(mode="after")
     def _check_timing(self) -> RaftConfig:

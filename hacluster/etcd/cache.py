@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hacluster.store.frozen import freeze
-from hacluster.store.state import ADDED, DELETED, MODIFIED, Obj, StoreLimits, StoreState, WatchEvent
+from hacluster.store.state import ADDED, DELETED, MODIFIED, Obj, StoreLimits, StoreState, WatchEvent, newest
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,4 +102,4 @@ class WatchCache(StoreState):
             if ev.revision <= revision:
                 break
             n += 1
-        return list(self.history)[len(self.history) - n:] if n else []
+        return newest(self.history, n)

@@ -21,8 +21,8 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from hacluster.asyncwait import wait_event
@@ -30,6 +30,7 @@ from hacluster.ids import new_uid
 from hacluster.leader.proposer import BATCH_OVERHEAD_BYTES, MAX_ENTRY_BYTES, FencedProposer, encoded_size
 from hacluster.model.commands import AnyCommand, Batch, Create, Replace
 from hacluster.model.events import EventCorrelator, EventKey, bumped, object_reference
+from hacluster.store.state import Result
 
 log = logging.getLogger(__name__)
 Obj = dict[str, Any]
@@ -39,6 +40,14 @@ BATCH_MAX_EVENTS = 100
 IDLE_WAIT_S = 1.0
 
 __all__ = ["NORMAL", "WARNING", "EventRecorder", "object_reference"]
+
+
+@dataclass
+class TakenEvents:
+    """Events taken from the queue to be proposed: their queue keys and their commands, in order."""
+
+    keys: list[tuple[EventKey, _Pending]] = field(default_factory=list)
+    commands: list[AnyCommand] = field(default_factory=list)
 
 
 @dataclass
@@ -92,12 +101,20 @@ class EventRecorder:
     # --------------------------------------------------------------------------------- writing
     async def flush(self, proposer: FencedProposer) -> int:
         """Write up to `batch_max` queued events in one proposal; return how many were taken."""
-        if not self._pending:
+        taken = self.take()
+        if not taken.commands:
             return 0
-        taken: list[tuple[EventKey, _Pending]] = []
-        commands: list[AnyCommand] = []
-        size = BATCH_OVERHEAD_BYTES
-        while self._pending and len(taken) < self.batch_max:
+        result = await proposer.propose(Batch(commands=taken.commands))
+        self.settle(taken, result.results if result.ok else tuple(result for _ in taken.commands))
+        return len(taken.commands)
+
+    def take(self, room_bytes: int = MAX_ENTRY_BYTES - BATCH_OVERHEAD_BYTES) -> TakenEvents:
+        """Take up to `batch_max` queued events (at most `room_bytes` of commands) to be proposed — by `flush`,
+        or by a loop that adds them to its own batch (one Raft entry instead of two); hand the results to
+        `settle`."""
+        taken = TakenEvents()
+        size = 0
+        while self._pending and len(taken.keys) < self.batch_max:
             key, p = next(iter(self._pending.items()))
             meta = p.obj["metadata"]
             command: AnyCommand
@@ -106,15 +123,17 @@ class EventRecorder:
             else:
                 command = Create(resource="events", namespace=meta["namespace"], obj=p.obj)
             n = encoded_size(command)
-            if taken and size + n > MAX_ENTRY_BYTES:
+            if size + n > room_bytes and (taken.keys or room_bytes < MAX_ENTRY_BYTES - BATCH_OVERHEAD_BYTES):
                 break
             del self._pending[key]
-            taken.append((key, p))
-            commands.append(command)
+            taken.keys.append((key, p))
+            taken.commands.append(command)
             size += n
-        result = await proposer.propose(Batch(commands=commands))
-        results = result.results if result.ok else tuple(result for _ in taken)
-        for (key, p), r in zip(taken, results, strict=True):
+        return taken
+
+    def settle(self, taken: TakenEvents, results: Sequence[Result]) -> None:
+        """What the store answered to the events of `take`, in order."""
+        for (key, p), r in zip(taken.keys, results, strict=True):
             if r.ok and r.obj is not None:
                 self.written += 1
                 self.correlator.remember(key, r.obj)
@@ -126,10 +145,10 @@ class EventRecorder:
                                                       action=p.obj.get("action", ""))
                     fresh["count"] = p.obj.get("count", 1)
                     self._pending[key] = _Pending(fresh, replace=False)
+                    self._wake.set()
             else:
                 log.info("%s: event %s not written: %s", self.component, p.obj["metadata"]["name"],
                          r.error.message if r.error else "?")
-        return len(taken)
 
     async def run(self, proposer: FencedProposer) -> None:
         """Write queued events until cancelled (or NotLeading from the proposer)."""

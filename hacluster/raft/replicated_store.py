@@ -54,6 +54,7 @@ from hacluster.model.errors import BadRequest, ErrorInfo, Timeout, Unavailable
 from hacluster.raft.election import ElectionMixin, ElectionSettings
 from hacluster.raft.journal import FAIL_STOP_EXIT_CODE, DurableJournal, JournalCorrupt, fail_stop
 from hacluster.raft.peer_wire import PeerAuthenticator, install_peer_wire_hook
+from hacluster.raft.read_index import ReadIndexMixin
 from hacluster.raft.storage import Storage, write_file_atomically
 from hacluster.store.api import PeerView, RaftView
 from hacluster.store.state import Result, StoreLimits, StoreState
@@ -133,7 +134,7 @@ class DialNode(TCPNode):  # type: ignore[misc]
         return self._dial_port
 
 
-class _RaftStateMachine(ElectionMixin, SyncObj):  # type: ignore[misc]
+class _RaftStateMachine(ReadIndexMixin, ElectionMixin, SyncObj):  # type: ignore[misc]
     """pysyncobj's SyncObj holding our pure state machine.
 
     Appends are sent eagerly but batched: pysyncobj either sends one AppendEntries per command (batching
@@ -148,8 +149,9 @@ class _RaftStateMachine(ElectionMixin, SyncObj):  # type: ignore[misc]
     def __init__(self, self_addr: str, peers: list[TCPNode], conf: SyncObjConf,
                  apply_payload: Callable[[bytes], Result], *, journal: DurableJournal | None = None,
                  election: ElectionSettings | None = None, peer_secret: str | None = None,
-                 append_batch_bytes: int = 256 * 1024) -> None:
+                 append_batch_bytes: int = 256 * 1024, read_index_timeout_s: float = 1.0) -> None:
         self._init_election(election or ElectionSettings())
+        self._init_read_index(read_index_timeout_s)
         self._append_batch_bytes = append_batch_bytes
         # Set before pysyncobj's __init__, which builds the transport: see `encryptor` below.
         self._peer_auth = PeerAuthenticator(peer_secret) if peer_secret else None
@@ -384,7 +386,8 @@ class RaftStore:
         self._decoded_here: dict[bytes, cmds.AnyCommand] = {}
         self._elections_copied_at = float("-inf")
         self._applied_count = 0
-        self._barrier = CoalescedBarrier(self._propose_barrier, self._barrier_cancelled)
+        read_round = self._read_index_round if cfg.raft.linearizable_reads == "read-index" else self._propose_barrier
+        self._barrier = CoalescedBarrier(read_round, self._barrier_cancelled)
         self.proposal_stats: dict[str, int] = {}
         self._on_outcome = on_proposal_outcome
         self._data_dir = Path(data_dir) if data_dir else None
@@ -451,8 +454,10 @@ class RaftStore:
                 peers.append(DialNode(addr, self._dial.get(addr)))
         self._sync = _RaftStateMachine(self.address, peers, conf, self._apply_payload, journal=journal,
                                        election=ElectionSettings.from_config(r), peer_secret=r.password or None,
-                                       append_batch_bytes=r.append_batch_bytes)
+                                       append_batch_bytes=r.append_batch_bytes,
+                                       read_index_timeout_s=r.election_timeout_ms_max / 1000)
         self._sync.addOnTickCallback(self._sync.flush_appends)
+        self._sync.addOnTickCallback(self._sync.flush_reads)
         self._sync.addOnTickCallback(self._on_tick)
 
     def stop(self) -> None:
@@ -802,11 +807,55 @@ class RaftStore:
         return f"the leader {view.leader} is unreachable"
 
     async def linearizable_barrier(self) -> None:
-        """Coalesced read barrier: every caller waits for a Barrier proposed after it arrived."""
+        """Coalesced read barrier: every caller waits for a round (ReadIndex, or a Barrier through the log: see
+        `raft.linearizable_reads`) that started after it arrived."""
         await self._barrier.wait()
 
     async def _propose_barrier(self) -> None:
         await self.propose(cmds.Barrier())
+
+    async def _read_index_round(self) -> None:
+        """One ReadIndex round (`hacluster.raft.read_index`): returns once this master has applied the leader's
+        confirmed commit index. Refused at once (503) when this master knows of no quorum, as a write is;
+        retried (a leader change, a lost answer) until the proposal deadline, then 504."""
+        assert self._loop is not None and self._sync is not None, "RaftStore.start() first"
+        timeout = self.cfg.api.proposal_timeout_s
+        deadline = time.monotonic() + timeout
+        retry_wait_s = self.cfg.raft.proposal_retry_wait_ms / 1000
+        attempted = False
+        last_reason = "no leader"
+        loop = self._loop
+        while (remaining := deadline - time.monotonic()) > 0:
+            view = self._view
+            if not view.quorum:
+                last_reason = self._why_unavailable(view)
+                if not attempted:
+                    raise Unavailable(f"hacluster master {self.id}: {last_reason}; the read was not served",
+                                      retry_after_s=1)
+                await self.wait_for_view(min(remaining, retry_wait_s))
+                continue
+            fut: asyncio.Future[tuple[int | None, str | None]] = loop.create_future()
+
+            def on_ready(index: int | None, error: str | None,
+                         fut: asyncio.Future[tuple[int | None, str | None]] = fut) -> None:
+                try:
+                    loop.call_soon_threadsafe(_settle, fut, index, error)
+                except RuntimeError:  # the loop is closed (shutdown): nobody waits for the answer any more
+                    pass
+
+            self._sync.request_read_index(on_ready)
+            attempted = True
+            await asyncio.wait({fut}, timeout=remaining)
+            if not fut.done():
+                last_reason = "no read index before the deadline"
+                break
+            index, error = fut.result()
+            if error is None:
+                return
+            last_reason = error
+            await self.wait_for_view(min(max(deadline - time.monotonic(), 0), retry_wait_s))
+        raise Timeout(f"Timeout: the read did not complete within {timeout:g}s ({last_reason}); nothing was "
+                      "changed", retry_after_s=1)
 
     def _barrier_cancelled(self) -> Unavailable:
         return Unavailable(f"hacluster master {self.id}: the read barrier was cancelled (shutting down); "
@@ -839,7 +888,7 @@ def _become_snapshot_writer(parent: int) -> None:
     os.closerange(3, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536)
 
 
-def _settle(fut: asyncio.Future[tuple[Any, int]], res: Any, err: int) -> None:
+def _settle(fut: asyncio.Future[tuple[Any, Any]], res: Any, err: Any) -> None:
     if not fut.done():
         fut.set_result((res, err))
 

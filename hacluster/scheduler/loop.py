@@ -35,7 +35,7 @@ import asyncio
 import heapq
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +43,7 @@ import msgspec
 
 from hacluster.asyncwait import wait_event
 from hacluster.config import SchedulerConfig
-from hacluster.leader.events import NORMAL, WARNING, EventRecorder
+from hacluster.leader.events import NORMAL, WARNING, EventRecorder, TakenEvents
 from hacluster.leader.informer import StoreFollower
 from hacluster.leader.proposer import (
     BATCH_OVERHEAD_BYTES,
@@ -144,7 +144,10 @@ class Scheduler:
         self.bound = 0
         self.failed = 0
         self._seq = 0
-        self._next_due = float("inf")
+        # (time, seq, uid) of every moment an unschedulable pod may become due: its give-up time, and its
+        # back-off end once the cluster (or the pod) changed. Stale items (the pod left, or backed off
+        # again) are skipped when popped, so promoting costs O(log n) per pod, not a walk over all of them.
+        self._due: list[tuple[float, int, str]] = []
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(settings.inflight_batches_max)
         self._batches: set[asyncio.Task[None]] = set()
@@ -179,10 +182,13 @@ class Scheduler:
         self._sync()
         self._promote(self.monotonic())
         if self.active and not self._slots.locked():
-            planned = await self._place_batch()
+            planned, size = await self._place_batch()
             if planned:
                 await self._slots.acquire()
-                task = asyncio.ensure_future(self._propose_batch(planned))
+                # The events this pass queued (FailedScheduling above all) ride in the same Raft entry: one
+                # round per pass instead of two, which is most of the Raft work at low load.
+                events = self.recorder.take(MAX_ENTRY_BYTES - size)
+                task = asyncio.ensure_future(self._propose_batch(planned, events))
                 self._batches.add(task)
                 task.add_done_callback(self._batches.discard)
                 return True
@@ -204,7 +210,7 @@ class Scheduler:
     def _wait_s(self) -> float:
         if self.active and self._slots.locked():
             return IDLE_WAIT_S  # a finishing batch wakes us
-        due = self._next_due - self.monotonic()
+        due = (self._due[0][0] if self._due else float("inf")) - self.monotonic()
         return max(0.0, min(IDLE_WAIT_S, due))
 
     async def _wait(self, timeout_s: float) -> None:
@@ -301,8 +307,7 @@ class Scheduler:
             prev_spec = (ev.prev or {}).get("spec")
             prev_labels = ((ev.prev or {}).get("metadata") or {}).get("labels")
             if prev_spec != pod.get("spec") or prev_labels != pod["metadata"].get("labels"):
-                entry.cluster_changed = True  # the pod itself changed (a toleration added...)
-                self._next_due = min(self._next_due, entry.not_before)
+                self._mark_changed(uid, entry)  # the pod itself changed (a toleration added...)
             return False
         if uid not in self.in_active:
             self._push(uid, pod)
@@ -321,26 +326,33 @@ class Scheduler:
 
     def _cluster_changed(self) -> None:
         """Nodes or bound pods changed: unschedulable pods may fit now (after their back-off)."""
-        for entry in self.unschedulable.values():
+        for uid, entry in self.unschedulable.items():
+            self._mark_changed(uid, entry)
+
+    def _mark_changed(self, uid: str, entry: _Unschedulable) -> None:
+        """The pod may fit now: it is due at the end of its back-off (once, however often it is marked)."""
+        if not entry.cluster_changed:
             entry.cluster_changed = True
-            self._next_due = min(self._next_due, entry.not_before)
+            self._due_at(entry.not_before, uid)
+
+    def _due_at(self, when: float, uid: str) -> None:
+        self._seq += 1
+        heapq.heappush(self._due, (when, self._seq, uid))
 
     def _promote(self, now: float) -> None:
         """Move unschedulable pods whose time has come back to the active queue."""
-        if now < self._next_due:
-            return
-        next_due = float("inf")
-        for uid, entry in list(self.unschedulable.items()):
-            if (entry.cluster_changed and now >= entry.not_before) or now >= entry.give_up_wait_at:
+        due = self._due
+        while due and due[0][0] <= now:
+            _, _, uid = heapq.heappop(due)
+            entry = self.unschedulable.get(uid)
+            if entry is not None and ((entry.cluster_changed and now >= entry.not_before)
+                                      or now >= entry.give_up_wait_at):
                 del self.unschedulable[uid]
                 self._push(uid, self.pending[uid])
-            else:
-                next_due = min(next_due, entry.give_up_wait_at,
-                               entry.not_before if entry.cluster_changed else float("inf"))
-        self._next_due = next_due
 
     # ----------------------------------------------------------------------------------- placing
-    async def _place_batch(self) -> list[tuple[_Planned, AnyCommand]]:
+    async def _place_batch(self) -> tuple[list[tuple[_Planned, AnyCommand]], int]:
+        """The next batch of placements and status updates, and its encoded size in bytes."""
         planned: list[tuple[_Planned, AnyCommand]] = []
         now_text = rfc3339(self.clock())
         tried = 0
@@ -367,7 +379,7 @@ class Scheduler:
                     size += encoded_size(status)
             if tried % YIELD_EVERY_PODS == 0:
                 await asyncio.sleep(0)  # a cooperative yield, not a wait: nothing else changes our state
-        return planned
+        return planned, size
 
     def _plan_binding(self, uid: str, pod: Obj, decision: Decision, now_text: str) -> AnyCommand | None:
         node = decision.node_name
@@ -416,22 +428,24 @@ class Scheduler:
         now = self.monotonic()
         entry = _Unschedulable(attempts, now + backoff, now + max(s.unschedulable_max_wait_s, backoff))
         self.unschedulable[uid] = entry
-        self._next_due = min(self._next_due, entry.give_up_wait_at)
+        self._due_at(entry.give_up_wait_at, uid)
 
     # ---------------------------------------------------------------------------------- proposing
-    async def _propose_batch(self, planned: list[tuple[_Planned, AnyCommand]]) -> None:
+    async def _propose_batch(self, planned: list[tuple[_Planned, AnyCommand]], events: TakenEvents) -> None:
         assert self._proposer is not None
+        commands = [c for _, c in planned] + events.commands
         try:
             try:
-                result = await self._proposer.propose(Batch(commands=[c for _, c in planned]))
-                results: Iterable[Result] = result.results if result.ok else [result] * len(planned)
+                result = await self._proposer.propose(Batch(commands=commands))
+                results: Sequence[Result] = result.results if result.ok else [result] * len(commands)
             except NotLeading as exc:
                 self._stopped = exc
                 return
             except ApiError as exc:  # definite (the proposer retries the others): nothing was applied
                 log.warning("scheduler batch refused: %s", exc)
-                results = [Result(ok=False)] * len(planned)
-            for (plan, _), r in zip(planned, results, strict=True):
+                results = [Result(ok=False)] * len(commands)
+            self.recorder.settle(events, results[len(planned):])
+            for (plan, _), r in zip(planned, results[:len(planned)], strict=True):
                 if plan.kind == "bind":
                     self._binding_answered(plan, r)
         finally:
@@ -456,7 +470,7 @@ class Scheduler:
         pod = self.pending.get(plan.uid)
         if pod is not None and plan.uid not in self.unschedulable:
             self._back_off(plan.uid)
-            self.unschedulable[plan.uid].cluster_changed = True
+            self._mark_changed(plan.uid, self.unschedulable[plan.uid])
 
 
 async def run_scheduler(ctx: LeaderContext, term: int) -> None:

@@ -43,6 +43,15 @@ class ScriptedNode:
         else:
             threading.Thread(target=lambda: callback(None, outcome)).start()
 
+    def request_read_index(self, callback: Any) -> None:
+        """A read round takes the next outcome too: "apply" confirms it, None never answers."""
+        self.calls += 1
+        outcome = self.outcomes.pop(0) if self.outcomes else None
+        if outcome == "apply":
+            threading.Thread(target=lambda: callback(0, None)).start()
+        elif outcome is not None:
+            threading.Thread(target=lambda: callback(None, f"scripted failure {outcome}")).start()
+
     def wake(self) -> None:
         pass
 

@@ -256,3 +256,22 @@ def test_snapshot_confirm_keeps_the_assumed_accounting():
     assert snap.confirm(pod["metadata"]["uid"])
     assert not snap.is_assumed(pod) and snap.node_of(pod) == "a"
     assert snap.get("a").requested_milli_cpu == 1000
+
+
+async def test_a_failed_attempt_writes_its_status_and_its_event_in_one_raft_entry():
+    """The FailedScheduling event the pass queued rides in the pass's own batch: one proposal, not two."""
+    store = await leader_store()
+    await add(store, "nodes", node_obj("small", cpu="1"))
+    await add(store, "pods", pod_obj("big", cpu="4"))
+    sched = Scheduler(store, FAST)
+    sched.start(1)
+    before = len(store.proposals)
+    assert await sched.step()
+    await sched.drain()
+    batches = [c for c in store.proposals[before:] if isinstance(c, C.Batch)]
+    assert len(batches) == 1, store.proposals[before:]
+    kinds = [(type(x).__name__, x.resource, x.subresource if isinstance(x, C.Replace) else "")
+             for x in batches[0].commands]
+    assert kinds == [("Replace", "pods", "status"), ("Create", "events", "")]
+    assert [e["reason"] for e in events(store, "FailedScheduling")] == ["FailedScheduling"]
+    assert sched.recorder.queued == 0 and sched.recorder.written == 1
