@@ -84,8 +84,10 @@ def _confirm_at_once(self: ReadIndexMixin) -> None:
 async def test_a_cut_off_leader_that_believes_it_leads_serves_no_stale_read(
         probes: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # The old leader keeps believing it leads: no CheckQuorum step-down, no pysyncobj fallback, and its view
-    # keeps a quorum for 30 s of silence. So only the probe round stands between it and a stale read.
-    raft = fast_raft(password=PEER_SECRET, check_quorum=False, leader_fallback_ms=30_000, quorum_contact_ms=30_000)
+    # keeps a quorum for 30 s of silence (its blackholed links stay open as long). So only the probe round
+    # stands between it and a stale read.
+    raft = fast_raft(password=PEER_SECRET, check_quorum=False, leader_fallback_ms=30_000, quorum_contact_ms=30_000,
+                     connection_timeout_ms=30_000)
     if probes == "skipped":
         monkeypatch.setattr(ReadIndexMixin, "_confirm_rounds", _confirm_at_once)
     async with InProcessCluster(3, raft=raft, proposal_timeout_s=0.6, retry_s=0.0) as c:
