@@ -158,3 +158,25 @@ def test_a_late_answer_after_the_loop_closed_does_not_raise_into_pysyncobj() -> 
     asyncio.run(propose_unanswered())
     assert len(callbacks) == 1
     callbacks[0](None, FAIL_REASON.SUCCESS)  # the loop is closed now: must not raise
+
+
+async def test_a_read_index_request_that_fails_is_retried_until_one_is_confirmed() -> None:
+    """A failed round (a leader change, a lost answer) is asked again within the deadline."""
+    store, node = scripted_store(["NOT_LEADER", "apply"])
+    await asyncio.wait_for(store.linearizable_barrier(), 1.0)
+    assert node.calls == 2
+
+
+async def test_a_read_index_never_answered_ends_in_a_timeout_that_changed_nothing() -> None:
+    store, node = scripted_store([None])
+    with pytest.raises(Timeout) as exc:
+        await store.linearizable_barrier()
+    assert "the read did not complete" in exc.value.message and "nothing was changed" in exc.value.message
+
+
+async def test_a_read_on_a_master_without_quorum_is_refused_at_once() -> None:
+    store, node = scripted_store(["apply"])
+    store._view = RaftView("m1", "follower", 2, None, 0, 0, False)
+    with pytest.raises(Unavailable) as exc:
+        await store.linearizable_barrier()
+    assert node.calls == 0 and "the read was not served" in exc.value.message
