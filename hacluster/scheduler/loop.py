@@ -217,7 +217,9 @@ class Scheduler:
         if timeout_s <= 0 or self.follower.behind():
             return
         self._wake.clear()
-        await wait_event(self._wake, timeout_s)
+        if await wait_event(self._wake, timeout_s) and self.settings.batch_window_ms > 0:
+            # Woken from idle by a change: let the next few arrive too (see SchedulerConfig.batch_window_ms).
+            await asyncio.sleep(self.settings.batch_window_ms / 1000)
 
     async def _pump(self) -> None:
         """Turn store changes into wake-ups of the loop."""

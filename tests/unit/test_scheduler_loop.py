@@ -275,3 +275,23 @@ async def test_a_failed_attempt_writes_its_status_and_its_event_in_one_raft_entr
     assert kinds == [("Replace", "pods", "status"), ("Create", "events", "")]
     assert [e["reason"] for e in events(store, "FailedScheduling")] == ["FailedScheduling"]
     assert sched.recorder.queued == 0 and sched.recorder.written == 1
+
+
+async def test_pods_created_one_by_one_while_the_scheduler_is_idle_share_a_batch():
+    """batch_window_ms: woken from idle by the first pod, the scheduler waits for the next before placing."""
+    store = await leader_store()
+    await add(store, "nodes", node_obj("small", cpu="1"))
+    settings = SchedulerConfig(seed=7, backoff_initial_s=5, batch_window_ms=300)
+    sched, task = await run_scheduler(store, settings)
+    try:
+        await eventually(lambda: sched.follower.revision > 0, what="the scheduler listed the store")
+        before = len(store.proposals)
+        await add(store, "pods", pod_obj("first", cpu="4"))
+        await eventually(lambda: sched._wake.is_set(), what="the scheduler woke")
+        await add(store, "pods", pod_obj("second", cpu="4"))
+        await eventually(lambda: len(events(store, "FailedScheduling")) == 2, what="both pods tried")
+        batches = [c for c in store.proposals[before:] if isinstance(c, C.Batch)]
+        statuses = [[x.name for x in b.commands if isinstance(x, C.Replace) and x.resource == "pods"] for b in batches]
+        assert statuses == [["first", "second"]], statuses
+    finally:
+        await stop(task)
