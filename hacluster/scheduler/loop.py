@@ -216,8 +216,9 @@ class Scheduler:
     async def _wait(self, timeout_s: float) -> None:
         if timeout_s <= 0 or self.follower.behind():
             return
+        idle = not self.active  # nothing queued (not merely waiting for a batch in flight to be answered)
         self._wake.clear()
-        if await wait_event(self._wake, timeout_s) and self.settings.batch_window_ms > 0:
+        if await wait_event(self._wake, timeout_s) and idle and self.settings.batch_window_ms > 0:
             # Woken from idle by a change: let the next few arrive too (see SchedulerConfig.batch_window_ms).
             await asyncio.sleep(self.settings.batch_window_ms / 1000)
 
