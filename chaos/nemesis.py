@@ -50,7 +50,7 @@ from chaos.network import ChaosNetwork, Undo
 from chaos.scenario import POWER_KINDS, FaultSpec
 from hacluster.asyncwait import wait_event
 from hacluster.cluster import etcd_members, launcher
-from hacluster.cluster.processes import ClusterHandle
+from hacluster.cluster.processes import ClusterHandle, exits_within
 
 
 # ------------------------------------------------------------------------- partition shapes (pure)
@@ -244,7 +244,7 @@ class Nemesis:
             # The fault may bite before its answer is written: the master's next journal write (a leader
             # loop's proposal, pysyncobj's metadata) fails and the master fail-stops mid-request. That is the
             # fault taking effect; a master that is still running did not answer, which is an error.
-            if body.get("clear") or pid is None or not _exits_within(pid, 5.0):
+            if body.get("clear") or pid is None or not exits_within(pid, 5.0):
                 raise
 
     def _end_disk_fault(self, mid: str) -> bool:
@@ -455,16 +455,6 @@ class Nemesis:
                     except ProcessLookupError:
                         pass
             self._restart(mid)  # whichever of its processes is not running
-
-
-def _exits_within(pid: int, timeout_s: float) -> bool:
-    """Whether process `pid` is gone, or goes within `timeout_s` (polled: a bounded wait on its state)."""
-    deadline = time.monotonic() + timeout_s
-    while launcher.pid_alive(pid):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 async def run_schedule(nemesis: Nemesis, faults: tuple[FaultSpec, ...], t0: float,

@@ -181,17 +181,24 @@ def stop_pid(pid: int, timeout_s: float = STOP_TIMEOUT_S) -> None:
             os.kill(pid, sig)
         except ProcessLookupError:
             return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            _reap(pid)
-            return
-        time.sleep(0.05)
+    if exits_within(pid, timeout_s):
+        _reap(pid)
+        return
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         return
     _reap(pid)
+
+
+def exits_within(pid: int, timeout_s: float) -> bool:
+    """Whether process `pid` is gone, or goes within `timeout_s` (polled: a bounded wait on its state)."""
+    deadline = time.monotonic() + timeout_s
+    while pid_alive(pid):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _reap(pid: int) -> None:

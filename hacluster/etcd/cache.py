@@ -13,10 +13,11 @@ revisions up rather than counting them.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from hacluster.store.frozen import freeze
-from hacluster.store.state import ADDED, DELETED, MODIFIED, Obj, StoreLimits, StoreState, WatchEvent, newest
+from hacluster.store.state import ADDED, DELETED, MODIFIED, Obj, StoreLimits, StoreState, WatchEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +98,6 @@ class WatchCache(StoreState):
         if revision >= self.revision:
             return []
         # Revisions are neither dense nor one per event: walk back from the newest (watchers resume near it).
-        n = 0
-        for ev in reversed(self.history):
-            if ev.revision <= revision:
-                break
-            n += 1
-        return newest(self.history, n)
+        tail = list(itertools.takewhile(lambda ev: ev.revision > revision, reversed(self.history)))
+        tail.reverse()
+        return tail

@@ -114,6 +114,9 @@ class EventRecorder:
         `settle`."""
         taken = TakenEvents()
         size = 0
+        # With a whole entry to fill, the first event is taken whatever its size (the queue never sticks on
+        # it); a loop's batch with less room leaves what does not fit for the next proposal.
+        whole_entry = room_bytes >= MAX_ENTRY_BYTES - BATCH_OVERHEAD_BYTES
         while self._pending and len(taken.keys) < self.batch_max:
             key, p = next(iter(self._pending.items()))
             meta = p.obj["metadata"]
@@ -123,7 +126,7 @@ class EventRecorder:
             else:
                 command = Create(resource="events", namespace=meta["namespace"], obj=p.obj)
             n = encoded_size(command)
-            if size + n > room_bytes and (taken.keys or room_bytes < MAX_ENTRY_BYTES - BATCH_OVERHEAD_BYTES):
+            if size + n > room_bytes and (taken.keys or not whole_entry):
                 break
             del self._pending[key]
             taken.keys.append((key, p))
